@@ -1,0 +1,74 @@
+"""OpenLedger core: signed, content-addressed, append-only records of who contributed what to ML work.
+
+This package imports neither mlflow, nor dvc, nor click; the adapters (``mlflow_plugin``, ``dvc_hooks``)
+and the CLI (``openledger_cli``) build on it.
+
+>>> import tempfile
+>>> from pathlib import Path
+>>> from openledger import Ledger, generate_signer, verify_ledger
+>>> ledger = Ledger.init(Path(tempfile.mkdtemp()))
+>>> signer = generate_signer(feed="example")
+>>> record = ledger.append(signer, "feedback", {"target": "model:iris@1", "label": "looks right"})
+>>> verify_ledger(ledger, workers=1).errors
+[]
+"""
+
+from openledger.checkpoint import append_checkpoint, check_proof, prove_inclusion
+from openledger.config import LedgerConfig
+from openledger.errors import (
+    BadInputError,
+    ConfigError,
+    IntegrityError,
+    KeyMaterialError,
+    LedgerNotFoundError,
+    NotFoundError,
+    OpenLedgerError,
+    PolicyError,
+    SignatureError,
+    UnsupportedVersionError,
+)
+from openledger.keys import KeyInfo, KeyStore, Signer, generate_signer, signer_from_seed
+from openledger.ledger import LEDGER_DIR, Draft, FsckReport, Ledger
+from openledger.records import KINDS, SCHEMA_VERSION, Payload, Record, open_record, sign_record
+from openledger.trust import Identity, TrustState
+from openledger.verify import Problem, VerificationReport, verify_ledger
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "KINDS",
+    "LEDGER_DIR",
+    "SCHEMA_VERSION",
+    "BadInputError",
+    "ConfigError",
+    "Draft",
+    "FsckReport",
+    "Identity",
+    "IntegrityError",
+    "KeyInfo",
+    "KeyMaterialError",
+    "KeyStore",
+    "Ledger",
+    "LedgerConfig",
+    "LedgerNotFoundError",
+    "NotFoundError",
+    "OpenLedgerError",
+    "Payload",
+    "PolicyError",
+    "Problem",
+    "Record",
+    "SignatureError",
+    "Signer",
+    "TrustState",
+    "UnsupportedVersionError",
+    "VerificationReport",
+    "__version__",
+    "append_checkpoint",
+    "check_proof",
+    "generate_signer",
+    "open_record",
+    "prove_inclusion",
+    "sign_record",
+    "signer_from_seed",
+    "verify_ledger",
+]

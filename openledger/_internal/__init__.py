@@ -1,0 +1,1 @@
+"""Implementation details of OpenLedger; nothing here is a stable API."""

@@ -1,0 +1,336 @@
+"""The SQLite index under ``.openledger/local/``: a rebuildable cache of what queries need.
+
+It maps record ids to where their bytes are (a loose object or a pack and offset), keeps each feed's tips
+for appends, and the kind / actor / link columns reports query. It is never trusted for verification.
+
+It stays current cheaply: it remembers each object fan-out directory's mtime and the packs it has read, so
+a sync costs one ``stat`` per fan-out directory and rescans only what git (or anything else) changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from openledger.canonical import parse_canonical
+from openledger.dsse import parse_envelope
+from openledger.errors import IntegrityError
+from openledger.records import Record, record_id_of
+
+# No secondary indexes on records: they cost more per append than signing does, and a report's full
+# scan of 100k rows takes milliseconds.
+INDEX_VERSION = "3"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    id TEXT PRIMARY KEY, kind TEXT, actor TEXT, feed TEXT, seq INTEGER, time TEXT, prev TEXT,
+    location TEXT NOT NULL, offset INTEGER, length INTEGER
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS links (id TEXT NOT NULL, target TEXT NOT NULL, PRIMARY KEY (target, id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tips (feed TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER, PRIMARY KEY (feed, id))
+    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dirs (name TEXT PRIMARY KEY, mtime_ns INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS packs (name TEXT PRIMARY KEY) WITHOUT ROWID;
+"""
+
+LOOSE = "loose"
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where a record's envelope is: a loose object, or ``length`` bytes at ``offset`` in a pack."""
+
+    location: str
+    offset: int = 0
+    length: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedRecord:
+    """The fields of a record the index keeps (unverified: read from disk without a signature check)."""
+
+    id: str
+    kind: str
+    actor: str
+    feed: str
+    seq: int
+    time: str
+    prev: tuple[str, ...]
+    links: tuple[str, ...]
+
+
+def summarize(data: bytes) -> IndexedRecord:
+    """Read the index fields out of envelope bytes (no signature check: the index is only a cache)."""
+    envelope = parse_envelope(data)
+    try:
+        payload = parse_canonical(envelope.payload)
+        return IndexedRecord(
+            id=record_id_of(envelope.payload),
+            kind=payload["kind"],
+            actor=payload["actor"],
+            feed=payload["feed"],
+            seq=int(payload["seq"]),
+            time=payload["time"],
+            prev=tuple(payload["prev"]),
+            links=tuple(payload["links"]),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise IntegrityError(f"payload is not a record: {exc}") from None
+
+
+def iter_pack(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """``(offset, envelope bytes)`` for each line of a pack."""
+    offset = 0
+    size = len(data)
+    while offset < size:
+        end = data.find(b"\n", offset)
+        if end < 0:
+            end = size
+        if end > offset:
+            yield offset, data[offset:end]
+        offset = end + 1
+
+
+class LedgerIndex:
+    """The query cache of one ledger directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.objects = root / "objects"
+        self.packs = root / "packs"
+        self.path = root / "local" / "index.sqlite"
+        self._db: sqlite3.Connection | None = None
+
+    # -- connection ------------------------------------------------------------------------------------
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._db = self._connect()
+        return self._db
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for attempt in range(2):
+            db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.executescript(_SCHEMA)
+                row = db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
+                if row is None:
+                    db.execute("INSERT OR IGNORE INTO meta VALUES ('version', ?)", (INDEX_VERSION,))
+                elif row[0] != INDEX_VERSION:
+                    raise sqlite3.DatabaseError("index from another OpenLedger version")
+                return db
+            except sqlite3.DatabaseError:
+                db.close()
+                if attempt:
+                    raise
+                # A cache: a damaged or foreign index is thrown away and rebuilt, losing nothing.
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    # -- updates ---------------------------------------------------------------------------------------
+    @staticmethod
+    def _insert(db: sqlite3.Connection, summaries: Sequence[IndexedRecord | Record],
+                where: Sequence[Location], *, fresh: bool = False) -> set[str]:
+        """Add records in bulk; returns the feeds whose tips must be recomputed.
+
+        ``fresh`` records were just signed by this process as one chain from the feed's current tips, so
+        the tips move from their prev to the last of them; anything else (records found on disk after a
+        git merge, in any order) marks its feed for a recount.
+        """
+        if not summaries:
+            return set()
+        if not fresh:
+            known: set[str] = set()
+            for start in range(0, len(summaries), 500):
+                chunk = [s.id for s in summaries[start:start + 500]]
+                marks = ",".join("?" * len(chunk))
+                query = f"SELECT id FROM records WHERE id IN ({marks})"  # noqa: S608 - placeholders only
+                known.update(row[0] for row in db.execute(query, chunk))
+            pairs = [(s, w) for s, w in zip(summaries, where, strict=True) if s.id not in known]
+        else:
+            pairs = list(zip(summaries, where, strict=True))
+        db.executemany(
+            "INSERT OR IGNORE INTO records VALUES (?,?,?,?,?,?,?,?,?,?)",
+            [
+                (s.id, s.kind, s.actor, s.feed, s.seq, s.time, " ".join(s.prev), w.location, w.offset, w.length)
+                for s, w in pairs
+            ],
+        )
+        db.executemany("INSERT OR IGNORE INTO links VALUES (?,?)", [(s.id, t) for s, _ in pairs for t in s.links])
+        if not fresh:
+            return {s.feed for s, _ in pairs}
+        first, last = summaries[0], summaries[-1]
+        db.executemany("DELETE FROM tips WHERE feed=? AND id=?", [(first.feed, p) for p in first.prev])
+        db.execute("INSERT OR IGNORE INTO tips VALUES (?,?,?)", (last.feed, last.id, last.seq))
+        return set()
+
+    @staticmethod
+    def _recount_tips(db: sqlite3.Connection, feeds: Iterable[str]) -> None:
+        for feed in feeds:
+            rows = db.execute("SELECT id, seq, prev FROM records WHERE feed=?", (feed,)).fetchall()
+            followed = {p for _, _, prev in rows for p in prev.split()}
+            db.execute("DELETE FROM tips WHERE feed=?", (feed,))
+            db.executemany(
+                "INSERT INTO tips VALUES (?,?,?)",
+                [(feed, record_id, seq) for record_id, seq, _ in rows if record_id not in followed],
+            )
+
+    def add(self, records: Sequence[IndexedRecord | Record], where: Sequence[Location], *,
+            touched_dirs: Iterable[str] = (), pack: str | None = None) -> None:
+        """Index records this process just wrote, and note the directories it changed as seen."""
+        with self._write() as db:
+            self._insert(db, records, where, fresh=True)
+            self._note_written(db, touched_dirs, pack)
+
+    def _note_written(self, db: sqlite3.Connection, touched_dirs: Iterable[str], pack: str | None) -> None:
+        for name in touched_dirs:
+            with contextlib.suppress(FileNotFoundError):
+                db.execute(
+                    "INSERT OR REPLACE INTO dirs VALUES (?,?)", (name, os.stat(self.objects / name).st_mtime_ns)
+                )
+        if pack is not None:
+            db.execute("INSERT OR IGNORE INTO packs VALUES (?)", (pack,))
+
+    def sync(self) -> None:
+        """Bring the index up to date with the files on disk."""
+        with self._write() as db:
+            if not self._sync(db):
+                self._clear(db)
+                self._sync(db)
+
+    def rebuild(self) -> None:
+        with self._write() as db:
+            self._clear(db)
+            self._sync(db)
+
+    @staticmethod
+    def _clear(db: sqlite3.Connection) -> None:
+        for table in ("records", "links", "tips", "dirs", "packs"):
+            db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+
+    def _sync(self, db: sqlite3.Connection) -> bool:
+        """Index what is new; False when something indexed has disappeared (then the caller rebuilds)."""
+        changed: set[str] = set()
+        complete = self._sync_files(db, changed)
+        if complete:
+            self._recount_tips(db, changed)
+        return complete
+
+    def _sync_files(self, db: sqlite3.Connection, changed: set[str]) -> bool:
+        seen_dirs = dict(db.execute("SELECT name, mtime_ns FROM dirs").fetchall())
+        seen_packs = {row[0] for row in db.execute("SELECT name FROM packs")}
+        current_packs = set()
+        if self.packs.is_dir():
+            current_packs = {p for p in os.listdir(self.packs) if p.startswith("pack-") and p.endswith(".jsonl")}
+        if seen_packs - current_packs:
+            return False
+        for name in sorted(current_packs - seen_packs):
+            data = (self.packs / name).read_bytes()
+            found, places = [], []
+            for offset, line in iter_pack(data):
+                with contextlib.suppress(IntegrityError):
+                    found.append(summarize(line))
+                    places.append(Location(name, offset, len(line)))
+            changed |= self._insert(db, found, places)
+            db.execute("INSERT INTO packs VALUES (?)", (name,))
+        if not self.objects.is_dir():
+            return True
+        for entry in os.scandir(self.objects):
+            if len(entry.name) != 2 or not entry.is_dir():
+                continue
+            mtime = entry.stat().st_mtime_ns
+            if seen_dirs.get(entry.name) == mtime:
+                continue
+            if not self._rescan(db, entry.name, changed):
+                return False
+            db.execute("INSERT OR REPLACE INTO dirs VALUES (?,?)", (entry.name, mtime))
+        return True
+
+    def _rescan(self, db: sqlite3.Connection, fanout: str, changed: set[str]) -> bool:
+        directory = self.objects / fanout
+        on_disk = {
+            f"sha256:{fanout}{name}" for name in os.listdir(directory) if len(name) == 62 and "." not in name
+        }
+        low, high = f"sha256:{fanout}", f"sha256:{fanout}g"
+        indexed = dict(
+            db.execute("SELECT id, location FROM records WHERE id >= ? AND id < ?", (low, high)).fetchall()
+        )
+        for record_id, location in indexed.items():
+            if location == LOOSE and record_id not in on_disk:
+                return False
+        found = []
+        for record_id in sorted(on_disk - indexed.keys()):
+            path = directory / record_id[len(low):]
+            try:
+                summary = summarize(path.read_bytes())
+            except (IntegrityError, OSError):
+                continue  # `verify` and `fsck` report it; the index only skips it
+            if summary.id == record_id:
+                found.append(summary)
+        changed |= self._insert(db, found, [Location(LOOSE)] * len(found))
+        return True
+
+    # -- queries ---------------------------------------------------------------------------------------
+    def feed_tips(self, feed: str) -> list[tuple[str, int]]:
+        return [(row[0], row[1]) for row in self.db.execute("SELECT id, seq FROM tips WHERE feed=?", (feed,))]
+
+    def locate(self, record_id: str) -> Location | None:
+        row = self.db.execute(
+            "SELECT location, offset, length FROM records WHERE id=?", (record_id,)
+        ).fetchone()
+        return None if row is None else Location(row[0], row[1], row[2])
+
+    def ids_with_prefix(self, prefix: str, limit: int = 2) -> list[str]:
+        rows = self.db.execute(
+            "SELECT id FROM records WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
+            (prefix, prefix + "\uffff", limit),
+        )
+        return [row[0] for row in rows]
+
+    def query(self, *, kind: str | None = None, actor: str | None = None,
+              links_to: str | None = None) -> list[str]:
+        """Record ids matching all given filters, oldest first (by claimed time, then feed order)."""
+        sql = "SELECT r.id FROM records r"
+        where, args = [], []
+        if links_to is not None:
+            sql += " JOIN links l ON l.id = r.id"
+            where.append("l.target = ?")
+            args.append(links_to)
+        if kind is not None:
+            where.append("r.kind = ?")
+            args.append(kind)
+        if actor is not None:
+            where.append("r.actor = ?")
+            args.append(actor)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY r.time, r.feed, r.seq, r.id"
+        return [row[0] for row in self.db.execute(sql, args)]
+
+    def count(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM records").fetchone()[0])

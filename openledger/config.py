@@ -1,0 +1,132 @@
+"""``.openledger/config.yaml``: trust roots, trust mode, durability, and room for policies and scoring.
+
+The file is committed with the ledger, so everyone who clones the repository verifies with the same rules.
+
+>>> config = LedgerConfig.from_yaml("version: 1\\ntrust: {mode: tofu}\\n")
+>>> config.trust_mode
+'tofu'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import fastjsonschema
+import yaml
+
+from openledger.errors import ConfigError, UnsupportedVersionError
+
+__all__ = ["CONFIG_VERSION", "TRUST_MODES", "LedgerConfig"]
+
+CONFIG_VERSION = 1
+TRUST_MODES = ("tofu", "endorsed")
+
+_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "version": {"type": "integer", "minimum": 1},
+        "trust": {
+            "type": "object",
+            "properties": {
+                "mode": {"enum": list(TRUST_MODES)},
+                "roots": {"type": "array", "items": {"type": "string", "pattern": "^ed25519:[0-9a-f]{64}$"}},
+            },
+            "additionalProperties": False,
+        },
+        "durability": {"enum": ["process", "fsync"]},
+        "policies": {"type": "object"},
+        "scoring": {"type": "object"},
+        "ci": {"type": "object"},
+    },
+    "required": ["version"],
+    "additionalProperties": False,
+}
+_validate = fastjsonschema.compile(_SCHEMA)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerConfig:
+    """The validated contents of ``config.yaml``.
+
+    ``trust_mode`` is ``tofu`` (any key with a self-signed identity is trusted; the first key to claim an
+    email keeps it) or ``endorsed`` (only trust roots and keys a trust root endorsed). ``durability``
+    ``process`` survives a killed process; ``fsync`` also survives power loss, at a large cost per append.
+    """
+
+    version: int = CONFIG_VERSION
+    trust_mode: str = "tofu"
+    trust_roots: tuple[str, ...] = ()
+    durability: str = "process"
+    policies: dict[str, Any] = field(default_factory=dict)
+    scoring: dict[str, Any] = field(default_factory=dict)
+    ci: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_yaml(cls, text: str, *, source: str = "config.yaml") -> LedgerConfig:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or "not valid YAML"
+            raise ConfigError(f"{source}:{where}: {problem}", hint="fix the YAML syntax") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a mapping with at least `version: 1`")
+        version = data.get("version")
+        if isinstance(version, int) and version > CONFIG_VERSION:
+            raise UnsupportedVersionError(
+                f"{source} is version {version}; this OpenLedger reads version {CONFIG_VERSION}",
+                hint="upgrade openledger-mlops",
+            )
+        try:
+            _validate(data)
+        except fastjsonschema.JsonSchemaException as exc:
+            raise ConfigError(f"{source}: {exc.message.replace('data', 'config', 1)}") from None
+        trust = data.get("trust") or {}
+        return cls(
+            version=data["version"],
+            trust_mode=trust.get("mode", "tofu"),
+            trust_roots=tuple(trust.get("roots", ())),
+            durability=data.get("durability", "process"),
+            policies=data.get("policies") or {},
+            scoring=data.get("scoring") or {},
+            ci=data.get("ci") or {},
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> LedgerConfig:
+        try:
+            text = path.read_text("utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"{path} is missing", hint="run `openledger init`") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from None
+        return cls.from_yaml(text, source=str(path))
+
+    def to_yaml(self) -> str:
+        lines = [
+            "# OpenLedger configuration: committed with the ledger, read by every `openledger verify`.",
+            f"version: {self.version}",
+            "trust:",
+            "  # tofu: any key with a self-signed identity is trusted (first key to claim an email keeps it).",
+            "  # endorsed: only the roots below and keys they endorsed (`openledger keys endorse KEYID`).",
+            f"  mode: {self.trust_mode}",
+        ]
+        if self.trust_roots:
+            lines.append("  roots:")
+            lines.extend(f"    - {root}" for root in self.trust_roots)
+        else:
+            lines.append("  roots: []")
+        lines += [
+            "# process: an append survives a killed process; fsync: it also survives power loss (much slower).",
+            f"durability: {self.durability}",
+        ]
+        if self.policies:
+            lines.append(yaml.safe_dump({"policies": self.policies}, sort_keys=True).rstrip())
+        if self.scoring:
+            lines.append(yaml.safe_dump({"scoring": self.scoring}, sort_keys=True).rstrip())
+        if self.ci:
+            lines.append(yaml.safe_dump({"ci": self.ci}, sort_keys=True).rstrip())
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,89 @@
+"""The exception hierarchy of OpenLedger.
+
+Every error the library raises on purpose derives from :class:`OpenLedgerError` and carries a
+``diagnostics()`` hint telling the user how to fix the problem. Front ends (the CLI, the MLflow plugin,
+the DVC hooks) catch only this root; anything else is a bug and keeps its traceback.
+
+The subclasses map onto the CLI's exit codes::
+
+    IntegrityError, SignatureError, PolicyError   -> 1  (verification or policy failure)
+    BadInputError, ConfigError, KeyMaterialError,
+    UnsupportedVersionError, NotFoundError        -> 2  (usage or bad input)
+
+Tampering must never look like bad input: a corrupt object is an ``IntegrityError``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadInputError",
+    "ConfigError",
+    "IntegrityError",
+    "KeyMaterialError",
+    "LedgerNotFoundError",
+    "NotFoundError",
+    "OpenLedgerError",
+    "PolicyError",
+    "SignatureError",
+    "UnsupportedVersionError",
+]
+
+
+class OpenLedgerError(Exception):
+    """Root of every error OpenLedger raises on purpose.
+
+    ``exit_code`` is the CLI contract: 1 for verification or policy failures, 2 for bad input.
+    """
+
+    exit_code: int = 2
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def diagnostics(self) -> str:
+        """A one-line message for the user, with what to do about it when we know."""
+        if self.hint:
+            return f"{self.message} ({self.hint})"
+        return self.message
+
+
+class IntegrityError(OpenLedgerError):
+    """Stored data does not match what was signed: a corrupt or altered object, a broken feed."""
+
+    exit_code = 1
+
+
+class SignatureError(IntegrityError):
+    """A signature does not verify against the key that claims it."""
+
+
+class PolicyError(OpenLedgerError):
+    """The ledger is intact but a policy does not hold (untrusted signer under --strict, missing review)."""
+
+    exit_code = 1
+
+
+class BadInputError(OpenLedgerError):
+    """The user's input is malformed: a body that fails its schema, an unknown kind, a bad record id."""
+
+
+class NotFoundError(BadInputError):
+    """Something the user named does not exist (a record id, a key id)."""
+
+
+class LedgerNotFoundError(NotFoundError):
+    """No ``.openledger/`` directory was found."""
+
+
+class ConfigError(BadInputError):
+    """``config.yaml`` (or another configuration source) is missing or malformed."""
+
+
+class KeyMaterialError(BadInputError):
+    """A signing key is missing, unreadable, or its passphrase is wrong."""
+
+
+class UnsupportedVersionError(BadInputError):
+    """Data written by a newer version of OpenLedger (a record schema, a config version)."""

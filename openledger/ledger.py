@@ -1,0 +1,476 @@
+"""The ledger store: a content-addressed, append-only directory committed with the git repository.
+
+::
+
+    .openledger/
+      config.yaml        trust roots, policies (committed)
+      objects/ab/cd...   loose envelopes named by record id (committed, never modified)
+      packs/             immutable pack files, one envelope per line (committed)
+      .gitignore         keeps local/ out of git
+      local/             index cache, locks (rebuildable, never committed)
+
+Every write adds a new file: two branches that both appended merge with no conflict, and the union of
+their objects is again a valid ledger.
+
+>>> import tempfile; from openledger.keys import generate_signer
+>>> ledger = Ledger.init(Path(tempfile.mkdtemp()))
+>>> record = ledger.append(generate_signer(feed="doc"), "feedback", {"target": "x", "label": "ok"})
+>>> ledger.get(record.id) == record
+True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import hashlib
+import os
+import time as _time
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from openledger._internal.files import TMP_PREFIX, fsync_dir, write_atomic
+from openledger._internal.index import LOOSE, LedgerIndex, Location, iter_pack
+from openledger.config import LedgerConfig
+from openledger.errors import (
+    BadInputError,
+    IntegrityError,
+    LedgerNotFoundError,
+    NotFoundError,
+    OpenLedgerError,
+)
+from openledger.dsse import PAYLOAD_TYPE, pae
+from openledger.trust import TrustFact, TrustState
+from openledger.records import (
+    Payload,
+    Record,
+    RecordSigner,
+    assemble_record,
+    format_time,
+    open_record,
+    record_id_of,
+    sorted_unique,
+)
+
+__all__ = ["LEDGER_DIR", "Draft", "FsckReport", "Ledger", "StoredObject"]
+
+LEDGER_DIR = ".openledger"
+ENV_LEDGER_DIR = "OPENLEDGER_DIR"
+PACK_THRESHOLD = 128  # batches at least this large go straight into one pack file
+_GITIGNORE = "# Rebuildable cache and locks: never commit.\nlocal/\n"
+
+Clock = Callable[[], datetime]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A record to append: the signer, feed, sequence number and time are filled in by the ledger."""
+
+    kind: str
+    body: Mapping[str, Any]
+    links: Sequence[str] = ()
+    time: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """Raw stored bytes and where they came from (for verification, which trusts nothing else)."""
+
+    expected_id: str | None
+    location: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FsckReport:
+    removed: tuple[str, ...] = ()
+    corrupt: tuple[tuple[str, str], ...] = ()
+    unexpected: tuple[str, ...] = ()
+    objects: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "objects": self.objects,
+            "removed": list(self.removed),
+            "corrupt": [{"path": path, "problem": problem} for path, problem in self.corrupt],
+            "unexpected": list(self.unexpected),
+        }
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def find_ledger_dir(start: Path | None = None) -> Path:
+    """The ``.openledger`` directory: ``OPENLEDGER_DIR``, else the nearest one at or above ``start``."""
+    env = os.environ.get(ENV_LEDGER_DIR)
+    if env:
+        path = Path(env).expanduser().absolute()
+        return path if path.name == LEDGER_DIR or (path / "config.yaml").exists() else path / LEDGER_DIR
+    here = (start or Path.cwd()).absolute()
+    for parent in [here, *here.parents]:
+        if (parent / LEDGER_DIR).is_dir():
+            return parent / LEDGER_DIR
+    raise LedgerNotFoundError(
+        f"no {LEDGER_DIR}/ in {here} or any parent directory",
+        hint=f"run `openledger init` in your repository, or set {ENV_LEDGER_DIR}",
+    )
+
+
+@dataclass
+class Ledger:
+    """One ``.openledger/`` directory."""
+
+    root: Path
+    config: LedgerConfig
+    clock: Clock = field(default=_utc_now, repr=False)
+    index: LedgerIndex = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.objects = self.root / "objects"
+        self.packs = self.root / "packs"
+        self.local = self.root / "local"
+        self.index = LedgerIndex(self.root)
+
+    # -- opening ---------------------------------------------------------------------------------------
+    @classmethod
+    def init(cls, directory: Path, config: LedgerConfig | None = None) -> Ledger:
+        """Create ``directory/.openledger`` (or return the existing one unchanged)."""
+        root = directory / LEDGER_DIR if directory.name != LEDGER_DIR else directory
+        if (root / "config.yaml").exists():
+            return cls.open(root)
+        for sub in ("objects", "packs", "local"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        write_atomic(root / ".gitignore", _GITIGNORE.encode())
+        # git does not keep empty directories; these markers keep the layout in a fresh clone.
+        for sub in ("objects", "packs"):
+            (root / sub / ".gitkeep").touch()
+        write_atomic(root / "config.yaml", (config or LedgerConfig()).to_yaml().encode())
+        return cls.open(root)
+
+    @classmethod
+    def open(cls, path: Path | None = None, *, clock: Clock | None = None) -> Ledger:
+        root = find_ledger_dir() if path is None else path
+        if root.name != LEDGER_DIR and (root / LEDGER_DIR).is_dir():
+            root = root / LEDGER_DIR
+        if not root.is_dir():
+            raise LedgerNotFoundError(f"{root} is not an OpenLedger directory", hint="run `openledger init`")
+        config = LedgerConfig.load(root / "config.yaml")
+        ledger = cls(root=root, config=config, clock=clock or _utc_now)
+        ledger.local.mkdir(exist_ok=True)
+        return ledger
+
+    def close(self) -> None:
+        self.index.close()
+
+    # -- writing ---------------------------------------------------------------------------------------
+    def _object_path(self, record_id: str) -> Path:
+        hexdigest = record_id.partition(":")[2]
+        return self.objects / hexdigest[:2] / hexdigest[2:]
+
+    @contextlib.contextmanager
+    def _feed_lock(self, feed: str) -> Iterator[None]:
+        locks = self.local / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(locks / f"{feed}.lock"), timeout=120)
+        try:
+            with lock:
+                yield
+        except Timeout:
+            raise OpenLedgerError(
+                f"timed out waiting for the lock of feed {feed}",
+                hint=f"another openledger process holds {locks / (feed + '.lock')}",
+            ) from None
+
+    def _write_loose(self, record: Record) -> str:
+        path = self._object_path(record.id)
+        try:
+            path.parent.mkdir(exist_ok=True)
+        except FileNotFoundError:
+            raise LedgerNotFoundError(f"{self.objects} is missing", hint="run `openledger init`") from None
+        durable = self.config.durability == "fsync"
+        tmp = path.parent / f"{TMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        try:
+            try:
+                os.write(fd, record.envelope)
+                if durable:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        if durable:
+            fsync_dir(path.parent)
+        return path.parent.name
+
+    def _write_pack(self, records: Sequence[Record], *, fsync: bool, sort: bool = True
+                    ) -> tuple[str, list[Location]]:
+        # `pack` sorts by id so that two people packing the same objects write the same file; an appended
+        # batch keeps feed order.
+        ordered = sorted(records, key=lambda r: r.id) if sort else records
+        data = b"".join(record.envelope + b"\n" for record in ordered)
+        name = f"pack-{hashlib.sha256(data).hexdigest()}.jsonl"
+        self.packs.mkdir(exist_ok=True)
+        write_atomic(self.packs / name, data, mode=0o444, fsync=fsync)
+        offsets, offset = {}, 0
+        for record in ordered:
+            offsets[record.id] = offset
+            offset += len(record.envelope) + 1
+        return name, [Location(name, offsets[record.id], len(record.envelope)) for record in records]
+
+    def _store_pack(self, signer: RecordSigner, chained: Sequence[tuple[Payload, bytes, str]]) -> list[Record]:
+        """Sign a chain and store it as one pack file.
+
+        Two threads sign: libsodium releases the GIL while it works, so they overlap on two cores. (Work
+        that holds the GIL, such as building payloads or SQLite binding, does not overlap well with them,
+        which is why payloads are all built first and the index is written after.)
+        """
+        messages = [pae(PAYLOAD_TYPE, payload_bytes) for _, payload_bytes, _ in chained]
+        half = len(messages) // 2
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            second_half = pool.submit(lambda: [signer.sign(m) for m in messages[half:]])
+            signatures = [signer.sign(m) for m in messages[:half]]
+            signatures += second_half.result()
+        records = [
+            assemble_record(payload, payload_bytes, record_id, signature)
+            for (payload, payload_bytes, record_id), signature in zip(chained, signatures, strict=True)
+        ]
+        name, locations = self._write_pack(records, fsync=self.config.durability == "fsync", sort=False)
+        self.index.add(records, locations, pack=name)
+        return records
+
+    def append(
+        self,
+        signer: RecordSigner,
+        kind: str,
+        body: Mapping[str, Any],
+        links: Sequence[str] = (),
+        *,
+        time: datetime | None = None,
+    ) -> Record:
+        """Sign one record into the signer's feed and store it; returns once it is on disk."""
+        return self.append_many(signer, [Draft(kind, body, links, time)])[0]
+
+    def append_many(self, signer: RecordSigner, drafts: Iterable[Draft]) -> list[Record]:
+        """Sign a batch into the signer's feed, chained in order, under one lock.
+
+        Large batches are written as a single pack file. Bad input (a body failing its schema) is raised
+        before anything is written.
+        """
+        drafts = list(drafts)
+        if not drafts:
+            return []
+        with self._feed_lock(signer.feed):
+            self.index.sync()
+            tips = self.index.feed_tips(signer.feed)
+            prev = sorted_unique([tip for tip, _ in tips])
+            seq = max((s for _, s in tips), default=-1) + 1
+            batch_time = format_time(self.clock())
+            chained: list[tuple[Payload, bytes, str]] = []
+            # Bulk work allocates many small objects that all stay alive: collecting garbage midway is pure
+            # cost (about a fifth of a large batch), so the collector waits until the batch is stored.
+            collecting = gc.isenabled()
+            gc.disable()
+            try:
+                for draft in drafts:
+                    payload = Payload(
+                        kind=draft.kind,
+                        actor=signer.keyid,
+                        feed=signer.feed,
+                        seq=seq,
+                        prev=prev,
+                        time=format_time(draft.time) if draft.time else batch_time,
+                        links=sorted_unique(list(draft.links)),
+                        body=draft.body,
+                    )
+                    payload_bytes = payload.encode()
+                    record_id = record_id_of(payload_bytes)
+                    chained.append((payload, payload_bytes, record_id))
+                    # The next record's prev is this one's id, a hash of the payload alone: signing can wait.
+                    prev, seq = (record_id,), seq + 1
+                if len(chained) >= PACK_THRESHOLD:
+                    records = self._store_pack(signer, chained)
+                else:
+                    records = [
+                        assemble_record(payload, payload_bytes, record_id, signer.sign(pae(PAYLOAD_TYPE, payload_bytes)))
+                        for payload, payload_bytes, record_id in chained
+                    ]
+                    touched = {self._write_loose(record) for record in records}
+                    self.index.add(records, [Location(LOOSE)] * len(records), touched_dirs=touched)
+            finally:
+                if collecting:
+                    gc.enable()
+        return records
+
+    # -- reading ---------------------------------------------------------------------------------------
+    def _read_at(self, record_id: str, where: Location) -> bytes:
+        if where.location == LOOSE:
+            return self._object_path(record_id).read_bytes()
+        with (self.packs / where.location).open("rb") as handle:
+            handle.seek(where.offset)
+            return handle.read(where.length)
+
+    def get(self, record_id: str) -> Record:
+        """The checked record (hash, canonical form, signature); raises IntegrityError if it is damaged."""
+        where = self.index.locate(record_id)
+        if where is None:
+            self.index.sync()
+            where = self.index.locate(record_id)
+        if where is None:
+            raise NotFoundError(f"no record {record_id}")
+        try:
+            data = self._read_at(record_id, where)
+        except FileNotFoundError:
+            self.index.rebuild()
+            return self.get(record_id) if self.index.locate(record_id) else self._missing(record_id)
+        try:
+            return open_record(data, expected_id=record_id)
+        except IntegrityError as exc:
+            raise type(exc)(f"record {record_id}: {exc.message}", hint="run `openledger verify`") from None
+
+    def _missing(self, record_id: str) -> Record:
+        raise NotFoundError(f"no record {record_id}")
+
+    def resolve(self, text: str) -> str:
+        """Expand a unique record id prefix (``sha256:ab12``, or just ``ab12``)."""
+        prefix = text if text.startswith("sha256:") else "sha256:" + text
+        if len(prefix) < len("sha256:") + 4:
+            raise BadInputError(f"record id prefix {text!r} is too short (give at least 4 hex digits)")
+        self.index.sync()
+        matches = self.index.ids_with_prefix(prefix)
+        if not matches:
+            raise NotFoundError(f"no record matches {text!r}")
+        if len(matches) > 1:
+            raise BadInputError(f"record id prefix {text!r} is ambiguous")
+        return matches[0]
+
+    def select(self, *, kind: str | None = None, actor: str | None = None,
+               links_to: str | None = None) -> Iterator[Record]:
+        """Checked records matching the filters, oldest first."""
+        self.index.sync()
+        for record_id in self.index.query(kind=kind, actor=actor, links_to=links_to):
+            yield self.get(record_id)
+
+    def trust(self) -> TrustState:
+        """Trust as the identity and revocation records currently indexed establish it (unverified: use
+        :func:`openledger.verify.verify_ledger` when it matters)."""
+        facts = [
+            TrustFact(r.id, r.kind, r.actor, r.time, r.body)
+            for kind in ("identity", "revocation")
+            for r in self.select(kind=kind)
+        ]
+        return TrustState.evaluate(facts, mode=self.config.trust_mode, roots=self.config.trust_roots)
+
+    def __len__(self) -> int:
+        self.index.sync()
+        return self.index.count()
+
+    def iter_objects(self) -> Iterator[StoredObject]:
+        """Every stored envelope, loose and packed, as raw bytes (duplicates included)."""
+        for path in self.loose_paths():
+            yield StoredObject(f"sha256:{path.parent.name}{path.name}", str(path), path.read_bytes())
+        for pack in self.pack_paths():
+            data = pack.read_bytes()
+            for offset, line in iter_pack(data):
+                yield StoredObject(None, f"{pack}@{offset}", line)
+
+    def loose_paths(self) -> list[Path]:
+        if not self.objects.is_dir():
+            return []
+        paths = []
+        for entry in sorted(os.scandir(self.objects), key=lambda e: e.name):
+            if len(entry.name) == 2 and entry.is_dir():
+                paths.extend(
+                    Path(entry.path) / name
+                    for name in sorted(os.listdir(entry.path))
+                    if len(name) == 62 and not name.startswith(".")
+                )
+        return paths
+
+    def pack_paths(self) -> list[Path]:
+        if not self.packs.is_dir():
+            return []
+        return sorted(self.packs.glob("pack-*.jsonl"))
+
+    # -- maintenance -----------------------------------------------------------------------------------
+    def pack(self) -> tuple[str | None, int]:
+        """Fold every loose object into one new immutable pack; returns (pack name, records packed).
+
+        Objects are checked before packing; a damaged one is left loose for ``verify`` to name.
+        """
+        sound: list[Record] = []
+        for path in self.loose_paths():
+            with contextlib.suppress(IntegrityError, OpenLedgerError):
+                sound.append(open_record(path.read_bytes(), expected_id=f"sha256:{path.parent.name}{path.name}"))
+        if not sound:
+            return None, 0
+        # The loose copies are deleted next, so the pack must be on disk first, whatever the durability.
+        name, _ = self._write_pack(sound, fsync=True)
+        for record in sound:
+            self._object_path(record.id).unlink(missing_ok=True)
+        self.index.rebuild()
+        return name, len(sound)
+
+    def fsck(self, *, stale_after: float = 3600.0) -> FsckReport:
+        """Remove leftovers of interrupted writes (never a record) and report damaged objects."""
+        removed, corrupt, unexpected = [], [], []
+        now = _time.time()
+        candidates = [self.packs] if self.packs.is_dir() else []
+        if self.objects.is_dir():
+            candidates += [Path(e.path) for e in os.scandir(self.objects) if e.is_dir()]
+        objects = 0
+        for directory in candidates:
+            for entry in os.scandir(directory):
+                name = entry.name
+                if name.startswith(TMP_PREFIX):
+                    pid_text = name[len(TMP_PREFIX):].partition("-")[0]
+                    writer_gone = not (pid_text.isdigit() and _pid_alive(int(pid_text)))
+                    if writer_gone or now - entry.stat().st_mtime > stale_after:
+                        Path(entry.path).unlink(missing_ok=True)
+                        removed.append(entry.path)
+                    continue
+                if name == ".gitkeep":
+                    continue
+                if directory == self.packs:
+                    if not (name.startswith("pack-") and name.endswith(".jsonl")):
+                        unexpected.append(entry.path)
+                        continue
+                    data = Path(entry.path).read_bytes()
+                    if name != f"pack-{hashlib.sha256(data).hexdigest()}.jsonl":
+                        corrupt.append((entry.path, "pack content does not match its name"))
+                    for offset, line in iter_pack(data):
+                        objects += 1
+                        try:
+                            open_record(line)
+                        except OpenLedgerError as exc:
+                            corrupt.append((f"{entry.path}@{offset}", exc.message))
+                    continue
+                if len(name) != 62:
+                    unexpected.append(entry.path)
+                    continue
+                objects += 1
+                try:
+                    open_record(Path(entry.path).read_bytes(), expected_id=f"sha256:{directory.name}{name}")
+                except OpenLedgerError as exc:
+                    corrupt.append((entry.path, exc.message))
+        self.index.rebuild()
+        return FsckReport(tuple(removed), tuple(corrupt), tuple(unexpected), objects)

@@ -1,0 +1,358 @@
+"""Verify a ledger: every object's bytes, every signature, every feed, every checkpoint, every signer.
+
+Checking each object (canonical envelope, content hash, Ed25519 signature, schema) is independent work and
+runs on all cores; the whole-ledger checks (feed continuity, trust, checkpoints) run afterwards on the
+compact summaries the workers return.
+
+Problems are ``error`` (tampering or corruption: exit 1), ``warning`` (an untrusted, unknown or revoked
+signer: exit 1 only under ``--strict``) or ``unsupported`` (validly signed data from a newer OpenLedger:
+exit 2 unless there are errors).
+
+>>> import tempfile; from openledger.keys import generate_signer
+>>> ledger = Ledger.init(Path(tempfile.mkdtemp()))
+>>> _ = ledger.append(generate_signer(feed="doc"), "feedback", {"target": "x", "label": "ok"})
+>>> report = verify_ledger(ledger, workers=1)
+>>> report.records, report.exit_code(strict=False), report.exit_code(strict=True)
+(1, 0, 1)
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from openledger._internal.index import iter_pack
+from openledger.errors import BadInputError, IntegrityError, OpenLedgerError, SignatureError, UnsupportedVersionError
+from openledger.ledger import Ledger
+from openledger.merkle import merkle_root
+from openledger.records import open_record
+from openledger.trust import TrustFact, TrustState
+
+__all__ = ["Problem", "RecordSummary", "VerificationReport", "verify_ledger"]
+
+ERROR, WARNING, UNSUPPORTED = "error", "warning", "unsupported"
+_TRUST_KINDS = frozenset({"identity", "revocation", "checkpoint"})
+_PARALLEL_THRESHOLD = 4000  # below this, starting worker processes costs more than it saves
+_CHUNK = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong, naming the record (or the file, when the bytes do not make a record)."""
+
+    severity: str
+    code: str
+    message: str
+    record: str | None = None
+    location: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "severity": self.severity,
+            "code": self.code,
+            "record": self.record,
+            "location": self.location,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSummary:
+    """What the whole-ledger checks need of a record that passed its own checks."""
+
+    id: str
+    kind: str
+    actor: str
+    feed: str
+    seq: int
+    prev: tuple[str, ...]
+    time: str
+    body: Any  # only for identity, revocation and checkpoint records
+
+
+def _check_one(data: bytes, expected_id: str | None, location: str) -> RecordSummary | Problem:
+    try:
+        record = open_record(data, expected_id=expected_id)
+    except SignatureError as exc:
+        return Problem(ERROR, "bad-signature", exc.message, expected_id, location)
+    except UnsupportedVersionError as exc:
+        return Problem(UNSUPPORTED, "unsupported-version", exc.message, expected_id, location)
+    except IntegrityError as exc:
+        code = "hash-mismatch" if "content hash" in exc.message else "malformed"
+        return Problem(ERROR, code, exc.message, expected_id, location)
+    except OpenLedgerError as exc:  # pragma: no cover - open_record maps everything above
+        return Problem(ERROR, "malformed", exc.message, expected_id, location)
+    payload = record.payload
+    return RecordSummary(
+        record.id,
+        payload.kind,
+        payload.actor,
+        payload.feed,
+        payload.seq,
+        payload.prev,
+        payload.time,
+        payload.body if payload.kind in _TRUST_KINDS else None,
+    )
+
+
+def check_loose(paths: Sequence[str]) -> list[RecordSummary | Problem]:
+    """Worker: check loose objects named by path (their expected id comes from the path)."""
+    results: list[RecordSummary | Problem] = []
+    for path in paths:
+        directory, name = os.path.split(path)
+        expected = f"sha256:{os.path.basename(directory)}{name}"
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read()
+        except OSError as exc:
+            results.append(Problem(ERROR, "unreadable", str(exc), expected, path))
+            continue
+        results.append(_check_one(data, expected, path))
+    return results
+
+
+def check_pack_range(path: str, start: int, end: int) -> list[RecordSummary | Problem]:
+    """Worker: check the pack lines between two byte offsets (line boundaries)."""
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        data = handle.read(end - start)
+    return [_check_one(line, None, f"{path}@{start + offset}") for offset, line in iter_pack(data)]
+
+
+def _pack_ranges(path: Path, lines_per_chunk: int) -> list[tuple[str, int, int]]:
+    data = path.read_bytes()
+    ranges, start, count, position = [], 0, 0, 0
+    while True:
+        newline = data.find(b"\n", position)
+        if newline < 0:
+            break
+        count += 1
+        position = newline + 1
+        if count == lines_per_chunk:
+            ranges.append((str(path), start, position))
+            start, count = position, 0
+    if start < len(data):
+        ranges.append((str(path), start, len(data)))
+    return ranges
+
+
+@dataclass(frozen=True)
+class VerificationReport:
+    """The outcome of :func:`verify_ledger`."""
+
+    records: int
+    feeds: int
+    checkpoints: int
+    problems: tuple[Problem, ...]
+    trust: TrustState
+    summaries: dict[str, RecordSummary] = field(repr=False, compare=False)
+    against: str | None = None
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == ERROR]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == WARNING]
+
+    def exit_code(self, *, strict: bool) -> int:
+        if self.errors or (strict and self.warnings):
+            return 1
+        if any(p.severity == UNSUPPORTED for p in self.problems):
+            return 2
+        return 0
+
+    def to_json(self, *, strict: bool = False) -> dict[str, Any]:
+        return {
+            "ok": self.exit_code(strict=strict) == 0,
+            "strict": strict,
+            "records": self.records,
+            "feeds": self.feeds,
+            "checkpoints": self.checkpoints,
+            "against": self.against,
+            "trust_mode": self.trust.mode,
+            "problems": [p.to_json() for p in self.problems],
+        }
+
+
+Progress = Callable[[int, int], None]
+
+
+def _check_objects(ledger: Ledger, workers: int | None, progress: Progress | None) -> list[RecordSummary | Problem]:
+    loose = [str(p) for p in ledger.loose_paths()]
+    ranges = [r for pack in ledger.pack_paths() for r in _pack_ranges(pack, _CHUNK)]
+    tasks: list[tuple[Callable[..., list[RecordSummary | Problem]], tuple[Any, ...]]] = [
+        (check_loose, (loose[i:i + _CHUNK],)) for i in range(0, len(loose), _CHUNK)
+    ]
+    tasks += [(check_pack_range, r) for r in ranges]
+    total_estimate = len(loose) + len(ranges) * _CHUNK
+    workers = workers or os.cpu_count() or 1
+    results: list[RecordSummary | Problem] = []
+    if workers == 1 or total_estimate < _PARALLEL_THRESHOLD:
+        for function, args in tasks:
+            results.extend(function(*args))
+            if progress:
+                progress(len(results), max(total_estimate, len(results)))
+        return results
+    # fork: spawn and forkserver re-import the caller's __main__, which breaks scripts without a main guard.
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    context = multiprocessing.get_context(method)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = [pool.submit(function, *args) for function, args in tasks]
+        for future in futures:
+            results.extend(future.result())
+            if progress:
+                progress(len(results), max(total_estimate, len(results)))
+    return results
+
+
+def closure_of(tips: Iterable[str], summaries: dict[str, RecordSummary]) -> tuple[set[str], set[str]]:
+    """Every record reachable from ``tips`` through ``prev``, and the ids that were referenced but missing."""
+    seen: set[str] = set()
+    missing: set[str] = set()
+    stack = list(tips)
+    while stack:
+        record_id = stack.pop()
+        if record_id in seen or record_id in missing:
+            continue
+        summary = summaries.get(record_id)
+        if summary is None:
+            missing.add(record_id)
+            continue
+        seen.add(record_id)
+        stack.extend(summary.prev)
+    return seen, missing
+
+
+def _check_feeds(summaries: dict[str, RecordSummary], damaged: set[str]) -> list[Problem]:
+    problems = []
+    feed_actor: dict[str, str] = {}
+    for summary in sorted(summaries.values(), key=lambda s: (s.feed, s.seq, s.id)):
+        owner = feed_actor.setdefault(summary.feed, summary.actor)
+        if owner != summary.actor:
+            problems.append(Problem(
+                ERROR, "feed-hijack",
+                f"feed {summary.feed} belongs to {owner[:20]} but this record is signed by {summary.actor[:20]}",
+                summary.id,
+            ))
+        expected_seq = 0
+        for prev_id in summary.prev:
+            before = summaries.get(prev_id)
+            if before is None and prev_id in damaged:
+                continue  # present but damaged: reported once, where it is
+            if before is None:
+                problems.append(Problem(
+                    ERROR, "missing-prev",
+                    f"the record before it in feed {summary.feed} ({prev_id}) is missing: deleted or never "
+                    "committed", summary.id,
+                ))
+                continue
+            if before.feed != summary.feed:
+                problems.append(Problem(
+                    ERROR, "feed-mismatch", f"prev {prev_id} belongs to another feed ({before.feed})", summary.id
+                ))
+            expected_seq = max(expected_seq, before.seq + 1)
+        if all(p in summaries for p in summary.prev) and summary.seq != expected_seq:
+            problems.append(Problem(
+                ERROR, "bad-seq", f"sequence number {summary.seq}, expected {expected_seq}", summary.id
+            ))
+    return problems
+
+
+def _check_checkpoints(summaries: dict[str, RecordSummary], damaged: set[str]) -> list[Problem]:
+    problems = []
+    for summary in summaries.values():
+        if summary.kind != "checkpoint":
+            continue
+        body = summary.body
+        tips = [tip for feed_tips in body["feeds"].values() for tip in feed_tips]
+        covered, missing = closure_of(tips, summaries)
+        if missing & damaged:
+            continue  # the damaged record is reported where it is; this checkpoint cannot be recomputed
+        if missing:
+            shown = ", ".join(sorted(missing)[:3]) + (" …" if len(missing) > 3 else "")
+            problems.append(Problem(
+                ERROR, "checkpoint-missing-records",
+                f"{len(missing)} record(s) this checkpoint covers are gone: {shown}", summary.id,
+            ))
+            continue
+        if len(covered) != body["count"]:
+            problems.append(Problem(
+                ERROR, "checkpoint-count", f"covers {len(covered)} records, claims {body['count']}", summary.id
+            ))
+        root = "sha256:" + merkle_root(sorted(covered)).hex()
+        if root != body["root"]:
+            problems.append(Problem(
+                ERROR, "checkpoint-root", f"Merkle root is {root}, the checkpoint says {body['root']}", summary.id
+            ))
+        previous = body.get("previous")
+        if previous and (previous not in summaries or summaries[previous].kind != "checkpoint"):
+            problems.append(Problem(
+                ERROR, "checkpoint-previous-missing", f"previous checkpoint {previous} is missing", summary.id
+            ))
+    return problems
+
+
+def _trust_of(ledger: Ledger, summaries: dict[str, RecordSummary]) -> TrustState:
+    facts = [
+        TrustFact(s.id, s.kind, s.actor, s.time, s.body)
+        for s in summaries.values()
+        if s.kind in ("identity", "revocation")
+    ]
+    return TrustState.evaluate(facts, mode=ledger.config.trust_mode, roots=ledger.config.trust_roots)
+
+
+def verify_ledger(
+    ledger: Ledger,
+    *,
+    against: str | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> VerificationReport:
+    """Check every object and the ledger as a whole; ``against`` names a checkpoint that must be present."""
+    problems: list[Problem] = []
+    summaries: dict[str, RecordSummary] = {}
+    for item in _check_objects(ledger, workers, progress):
+        if isinstance(item, Problem):
+            problems.append(item)
+        else:
+            summaries.setdefault(item.id, item)
+    # Ids of objects that are present but fail their own checks: their neighbours are not "missing" them.
+    damaged = {p.record for p in problems if p.record} - summaries.keys()
+    problems += _check_feeds(summaries, damaged)
+    problems += _check_checkpoints(summaries, damaged)
+    trust = _trust_of(ledger, summaries)
+    for record_id, why in trust.ignored:
+        problems.append(Problem(WARNING, "ignored-trust-record", why, record_id))
+    for summary in summaries.values():
+        status = trust.status(summary.actor, summary.time)
+        if status is not None:
+            problems.append(Problem(WARNING, status, f"signed by {trust.describe(summary.actor)}: {status}",
+                                    summary.id))
+    if against is not None:
+        if not against.startswith("sha256:") or len(against) != 71:
+            matches = [i for i in summaries if i.startswith(against if against.startswith("sha256:")
+                                                             else "sha256:" + against)]
+            if len(matches) != 1:
+                raise BadInputError(f"--against needs a full checkpoint id (sha256:<64 hex>), got {against!r}")
+            against = matches[0]
+        pinned = summaries.get(against)
+        if pinned is None:
+            problems.append(Problem(
+                ERROR, "checkpoint-not-found",
+                "the pinned checkpoint is not in the ledger: history was rewritten or truncated", against,
+            ))
+        elif pinned.kind != "checkpoint":
+            raise BadInputError(f"--against {against} is a {pinned.kind} record, not a checkpoint")
+    feeds = len({s.feed for s in summaries.values()})
+    checkpoints = sum(1 for s in summaries.values() if s.kind == "checkpoint")
+    order = {ERROR: 0, UNSUPPORTED: 1, WARNING: 2}
+    problems.sort(key=lambda p: (order[p.severity], p.record or "", p.code))
+    return VerificationReport(len(summaries), feeds, checkpoints, tuple(problems), trust, summaries, against)

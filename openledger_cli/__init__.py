@@ -1,0 +1,1 @@
+"""The ``openledger`` command line: argument parsing and rendering over the core library."""

@@ -1,0 +1,103 @@
+"""Rendering for the CLI: rich tables on stdout, messages on stderr, JSON that parses."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from openledger import Record, TrustState
+from openledger.keys import short_keyid
+
+# Piped output (into a file, a pull request) gets room for full ids instead of wrapping at 80 columns.
+stdout = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+stderr = Console(stderr=True, soft_wrap=True)
+
+
+def say(message: str) -> None:
+    """A message for the person at the terminal (stderr, so stdout stays data)."""
+    stderr.print(message, highlight=False)
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def short_id(record_id: str) -> str:
+    return record_id[:19]
+
+
+def summarize_body(record: Record) -> str:
+    body = record.body
+    kind = record.kind
+    if kind == "identity":
+        verb = "declares" if body["key"] == record.actor else "endorses"
+        return f"{verb} {body['name']} <{body['email']}> ({short_keyid(body['key'])})"
+    if kind == "revocation":
+        return f"revokes {short_keyid(body['key'])}: {body['reason']}"
+    if kind == "checkpoint":
+        return f"{body['count']} records, root {body['root'][:19]}"
+    if kind == "review":
+        return f"{body['decision']} {body['target']}"
+    if kind == "feedback":
+        parts = [body.get("label"), str(body["score"]) if "score" in body else None, body.get("comment")]
+        return f"{body['target']}: " + ", ".join(p for p in parts if p)
+    if kind == "dataset":
+        return f"{body['path']} {body['digest'][:20]}"
+    if kind == "stage":
+        return str(body["name"])
+    if kind == "run":
+        return f"run {body['run_id']} {body['status']}"
+    if kind == "model":
+        return f"{body['name']} v{body.get('version', '?')}"
+    return ""
+
+
+def records_table(records: Iterable[Record], trust: TrustState) -> Table:
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("time", "kind", "who", "id", "what"):
+        table.add_column(column, overflow="fold")
+    for record in records:
+        table.add_row(
+            record.time[:19].replace("T", " "),
+            record.kind,
+            trust.describe(record.actor, with_email=False),
+            short_id(record.id),
+            summarize_body(record),
+        )
+    return table
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress callback drawing on stderr when it is a terminal.
+
+    Refreshed by the callback itself rather than a background thread, so work that forks worker
+    processes never forks while another thread holds a lock.
+    """
+    if not stderr.is_terminal:
+        yield lambda done, total: None
+        return
+    progress = Progress(
+        TextColumn(description),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=True,
+        auto_refresh=False,
+    )
+    task = progress.add_task(description, total=None)
+
+    def update(done: int, total: int) -> None:
+        progress.update(task, completed=done, total=total)
+        progress.refresh()
+
+    with progress:
+        yield update
