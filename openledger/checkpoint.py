@@ -17,13 +17,12 @@ True
 from __future__ import annotations
 
 from collections import defaultdict
-
 from typing import Any
 
 from openledger.errors import BadInputError, IntegrityError, NotFoundError
 from openledger.ledger import Ledger
 from openledger.merkle import inclusion_proof, merkle_root, verify_inclusion
-from openledger.records import Record, RecordSigner
+from openledger.records import Record, RecordSigner, open_record
 from openledger.verify import VerificationReport, closure_of
 
 __all__ = ["append_checkpoint", "check_proof", "prove_inclusion"]
@@ -61,7 +60,8 @@ def append_checkpoint(ledger: Ledger, signer: RecordSigner, report: Verification
         "feeds": _tips(report),
         "previous": _latest_checkpoint(report),
     }
-    return ledger.append(signer, "checkpoint", body, links=[body["previous"]] if body["previous"] else ())
+    previous = body["previous"]
+    return ledger.append(signer, "checkpoint", body, links=[previous] if isinstance(previous, str) else ())
 
 
 def prove_inclusion(ledger: Ledger, record_id: str, report: VerificationReport,
@@ -99,8 +99,6 @@ def prove_inclusion(ledger: Ledger, record_id: str, report: VerificationReport,
 def check_proof(proof: dict[str, Any], *, root: str | None = None) -> dict[str, Any]:
     """Check a proof; with ``root`` the tree head comes from the caller, otherwise from the signed checkpoint
     envelope carried in the proof (whose signature and id are checked)."""
-    from openledger.records import open_record
-
     try:
         if proof.get("format") != PROOF_FORMAT:
             raise BadInputError(f"not an OpenLedger inclusion proof (format {proof.get('format')!r})")

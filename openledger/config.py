@@ -83,7 +83,8 @@ class LedgerConfig:
         try:
             _validate(data)
         except fastjsonschema.JsonSchemaException as exc:
-            raise ConfigError(f"{source}: {exc.message.replace('data', 'config', 1)}") from None
+            text = getattr(exc, "message", str(exc))
+            raise ConfigError(f"{source}: {text.replace('data', 'config', 1)}") from None
         trust = data.get("trust") or {}
         return cls(
             version=data["version"],

@@ -28,6 +28,7 @@ import nacl.pwhash
 import nacl.secret
 import nacl.utils
 from nacl.signing import SigningKey
+from platformdirs import user_config_dir
 
 from openledger._internal.files import write_atomic
 from openledger.errors import BadInputError, KeyMaterialError, NotFoundError
@@ -133,8 +134,6 @@ PassphraseSource = Callable[[str], str]
 
 
 def _default_home() -> Path:
-    from platformdirs import user_config_dir
-
     return Path(user_config_dir("openledger", appauthor=False))
 
 

@@ -26,8 +26,8 @@ import gc
 import hashlib
 import os
 import time as _time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,6 +38,7 @@ from filelock import FileLock, Timeout
 from openledger._internal.files import TMP_PREFIX, fsync_dir, write_atomic
 from openledger._internal.index import LOOSE, LedgerIndex, Location, iter_pack
 from openledger.config import LedgerConfig
+from openledger.dsse import PAYLOAD_TYPE, pae
 from openledger.errors import (
     BadInputError,
     IntegrityError,
@@ -45,8 +46,6 @@ from openledger.errors import (
     NotFoundError,
     OpenLedgerError,
 )
-from openledger.dsse import PAYLOAD_TYPE, pae
-from openledger.trust import TrustFact, TrustState
 from openledger.records import (
     Payload,
     Record,
@@ -57,6 +56,7 @@ from openledger.records import (
     record_id_of,
     sorted_unique,
 )
+from openledger.trust import TrustFact, TrustState
 
 __all__ = ["LEDGER_DIR", "Draft", "FsckReport", "Ledger", "StoredObject"]
 
@@ -311,8 +311,8 @@ class Ledger:
                     records = self._store_pack(signer, chained)
                 else:
                     records = [
-                        assemble_record(payload, payload_bytes, record_id, signer.sign(pae(PAYLOAD_TYPE, payload_bytes)))
-                        for payload, payload_bytes, record_id in chained
+                        assemble_record(payload, data, record_id, signer.sign(pae(PAYLOAD_TYPE, data)))
+                        for payload, data, record_id in chained
                     ]
                     touched = {self._write_loose(record) for record in records}
                     self.index.add(records, [Location(LOOSE)] * len(records), touched_dirs=touched)
@@ -396,7 +396,7 @@ class Ledger:
     def loose_paths(self) -> list[Path]:
         if not self.objects.is_dir():
             return []
-        paths = []
+        paths: list[Path] = []
         for entry in sorted(os.scandir(self.objects), key=lambda e: e.name):
             if len(entry.name) == 2 and entry.is_dir():
                 paths.extend(

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cache
 from importlib import resources
+from itertools import pairwise
 from typing import Any, Protocol
 
 import fastjsonschema
@@ -91,14 +92,16 @@ def load_schema(name: str) -> dict[str, Any]:
 
 @cache
 def _validator(name: str) -> Callable[[Any], Any]:
-    return fastjsonschema.compile(load_schema(name))  # type: ignore[no-any-return]
+    validate: Callable[[Any], Any] = fastjsonschema.compile(load_schema(name))
+    return validate
 
 
 def _validate(name: str, data: Any, label: str) -> None:
     try:
         _validator(name)(data)
     except fastjsonschema.JsonSchemaException as exc:
-        message = exc.message.replace("data.", f"{label}.", 1).replace("data ", f"{label} ", 1)
+        text = getattr(exc, "message", str(exc))
+        message = text.replace("data.", f"{label}.", 1).replace("data ", f"{label} ", 1)
         if message.endswith("cannot be validated by any definition"):
             message = load_schema(name).get("x-requirement", message)
         raise BadInputError(f"invalid {label}: {message}") from None
@@ -126,7 +129,7 @@ def _sorted_strings(values: Any, pattern: re.Pattern[str]) -> bool:
     return (
         isinstance(values, tuple)
         and all(isinstance(v, str) and pattern.fullmatch(v) for v in values)
-        and all(a < b for a, b in zip(values, values[1:]))
+        and all(a < b for a, b in pairwise(values))
     )
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -332,6 +331,8 @@ def verify_ledger(
     for record_id, why in trust.ignored:
         problems.append(Problem(WARNING, "ignored-trust-record", why, record_id))
     for summary in summaries.values():
+        if summary.kind == "revocation" and summary.body["key"] == summary.actor:
+            continue  # a key's own revocation is the one record it must be able to sign at that moment
         status = trust.status(summary.actor, summary.time)
         if status is not None:
             problems.append(Problem(WARNING, status, f"signed by {trust.describe(summary.actor)}: {status}",

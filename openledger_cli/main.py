@@ -6,15 +6,18 @@ under --strict); 2 usage or bad input. Data goes to stdout, messages to stderr.
 
 from __future__ import annotations
 
+import base64
 import getpass
 import json
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+from rich.table import Table
 
 from openledger import (
     KINDS,
@@ -31,7 +34,7 @@ from openledger import (
     prove_inclusion,
     verify_ledger,
 )
-from openledger.keys import ENV_PASSPHRASE, short_keyid
+from openledger.keys import ENV_PASSPHRASE, resolve_keyid, short_keyid
 from openledger.ledger import LEDGER_DIR
 from openledger_cli import render
 
@@ -125,8 +128,6 @@ def init(directory: Path, roots: tuple[str, ...], mode: str | None, durability: 
     """Create .openledger/ in DIRECTORY (default: here) and publish your identity if you have a key."""
     store = KeyStore()
     known = [info.keyid for info in store.list()]
-    from openledger.keys import resolve_keyid
-
     full_roots = tuple(r if len(r) == 72 else resolve_keyid(r, known) for r in roots)
     config = LedgerConfig(trust_mode=mode or ("endorsed" if full_roots else "tofu"), trust_roots=full_roots,
                           durability=durability)
@@ -233,8 +234,6 @@ def keys_list(ctx: click.Context, fmt: str) -> None:
         render.emit_json({"local": [dict(i.to_json(), default=i.keyid == default) for i in local],
                           "ledger": identities})
         return
-    from rich.table import Table
-
     table = Table(title="Keys on this machine", show_edge=False, header_style="bold")
     for column in ("key id", "name", "email", "passphrase", "default"):
         table.add_column(column)
@@ -261,8 +260,6 @@ def keys_export(key: str | None, secret: bool) -> None:
     store = KeyStore()
     info = store.find(key) if key else store.find(store.selected_keyid())
     if secret:
-        import base64
-
         seed = store.load_seed(info.keyid, _passphrase_source())
         render.say("This is your PRIVATE key: store it only in a CI secret, never in a file in the repository.")
         click.echo(base64.b64encode(seed).decode())
@@ -280,8 +277,6 @@ def keys_endorse(ctx: click.Context, keyid: str, name: str | None, email: str | 
     """As a trust root, vouch that KEYID belongs to the person it names."""
     ledger = _ledger(ctx)
     trust = ledger.trust()
-    from openledger.keys import resolve_keyid
-
     target = resolve_keyid(keyid, set(trust.identities) | ({keyid} if len(keyid) == 72 else set()))
     declared = trust.identities.get(target)
     name = name or (declared.name if declared else None)
@@ -306,8 +301,6 @@ def keys_revoke(ctx: click.Context, keyid: str, reason: str, compromised_since: 
     """Revoke KEYID (your own key, or any key if you are a trust root)."""
     ledger = _ledger(ctx)
     trust = ledger.trust()
-    from openledger.keys import resolve_keyid
-
     target = resolve_keyid(keyid, set(trust.identities) | ({keyid} if len(keyid) == 72 else set()))
     body: dict[str, Any] = {"key": target, "reason": reason}
     if compromised_since:
@@ -349,8 +342,6 @@ def log(ctx: click.Context, kind: str | None, actor: str | None, fmt: str) -> No
     ledger = _ledger(ctx)
     trust = ledger.trust()
     if actor:
-        from openledger.keys import resolve_keyid
-
         ledger.index.sync()
         actors = {row[0] for row in ledger.index.db.execute("SELECT DISTINCT actor FROM records")}
         actor = resolve_keyid(actor, actors)
@@ -411,8 +402,6 @@ def verify(ctx: click.Context, strict: bool, against: str | None, fmt: str, jobs
 
 
 def _print_verification(report: Any, strict: bool) -> None:
-    from collections import Counter
-
     for problem in report.problems[:200]:
         colour = {"error": "red", "warning": "yellow", "unsupported": "magenta"}[problem.severity]
         where = problem.record or problem.location or ""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ CREATE TABLE IF NOT EXISTS packs (name TEXT PRIMARY KEY) WITHOUT ROWID;
 """
 
 LOOSE = "loose"
+_RACY_NS = 2_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,15 +262,28 @@ class LedgerIndex:
             db.execute("INSERT INTO packs VALUES (?)", (name,))
         if not self.objects.is_dir():
             return True
+        present = set()
         for entry in os.scandir(self.objects):
             if len(entry.name) != 2 or not entry.is_dir():
                 continue
+            present.add(entry.name)
             mtime = entry.stat().st_mtime_ns
             if seen_dirs.get(entry.name) == mtime:
                 continue
             if not self._rescan(db, entry.name, changed):
                 return False
-            db.execute("INSERT OR REPLACE INTO dirs VALUES (?,?)", (entry.name, mtime))
+            # "Racy" mtimes (git's term): file timestamps are coarse, so a file written in the same tick as
+            # this scan would leave the mtime unchanged. A recent mtime is not trusted: rescan next time.
+            trusted = mtime if mtime < time.time_ns() - _RACY_NS else -1
+            db.execute("INSERT OR REPLACE INTO dirs VALUES (?,?)", (entry.name, trusted))
+        # git removes a directory it empties (checking out a branch without those objects).
+        for gone in seen_dirs.keys() - present:
+            low = f"sha256:{gone}"
+            if db.execute(
+                "SELECT 1 FROM records WHERE id >= ? AND id < ? AND location = ? LIMIT 1", (low, low + "g", LOOSE)
+            ).fetchone():
+                return False
+            db.execute("DELETE FROM dirs WHERE name = ?", (gone,))
         return True
 
     def _rescan(self, db: sqlite3.Connection, fanout: str, changed: set[str]) -> bool:

@@ -1,0 +1,85 @@
+"""Shared fixtures: real keys, real git repositories, real ledgers in temporary directories."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from openledger import Ledger, LedgerConfig, Signer, signer_from_seed
+
+
+class FixedClock:
+    """The only thing we mock: time. Each call advances by one second, so order is deterministic."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 11, 1, 12, 0, 0, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        current = self.now
+        self.now += timedelta(seconds=1)
+        return current
+
+
+def make_signer(number: int, feed: str | None = None) -> Signer:
+    return signer_from_seed(bytes([number]) * 32, feed=feed or f"feed-{number}")
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own key home outside any working tree and no ambient OpenLedger settings."""
+    home = tmp_path_factory.mktemp("home")
+    for name in list(os.environ):
+        if name.startswith("OPENLEDGER_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("OPENLEDGER_HOME", str(home))
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "Test Author")
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "author@example.org")
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "Test Author")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "author@example.org")
+    return home
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    path = tmp_path / "repo"
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    return path
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock()
+
+
+@pytest.fixture
+def ledger(repo: Path, clock: FixedClock) -> Iterator[Ledger]:
+    created = Ledger.init(repo)
+    created.clock = clock
+    yield created
+    created.close()
+
+
+@pytest.fixture
+def endorsed_ledger(repo: Path, clock: FixedClock) -> Iterator[Ledger]:
+    root = make_signer(1)
+    created = Ledger.init(repo, LedgerConfig(trust_mode="endorsed", trust_roots=(root.keyid,)))
+    created.clock = clock
+    yield created
+    created.close()
+
+
+def publish(ledger: Ledger, signer: Signer, name: str) -> str:
+    body = {"key": signer.keyid, "name": name, "email": f"{name.lower()}@example.org"}
+    return ledger.append(signer, "identity", body).id

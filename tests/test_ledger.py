@@ -1,0 +1,240 @@
+"""The store: appends, reads across loose objects and packs, the index, concurrency, crashes, git merges."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+from openledger import Draft, Ledger, NotFoundError, verify_ledger
+from openledger.ledger import PACK_THRESHOLD
+from tests.conftest import FixedClock, git, make_signer
+
+FEEDBACK = {"target": "model:iris@1", "label": "ok"}
+
+
+def test_append_and_get(ledger: Ledger) -> None:
+    signer = make_signer(2)
+    first = ledger.append(signer, "feedback", FEEDBACK)
+    second = ledger.append(signer, "feedback", FEEDBACK, links=[first.id])
+    assert (first.seq, first.prev) == (0, ())
+    assert (second.seq, second.prev, second.links) == (1, (first.id,), (first.id,))
+    assert ledger.get(second.id) == second
+    assert first.time == "2026-11-01T12:00:00.000000Z"  # the mocked clock
+    assert len(ledger) == 2
+    assert [r.id for r in ledger.select(links_to=first.id)] == [second.id]
+    path = ledger.root / "objects" / first.id[7:9] / first.id[9:]
+    assert path.read_bytes() == first.envelope
+
+
+def test_bad_body_writes_nothing(ledger: Ledger) -> None:
+    signer = make_signer(2)
+    with pytest.raises(Exception, match="feedback body"):
+        ledger.append_many(signer, [Draft("feedback", FEEDBACK), Draft("feedback", {"target": 3})])
+    assert len(ledger) == 0
+    assert ledger.loose_paths() == []
+
+
+def test_large_batches_go_into_one_pack_and_read_back(ledger: Ledger) -> None:
+    signer = make_signer(2)
+    records = ledger.append_many(signer, [Draft("feedback", {"target": f"t{i}", "score": i}) for i in range(500)])
+    assert len(ledger.pack_paths()) == 1 and ledger.loose_paths() == []
+    assert [r.seq for r in records] == list(range(500))
+    assert all(b.prev == (a.id,) for a, b in pairwise(records))
+    for record in records[::97]:
+        assert ledger.get(record.id) == record
+    follow = ledger.append(signer, "feedback", FEEDBACK)
+    assert follow.prev == (records[-1].id,) and follow.seq == 500
+    assert verify_ledger(ledger, workers=1).errors == []
+
+
+def test_pack_folds_loose_objects_transparently(ledger: Ledger) -> None:
+    signer = make_signer(2)
+    records = [ledger.append(signer, "feedback", {"target": f"t{i}", "label": "x"}) for i in range(10)]
+    name, count = ledger.pack()
+    assert count == 10 and name is not None
+    assert ledger.loose_paths() == []
+    assert [ledger.get(r.id) for r in records] == records
+    again = ledger.append(signer, "feedback", FEEDBACK)
+    assert again.prev == (records[-1].id,)
+    second_name, second_count = ledger.pack()
+    assert second_count == 1 and second_name != name and len(ledger.pack_paths()) == 2
+    assert ledger.pack() == (None, 0)
+    assert verify_ledger(ledger, workers=1).errors == []
+
+
+def test_packing_the_same_objects_twice_makes_the_same_file(repo: Path, tmp_path: Path) -> None:
+    first = Ledger.init(repo)
+    signer = make_signer(2)
+    for i in range(5):
+        first.append(signer, "feedback", {"target": f"t{i}", "label": "x"})
+    clone = tmp_path / "clone"
+    subprocess.run(["cp", "-r", str(repo), str(clone)], check=True)
+    name_a, _ = first.pack()
+    name_b, _ = Ledger.open(clone).pack()
+    assert name_a == name_b
+
+
+def test_index_is_a_cache(ledger: Ledger) -> None:
+    signer = make_signer(2)
+    records = [ledger.append(signer, "feedback", FEEDBACK) for _ in range(3)]
+    ledger.close()
+    index = ledger.root / "local" / "index.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{index}{suffix}").unlink(missing_ok=True)
+    index.write_bytes(b"this is not a database")
+    reopened = Ledger.open(ledger.root, clock=FixedClock())
+    assert [r.id for r in reopened.select()] == [r.id for r in records]
+    assert reopened.append(signer, "feedback", FEEDBACK).prev == (records[-1].id,)
+
+
+def test_index_sees_objects_that_arrive_from_outside(ledger: Ledger, tmp_path: Path) -> None:
+    """A git pull adds objects behind the index's back; the next read and the next append see them."""
+    signer = make_signer(2)
+    first = ledger.append(signer, "feedback", FEEDBACK)
+    other_dir = tmp_path / "other"
+    other = Ledger.init(other_dir)
+    subprocess.run(["cp", "-r", str(ledger.root / "objects"), str(other.root)], check=True)
+    extra = other.append(signer, "feedback", FEEDBACK)  # same feed, appended elsewhere
+    target = ledger.root / "objects" / extra.id[7:9]
+    target.mkdir(exist_ok=True)
+    (target / extra.id[9:]).write_bytes(extra.envelope)
+    assert ledger.get(extra.id) == extra
+    follow = ledger.append(signer, "feedback", FEEDBACK)
+    assert follow.prev == (extra.id,) and follow.seq == 2
+    assert first.id in {r.id for r in ledger.select()}
+
+
+def test_unknown_record(ledger: Ledger) -> None:
+    with pytest.raises(NotFoundError):
+        ledger.get("sha256:" + "0" * 64)
+    with pytest.raises(NotFoundError):
+        ledger.resolve("abcd")
+
+
+def test_fsck_removes_leftovers_and_never_a_record(ledger: Ledger) -> None:
+    signer = make_signer(2)
+    record = ledger.append(signer, "feedback", FEEDBACK)
+    fanout = ledger.root / "objects" / record.id[7:9]
+    dead_writer = fanout / ".tmp-999999999-deadbeef"
+    dead_writer.write_bytes(b"half an obj")
+    live_writer = fanout / f".tmp-{os.getpid()}-cafebabe"
+    live_writer.write_bytes(b"in flight")
+    (ledger.root / "packs" / ".tmp-999999999-00").write_bytes(b"half a pack")
+    report = ledger.fsck()
+    assert sorted(Path(p).name for p in report.removed) == [".tmp-999999999-00", ".tmp-999999999-deadbeef"]
+    assert live_writer.exists()  # its writer is alive: it may be mid-append
+    assert report.corrupt == () and report.objects == 1
+    assert ledger.get(record.id) == record
+
+
+def test_fsck_reports_damage_without_deleting(ledger: Ledger) -> None:
+    record = ledger.append(make_signer(2), "feedback", FEEDBACK)
+    path = ledger.root / "objects" / record.id[7:9] / record.id[9:]
+    path.chmod(0o644)
+    path.write_bytes(b"garbage")
+    report = ledger.fsck()
+    assert [p for p, _ in report.corrupt] == [str(path)]
+    assert path.read_bytes() == b"garbage"
+
+
+APPENDER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from openledger import Draft, Ledger, signer_from_seed
+    ledger = Ledger.open(Path(sys.argv[1]))
+    signer = signer_from_seed(bytes([5]) * 32, feed="shared")
+    count, batch = int(sys.argv[2]), int(sys.argv[3])
+    for i in range(0, count, batch):
+        drafts = [Draft("feedback", {"target": f"p{i + j}", "score": j}) for j in range(batch)]
+        for record in ledger.append_many(signer, drafts):
+            print(record.id, flush=True)
+    """
+)
+
+
+def _spawn_appender(root: Path, count: int, batch: int = 1) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", APPENDER, str(root), str(count), str(batch)],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent,
+    )
+
+
+@pytest.mark.slow
+def test_eight_processes_append_to_one_feed(ledger: Ledger) -> None:
+    processes = [_spawn_appender(ledger.root, 500) for _ in range(8)]
+    written = set()
+    for process in processes:
+        out, _ = process.communicate(timeout=600)
+        assert process.returncode == 0
+        written.update(out.split())
+    assert len(written) == 4000
+    report = verify_ledger(ledger)
+    assert report.records == 4000 and report.errors == []
+    assert sorted(s.seq for s in report.summaries.values()) == list(range(4000))  # one chain, no forks
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch", [1, PACK_THRESHOLD + 72])
+def test_sigkill_mid_stream_loses_nothing_that_returned(ledger: Ledger, batch: int) -> None:
+    process = _spawn_appender(ledger.root, 100_000, batch)
+    assert process.stdout is not None
+    returned = []
+    for line in process.stdout:
+        returned.append(line.strip())
+        if len(returned) >= 3 * batch + 150:
+            break
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    returned += process.stdout.read().split()  # lines already printed before the kill
+    ledger.fsck()
+    report = verify_ledger(ledger)
+    assert report.errors == []
+    assert set(returned) <= set(report.summaries)
+    # and the ledger is still appendable from where it stopped
+    follow = ledger.append(make_signer(5, feed="shared"), "feedback", FEEDBACK)
+    assert follow.seq == max(s.seq for s in report.summaries.values()) + 1
+
+
+def test_two_branches_merge_without_conflict(repo: Path, clock: FixedClock) -> None:
+    ledger = Ledger.init(repo)
+    ledger.clock = clock
+    ada, bob = make_signer(2, feed="ada-laptop"), make_signer(3, feed="bob-laptop")
+    base = ledger.append(ada, "feedback", FEEDBACK)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "base")
+    git(repo, "checkout", "-qb", "feature")
+    on_feature = [ledger.append(ada, "feedback", {"target": "f", "label": "x"}),
+                  ledger.append(bob, "feedback", {"target": "f", "label": "y"})]
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "feature work")
+    git(repo, "checkout", "-q", "main")
+    on_main = [ledger.append(ada, "feedback", {"target": "m", "label": "z"}) for _ in range(2)]
+    ledger.pack()  # one side packs: deletions of loose files merge cleanly too
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "main work")
+    git(repo, "merge", "-q", "--no-edit", "feature")
+    assert git(repo, "status", "--porcelain") == ""
+    report = verify_ledger(ledger, workers=1)
+    assert report.errors == []
+    assert {base.id, *(r.id for r in on_feature), *(r.id for r in on_main)} <= set(report.summaries)
+    # Ada's feed forked across the branches; her next record joins both tips.
+    joined = ledger.append(ada, "feedback", FEEDBACK)
+    assert set(joined.prev) == {on_feature[0].id, on_main[-1].id}
+    assert joined.seq == 3
+    assert verify_ledger(ledger, workers=1).errors == []
+
+
+def test_durability_fsync_mode_writes_the_same_bytes(repo: Path) -> None:
+    from openledger import LedgerConfig
+
+    ledger = Ledger.init(repo, LedgerConfig(durability="fsync"))
+    record = ledger.append(make_signer(2), "feedback", FEEDBACK)
+    assert ledger.get(record.id) == record
