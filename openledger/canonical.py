@@ -1,9 +1,13 @@
 """Deterministic JSON: the byte encoding that record ids and signatures are computed over.
 
-Rules: keys sorted by code point, compact separators, UTF-8 (no ``\\u`` escapes for non-ASCII), no
-insignificant whitespace. JSON has no NaN or infinities but MLflow metrics may be non-finite, so a
-non-finite float is encoded as the one-key object ``{"$float": "NaN" | "Infinity" | "-Infinity"}`` and
-decoded back into a float.
+Rules: object keys sorted by code point, no insignificant whitespace, UTF-8 (no ``\\u`` escapes except for
+control characters), integers within 64 bits (-2**63 to 2**64 - 1), floats in their shortest round-trip form
+(``0.1``, ``1e-7``, ``1e+16``), as orjson writes them. JSON has no NaN or infinities but MLflow metrics may
+be non-finite, so a non-finite float is written as the one-key object
+``{"$float": "NaN" | "Infinity" | "-Infinity"}`` and read back as a float (``$float`` is a reserved key).
+
+Verifiers never need to re-encode (signatures cover the exact bytes); OpenLedger does, to refuse any
+payload that is not in this one canonical spelling.
 
 >>> canonical_bytes({"b": 1, "a": [float("nan")]})
 b'{"a":[{"$float":"NaN"}],"b":1}'
@@ -17,11 +21,16 @@ import json
 import math
 from typing import Any
 
-__all__ = ["FLOAT_TAG", "canonical_bytes", "parse_canonical"]
+import orjson
+
+from openledger.errors import BadInputError
+
+__all__ = ["FLOAT_TAG", "canonical_bytes", "parse_canonical", "tag_nonfinite"]
 
 FLOAT_TAG = "$float"
 _NONFINITE_NAMES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 _FLOAT_TAG_BYTES = b'"$float"'
+_OPTIONS = orjson.OPT_SORT_KEYS
 
 
 def _float_name(value: float) -> str:
@@ -30,29 +39,41 @@ def _float_name(value: float) -> str:
     return "Infinity" if value > 0 else "-Infinity"
 
 
-def _tag_nonfinite(value: Any) -> Any:
+def _has_nonfinite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_nonfinite(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_nonfinite(item) for item in value)
+    return False
+
+
+def tag_nonfinite(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by its ``{"$float": ...}`` tag (JSON-safe)."""
     if isinstance(value, float) and not math.isfinite(value):
         return {FLOAT_TAG: _float_name(value)}
     if isinstance(value, dict):
-        return {key: _tag_nonfinite(item) for key, item in value.items()}
+        return {key: tag_nonfinite(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_tag_nonfinite(item) for item in value]
+        return [tag_nonfinite(item) for item in value]
     return value
 
 
-_encode = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-).encode
+def _unsupported(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def canonical_bytes(value: Any) -> bytes:
-    """Encode ``value`` as canonical JSON bytes."""
+    """Encode ``value`` as canonical JSON bytes; raises BadInputError for what JSON cannot hold."""
     try:
-        text = _encode(value)
-    except ValueError:
-        # Only reached when a non-finite float is present: the common path pays nothing for the tagging walk.
-        text = _encode(_tag_nonfinite(value))
-    return text.encode("utf-8")
+        encoded = orjson.dumps(value, option=_OPTIONS, default=_unsupported)
+        # orjson writes a non-finite float as null: only output with a null can hide one.
+        if b"null" in encoded and _has_nonfinite(value):
+            encoded = orjson.dumps(tag_nonfinite(value), option=_OPTIONS, default=_unsupported)
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        raise BadInputError(f"cannot encode as JSON: {exc}") from None
+    return encoded
 
 
 def _untag(obj: dict[str, Any]) -> Any:
@@ -66,8 +87,8 @@ def _untag(obj: dict[str, Any]) -> Any:
 def parse_canonical(data: bytes) -> Any:
     """Parse JSON bytes written by :func:`canonical_bytes`, restoring tagged non-finite floats.
 
-    Raises ``ValueError`` (including ``json.JSONDecodeError`` and ``UnicodeDecodeError``) on malformed input.
+    Raises ``ValueError`` on malformed input (``orjson.JSONDecodeError`` is one).
     """
     if _FLOAT_TAG_BYTES in data:
         return json.loads(data, object_hook=_untag)
-    return json.loads(data)
+    return orjson.loads(data)

@@ -16,6 +16,7 @@ True
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from typing import Any
 
@@ -28,6 +29,7 @@ from openledger.verify import VerificationReport, closure_of
 __all__ = ["append_checkpoint", "check_proof", "prove_inclusion"]
 
 PROOF_FORMAT = "openledger-inclusion-proof/v1"
+_ROOT = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def _tips(report: VerificationReport) -> dict[str, list[str]]:
@@ -108,8 +110,13 @@ def check_proof(proof: dict[str, Any], *, root: str | None = None) -> dict[str, 
             if checkpoint.kind != "checkpoint":
                 raise BadInputError("the proof's checkpoint envelope is not a checkpoint")
             root = str(checkpoint.body["root"])
-            signer = checkpoint.actor
+            signer: str | None = checkpoint.actor
+            if proof.get("root") != root or proof.get("tree_size") != checkpoint.body["count"]:
+                return {"valid": False, "record": proof["record"], "root": root,
+                        "checkpoint": proof.get("checkpoint"), "checkpoint_signer": signer}
         else:
+            if not _ROOT.fullmatch(root):
+                raise BadInputError(f"--root must be sha256:<64 hex digits>, got {root!r}")
             signer = None
         valid = verify_inclusion(
             proof["record"], int(proof["leaf_index"]), int(proof["tree_size"]), path,

@@ -16,6 +16,7 @@ import base64
 import binascii
 import json
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -95,9 +96,14 @@ def _default_feed(keyid: str, device: str) -> str:
     return f"{keyid.partition(':')[2][:16]}-{device}"
 
 
+_FEED_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
 def signer_from_seed(seed: bytes, *, feed: str | None = None, device: str = "ci") -> Signer:
     if len(seed) != 32:
         raise KeyMaterialError(f"an Ed25519 seed is 32 bytes, got {len(seed)}")
+    if feed is not None and (not _FEED_NAME.fullmatch(feed) or feed.startswith(".")):
+        raise BadInputError(f"feed name {feed!r}: use 1-64 characters of A-Z a-z 0-9 . _ - ({ENV_FEED})")
     key = SigningKey(seed)
     keyid = keyid_of(bytes(key.verify_key))
     return Signer(keyid=keyid, feed=feed or _default_feed(keyid, device), _key=key)

@@ -281,7 +281,7 @@ class Ledger:
             return []
         with self._feed_lock(signer.feed):
             self.index.sync()
-            tips = self.index.feed_tips(signer.feed)
+            tips = self.index.feed_tips(signer.keyid, signer.feed)
             prev = sorted_unique([tip for tip, _ in tips])
             seq = max((s for _, s in tips), default=-1) + 1
             batch_time = format_time(self.clock())
@@ -331,23 +331,28 @@ class Ledger:
 
     def get(self, record_id: str) -> Record:
         """The checked record (hash, canonical form, signature); raises IntegrityError if it is damaged."""
-        where = self.index.locate(record_id)
-        if where is None:
-            self.index.sync()
-            where = self.index.locate(record_id)
-        if where is None:
-            raise NotFoundError(f"no record {record_id}")
-        try:
-            data = self._read_at(record_id, where)
-        except FileNotFoundError:
-            self.index.rebuild()
-            return self.get(record_id) if self.index.locate(record_id) else self._missing(record_id)
+        data = self._read(record_id)
         try:
             return open_record(data, expected_id=record_id)
         except IntegrityError as exc:
             raise type(exc)(f"record {record_id}: {exc.message}", hint="run `openledger verify`") from None
 
-    def _missing(self, record_id: str) -> Record:
+    def _read(self, record_id: str) -> bytes:
+        for attempt in range(2):
+            where = self.index.locate(record_id)
+            if where is None:
+                self.index.sync()
+                where = self.index.locate(record_id)
+            if where is None:
+                path = self._object_path(record_id)
+                if path.is_file():
+                    return path.read_bytes()  # present but not indexable: damaged, and open_record will say so
+                break
+            try:
+                return self._read_at(record_id, where)
+            except FileNotFoundError:
+                if attempt == 0:
+                    self.index.rebuild()  # moved by `pack` or removed by git behind the index's back
         raise NotFoundError(f"no record {record_id}")
 
     def resolve(self, text: str) -> str:
@@ -357,6 +362,13 @@ class Ledger:
             raise BadInputError(f"record id prefix {text!r} is too short (give at least 4 hex digits)")
         self.index.sync()
         matches = self.index.ids_with_prefix(prefix)
+        if not matches and len(prefix) > len("sha256:") + 2:
+            # The index skips damaged objects; look on disk so they are reported as damaged, not unknown.
+            hexdigest = prefix.partition(":")[2]
+            fanout = self.objects / hexdigest[:2]
+            if fanout.is_dir():
+                matches = sorted(f"sha256:{hexdigest[:2]}{name}" for name in os.listdir(fanout)
+                                 if name.startswith(hexdigest[2:]) and len(name) == 62)
         if not matches:
             raise NotFoundError(f"no record matches {text!r}")
         if len(matches) > 1:
@@ -434,7 +446,7 @@ class Ledger:
         """Remove leftovers of interrupted writes (never a record) and report damaged objects."""
         removed, corrupt, unexpected = [], [], []
         now = _time.time()
-        candidates = [self.packs] if self.packs.is_dir() else []
+        candidates = [self.root] + ([self.packs] if self.packs.is_dir() else [])
         if self.objects.is_dir():
             candidates += [Path(e.path) for e in os.scandir(self.objects) if e.is_dir()]
         objects = 0
@@ -448,7 +460,7 @@ class Ledger:
                         Path(entry.path).unlink(missing_ok=True)
                         removed.append(entry.path)
                     continue
-                if name == ".gitkeep":
+                if name == ".gitkeep" or directory == self.root:
                     continue
                 if directory == self.packs:
                     if not (name.startswith("pack-") and name.endswith(".jsonl")):

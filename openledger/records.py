@@ -31,8 +31,8 @@ import fastjsonschema
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from openledger.canonical import canonical_bytes, parse_canonical
-from openledger.dsse import PAYLOAD_TYPE, encode_envelope, pae, parse_envelope
+from openledger.canonical import canonical_bytes, parse_canonical, tag_nonfinite
+from openledger.dsse import PAYLOAD_TYPE, Envelope, encode_envelope, pae, parse_envelope
 from openledger.errors import BadInputError, IntegrityError, SignatureError, UnsupportedVersionError
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "Record",
     "RecordSigner",
     "assemble_record",
+    "decode_stored",
     "format_time",
     "load_schema",
     "open_record",
@@ -49,6 +50,7 @@ __all__ = [
     "record_id_of",
     "sign_record",
     "sorted_unique",
+    "validate_payload_json",
 ]
 
 SCHEMA_VERSION = 1
@@ -133,31 +135,58 @@ def _sorted_strings(values: Any, pattern: re.Pattern[str]) -> bool:
     )
 
 
-def _common_field_problem(payload: Payload) -> str | None:
+def _common_field_problem(kind: Any, actor: Any, feed: Any, seq: Any, prev: Any, time: Any, links: Any,
+                          body: Any) -> str | None:
     """Why the common fields break ``schemas/payload.json`` (plus sorting), or None.
 
     Hand-written because it runs on every append and every verified record: the compiled JSON Schema costs
     as much as the signature. A test checks the two agree.
     """
-    if payload.kind not in KINDS:
-        return f"unknown kind {payload.kind!r} (one of {', '.join(KINDS)})"
-    if not isinstance(payload.actor, str) or not _KEYID.fullmatch(payload.actor):
+    if kind not in KINDS:
+        return f"unknown kind {kind!r} (one of {', '.join(KINDS)})"
+    if not isinstance(actor, str) or not _KEYID.fullmatch(actor):
         return "actor must be a key id (ed25519:<64 hex>)"
-    if not isinstance(payload.feed, str) or not _FEED.fullmatch(payload.feed):
+    if not isinstance(feed, str) or not _FEED.fullmatch(feed):
         return "feed must be 1-64 characters of A-Z a-z 0-9 . _ -"
-    if type(payload.seq) is not int or payload.seq < 0:
+    if type(seq) is not int or seq < 0:
         return "seq must be a non-negative integer"
-    if not _sorted_strings(payload.prev, _RECORD_ID):
+    if not _sorted_strings(prev, _RECORD_ID):
         return "prev must be sorted, unique record ids"
-    if (payload.seq == 0) != (not payload.prev):
+    if (seq == 0) != (not prev):
         return "a record has prev exactly when its seq is above 0"
-    if not isinstance(payload.time, str) or not _TIME.fullmatch(payload.time):
+    if not isinstance(time, str) or not _TIME.fullmatch(time):
         return "time must be RFC 3339 UTC (YYYY-MM-DDTHH:MM:SS[.ffffff]Z)"
-    if not _sorted_strings(payload.links, _DIGEST):
+    if not _sorted_strings(links, _DIGEST):
         return "links must be sorted, unique digests (algorithm:hex)"
-    if not isinstance(payload.body, dict):
+    if not isinstance(body, dict):
         return "body must be a JSON object"
     return None
+
+
+def validate_payload_json(data: Any) -> None:
+    """Check a decoded payload against the v1 schema without building a :class:`Payload` (verify's path)."""
+    if not isinstance(data, dict):
+        raise BadInputError("record payload must be a JSON object")
+    version = data.get("v")
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise UnsupportedVersionError(
+            f"record schema version {version} is newer than this OpenLedger reads ({SCHEMA_VERSION})",
+            hint="upgrade openledger-mlops",
+        )
+    if len(data) != len(_PAYLOAD_FIELDS) or any(name not in data for name in _PAYLOAD_FIELDS):
+        missing = [name for name in _PAYLOAD_FIELDS if name not in data]
+        extra = sorted(set(data) - set(_PAYLOAD_FIELDS))
+        raise BadInputError(f"invalid record: missing {missing}, unexpected {extra}")
+    if version != SCHEMA_VERSION:
+        raise BadInputError(f"invalid record: unknown schema version {version!r}")
+    prev, links = data["prev"], data["links"]
+    if not isinstance(prev, list) or not isinstance(links, list):
+        raise BadInputError("invalid record: prev and links must be arrays")
+    problem = _common_field_problem(data["kind"], data["actor"], data["feed"], data["seq"], tuple(prev),
+                                    data["time"], tuple(links), data["body"])
+    if problem:
+        raise BadInputError(f"invalid record: {problem}")
+    _validate(data["kind"], data["body"], f"{data['kind']} body")
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +214,9 @@ class Payload:
                 f"{SCHEMA_VERSION})",
                 hint="upgrade openledger-mlops",
             )
-        problem = _common_field_problem(self)
+        problem = _common_field_problem(
+            self.kind, self.actor, self.feed, self.seq, self.prev, self.time, self.links, self.body
+        )
         if problem:
             raise BadInputError(f"invalid record: {problem}")
         _validate(self.kind, self.body, f"{self.kind} body")
@@ -283,8 +314,8 @@ class Record:
         return self.payload.body
 
     def to_json(self) -> dict[str, Any]:
-        """The decoded record as ``log --format json`` prints it."""
-        data = self.payload.to_json()
+        """The decoded record as ``log --format json`` prints it (non-finite floats stay tagged)."""
+        data = tag_nonfinite(self.payload.to_json())
         return {
             "id": self.id,
             "kind": data["kind"],
@@ -329,8 +360,10 @@ def _check_signature(keyid: str, payload_type: str, payload: bytes, signature: b
         raise SignatureError("signature does not verify against its key") from exc
 
 
-def open_record(data: bytes, *, expected_id: str | None = None) -> Record:
-    """Check stored envelope bytes and return the record.
+def decode_stored(data: bytes, *, expected_id: str | None = None) -> tuple[str, Envelope, dict[str, Any]]:
+    """Check stored envelope bytes up to the decoded payload: canonical envelope, id, signature by the
+    payload's actor, canonical payload JSON. Returns (record id, envelope, decoded payload); the payload's
+    schema is checked by the caller (:func:`open_record` or :func:`validate_payload_json`).
 
     Raises :class:`IntegrityError` (corrupt, non-canonical, id mismatch), :class:`SignatureError` (bad
     signature, signer is not the actor) or :class:`UnsupportedVersionError` (validly signed data written
@@ -350,18 +383,27 @@ def open_record(data: bytes, *, expected_id: str | None = None) -> Record:
     _check_signature(envelope.keyid, PAYLOAD_TYPE, envelope.payload, envelope.signature)
     try:
         decoded = parse_canonical(envelope.payload)
-    except ValueError as exc:
+        canonical = canonical_bytes(decoded)
+    except (ValueError, BadInputError) as exc:
         raise IntegrityError("payload is not JSON") from exc
+    if not isinstance(decoded, dict):
+        raise IntegrityError("payload is not a JSON object")
+    if canonical != envelope.payload:
+        raise IntegrityError("payload is not in canonical form")
+    if decoded.get("actor") != envelope.keyid:
+        raise SignatureError(f"signed by {envelope.keyid}, but the record's actor is {decoded.get('actor')}")
+    return record_id, envelope, decoded
+
+
+def open_record(data: bytes, *, expected_id: str | None = None) -> Record:
+    """Check stored envelope bytes (see :func:`decode_stored`) and the schema, and return the record."""
+    record_id, envelope, decoded = decode_stored(data, expected_id=expected_id)
     try:
         payload = Payload.from_json(decoded)
     except UnsupportedVersionError:
         raise
     except BadInputError as exc:
         raise IntegrityError(exc.message) from None
-    if payload.encode() != envelope.payload:
-        raise IntegrityError("payload is not in canonical form")
-    if payload.actor != envelope.keyid:
-        raise SignatureError(f"signed by {envelope.keyid}, but the record's actor is {payload.actor}")
     return Record(
         id=record_id,
         payload=payload,

@@ -18,7 +18,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Identity", "TrustFact", "TrustState"]
+
+def instant(time: str) -> str:
+    """A record time in one sortable spelling (six fraction digits): ``.5Z`` and ``.500000Z`` are equal."""
+    head, dot, fraction = time.rstrip("Z").partition(".")
+    return f"{head}.{(fraction if dot else '').ljust(6, '0')[:6]}Z"
+
+__all__ = ["Identity", "TrustFact", "TrustState", "instant"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +63,7 @@ class TrustState:
     @classmethod
     def evaluate(cls, facts: Iterable[TrustFact], *, mode: str, roots: Iterable[str]) -> TrustState:
         roots = frozenset(roots)
-        ordered = sorted(facts, key=lambda f: (f.time, f.id))
+        ordered = sorted(facts, key=lambda f: (instant(f.time), f.id))
         revoked_from: dict[str, str] = {}
         ignored: list[tuple[str, str]] = []
         for fact in ordered:
@@ -67,11 +73,11 @@ class TrustState:
             if fact.actor != key and fact.actor not in roots:
                 ignored.append((fact.id, "revocation signed by neither the key nor a trust root"))
                 continue
-            since = fact.body.get("compromised_since") or fact.time
+            since = instant(fact.body.get("compromised_since") or fact.time)
             revoked_from[key] = min(since, revoked_from.get(key, since))
 
         def revoked_at(key: str, when: str) -> bool:
-            return key in revoked_from and when >= revoked_from[key]
+            return key in revoked_from and instant(when) >= revoked_from[key]
 
         declared: dict[str, Identity] = {}
         endorsements: dict[str, list[str]] = {}
@@ -119,7 +125,7 @@ class TrustState:
 
     def status(self, keyid: str, when: str) -> str | None:
         """``None`` if records by ``keyid`` at ``when`` are trusted, else the reason code."""
-        if keyid in self.revoked_from and when >= self.revoked_from[keyid]:
+        if keyid in self.revoked_from and instant(when) >= self.revoked_from[keyid]:
             return "revoked-key"
         if keyid in self.roots:
             return None

@@ -34,7 +34,8 @@ from openledger import (
     prove_inclusion,
     verify_ledger,
 )
-from openledger.keys import ENV_PASSPHRASE, resolve_keyid, short_keyid
+from openledger.canonical import tag_nonfinite
+from openledger.keys import ENV_PASSPHRASE, ENV_SIGNING_KEY, resolve_keyid, short_keyid
 from openledger.ledger import LEDGER_DIR
 from openledger_cli import render
 
@@ -137,25 +138,32 @@ def init(directory: Path, roots: tuple[str, ...], mode: str | None, durability: 
         render.say(f"{ledger.root} already exists; left unchanged.")
         return
     render.say(f"Created {ledger.root} (trust mode {config.trust_mode}).")
-    if store.list() or os.environ.get("OPENLEDGER_SIGNING_KEY"):
+    if store.list():
         record = _publish_identity(ledger, store, None)
         if record:
             render.say(f"Published your identity: {record}")
+    elif os.environ.get(ENV_SIGNING_KEY):
+        render.say("Publish the CI key's identity with `openledger keys publish --name NAME --email EMAIL`.")
     else:
         render.say("Next: openledger keys generate --name NAME --email EMAIL")
     render.say(f"Commit {LEDGER_DIR}/ with your repository.")
 
 
-def _publish_identity(ledger: Ledger, store: KeyStore, key: str | None) -> str | None:
+def _publish_identity(ledger: Ledger, store: KeyStore, key: str | None, name: str | None = None,
+                      email: str | None = None) -> str | None:
+    """Append the signer's self-signed identity unless it is published already; returns the record id."""
     signer = _signer(key)
     if any(r.body["key"] == signer.keyid for r in ledger.select(kind="identity", actor=signer.keyid)):
         return None
     info = next((i for i in store.list() if i.keyid == signer.keyid), None)
-    if info is None:
-        render.say("The signing key from the environment has no stored name: publish it with "
-                   "`openledger keys publish --name NAME --email EMAIL`.")
-        return None
-    body = {"key": signer.keyid, "name": info.name, "email": info.email, "git": [f"{info.name} <{info.email}>"]}
+    name = name or (info.name if info else None)
+    email = email or (info.email if info else None)
+    if not name or not email:
+        raise BadInputError(
+            f"key {short_keyid(signer.keyid)} (from {ENV_SIGNING_KEY}) has no stored name and email",
+            hint="run `openledger keys publish --name NAME --email EMAIL`",
+        )
+    body = {"key": signer.keyid, "name": name, "email": email, "git": [f"{name} <{email}>"]}
     return ledger.append(signer, "identity", body).id
 
 
@@ -202,10 +210,12 @@ def keys_generate(ctx: click.Context, name: str, email: str, passphrase: bool) -
 
 @keys.command("publish")
 @click.option("--key", metavar="KEYID", help="The key to publish (default: your default key).")
+@click.option("--name", help="Name for a key that has none stored (a CI key from OPENLEDGER_SIGNING_KEY).")
+@click.option("--email", help="Email for a key that has none stored.")
 @click.pass_context
-def keys_publish(ctx: click.Context, key: str | None) -> None:
+def keys_publish(ctx: click.Context, key: str | None, name: str | None, email: str | None) -> None:
     """Append the identity record of your key to this ledger (done by `keys generate` and `init`)."""
-    record = _publish_identity(_ledger(ctx), KeyStore(), key)
+    record = _publish_identity(_ledger(ctx), KeyStore(), key, name, email)
     render.say(f"Published identity record {record}" if record else "Your identity is already published.")
 
 
@@ -305,7 +315,11 @@ def keys_revoke(ctx: click.Context, keyid: str, reason: str, compromised_since: 
     body: dict[str, Any] = {"key": target, "reason": reason}
     if compromised_since:
         body["compromised_since"] = compromised_since
-    record = ledger.append(_signer(), "revocation", body)
+    signer = _signer()
+    if signer.keyid != target and signer.keyid not in ledger.config.trust_roots:
+        render.say("[yellow]warning:[/yellow] you are neither the key's owner nor a trust root in config.yaml; "
+                   "this revocation will not count.")
+    record = ledger.append(signer, "revocation", body)
     click.echo(record.id)
 
 
@@ -326,10 +340,18 @@ def record(ctx: click.Context, kind: str, body_text: str, links: tuple[str, ...]
     """
     ledger = _ledger(ctx)
     body = _read_body(body_text)
-    resolved = [link if not link.startswith("sha256:") or len(link) == 71 else ledger.resolve(link)
-                for link in links]
+    resolved = [_resolve_link(ledger, link) for link in links]
     record = ledger.append(_signer(), kind, body, resolved)
     click.echo(record.id)
+
+
+def _resolve_link(ledger: Ledger, link: str) -> str:
+    """A full record id for an id prefix (with or without ``sha256:``); other digests pass unchanged."""
+    if link.startswith("sha256:") and len(link) == 71:
+        return link
+    if link.startswith("sha256:") or all(c in "0123456789abcdef" for c in link):
+        return ledger.resolve(link)
+    return link
 
 
 @cli.command()
@@ -373,7 +395,7 @@ def show(ctx: click.Context, record_id: str, fmt: str) -> None:
         render.stdout.print(f"time  {found.time}   feed {found.feed} #{found.seq}")
         for link in found.links:
             render.stdout.print(f"link  {link}")
-        render.stdout.print_json(json.dumps(found.body, allow_nan=False, default=str))
+        render.stdout.print_json(json.dumps(tag_nonfinite(dict(found.body))))
 
 
 # -- verification ----------------------------------------------------------------------------------------
@@ -467,6 +489,8 @@ def check_proof_command(proof_file: Any, root: str | None) -> None:
     result = check_proof(proof, root=root)
     if result["valid"]:
         render.say(f"[green]valid[/green]: {result['record']} is included under root {result['root']}")
+        if result["checkpoint_signer"]:
+            render.say(f"  checkpoint {result['checkpoint']} signed by {result['checkpoint_signer']}")
         sys.exit(0)
     render.say(f"[red]invalid[/red]: the proof does not lead to root {result['root']}")
     sys.exit(1)

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from openledger import Record, TrustState
+from openledger.canonical import tag_nonfinite
 from openledger.keys import short_keyid
 
 # Piped output (into a file, a pull request) gets room for full ids instead of wrapping at 80 columns.
@@ -26,7 +27,7 @@ def say(message: str) -> None:
 
 
 def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n")
+    sys.stdout.write(json.dumps(tag_nonfinite(data), indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
 def short_id(record_id: str) -> str:

@@ -19,13 +19,36 @@ def test_non_finite_floats_are_tagged_and_restored() -> None:
     assert math.isnan(decoded["nan"]) and decoded["inf"] == math.inf and decoded["ninf"] == -math.inf
 
 
-def test_bare_nan_literal_is_not_canonical() -> None:
-    # A payload spelling NaN as JSON's non-standard literal must not round-trip to the same bytes.
-    assert canonical_bytes(parse_canonical(b'{"x":NaN}')) != b'{"x":NaN}'
+def test_bare_nan_literal_is_not_json() -> None:
+    # JSON has no NaN literal; a payload spelling it so is refused rather than read.
+    with pytest.raises(ValueError):
+        parse_canonical(b'{"x":NaN}')
+
+
+@pytest.mark.parametrize(
+    ("value", "spelling"),
+    [(1e-7, b"1e-7"), (1e16, b"1e+16"), (0.1, b"0.1"), (1.0, b"1.0"), (-0.0, b"-0.0"),
+     (2**63 - 1, b"9223372036854775807"), ("\x1f\u2028é", '"\\u001f\u2028é"'.encode())],
+)
+def test_spellings(value: object, spelling: bytes) -> None:
+    assert canonical_bytes(value) == spelling
+
+
+def test_what_json_cannot_hold_is_bad_input() -> None:
+    from openledger import BadInputError
+
+    for value in [2**64, {1: "int key"}, {"x": object()}, b"bytes"]:
+        with pytest.raises(BadInputError):
+            canonical_bytes(value)
+
+
+def test_none_does_not_trigger_tagging() -> None:
+    assert canonical_bytes({"a": None, "b": 1.5}) == b'{"a":null,"b":1.5}'
+    assert canonical_bytes({"a": None, "b": math.inf}) == b'{"a":null,"b":{"$float":"Infinity"}}'
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats() | st.text(),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=20,
 )

@@ -14,7 +14,8 @@ TMP_PREFIX = ".tmp-"
 
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o644, fsync: bool = False) -> None:
     """Write ``data`` to ``path`` atomically (replacing any previous file)."""
-    tmp = path.parent / f"{TMP_PREFIX}{secrets.token_hex(6)}"
+    # The writer's pid in the name lets `fsck` tell a crashed write from one still in flight.
+    tmp = path.parent / f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         try:

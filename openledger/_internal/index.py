@@ -24,7 +24,7 @@ from openledger.records import Record, record_id_of
 
 # No secondary indexes on records: they cost more per append than signing does, and a report's full
 # scan of 100k rows takes milliseconds.
-INDEX_VERSION = "3"
+INDEX_VERSION = "4"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -33,8 +33,10 @@ CREATE TABLE IF NOT EXISTS records (
     location TEXT NOT NULL, offset INTEGER, length INTEGER
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS links (id TEXT NOT NULL, target TEXT NOT NULL, PRIMARY KEY (target, id)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS tips (feed TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER, PRIMARY KEY (feed, id))
-    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tips (
+    actor TEXT NOT NULL, feed TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER, PRIMARY KEY (actor, feed, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS skipped (path TEXT PRIMARY KEY, problem TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dirs (name TEXT PRIMARY KEY, mtime_ns INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS packs (name TEXT PRIMARY KEY) WITHOUT ROWID;
 """
@@ -157,7 +159,7 @@ class LedgerIndex:
     # -- updates ---------------------------------------------------------------------------------------
     @staticmethod
     def _insert(db: sqlite3.Connection, summaries: Sequence[IndexedRecord | Record],
-                where: Sequence[Location], *, fresh: bool = False) -> set[str]:
+                where: Sequence[Location], *, fresh: bool = False) -> set[tuple[str, str]]:
         """Add records in bulk; returns the feeds whose tips must be recomputed.
 
         ``fresh`` records were just signed by this process as one chain from the feed's current tips, so
@@ -185,21 +187,24 @@ class LedgerIndex:
         )
         db.executemany("INSERT OR IGNORE INTO links VALUES (?,?)", [(s.id, t) for s, _ in pairs for t in s.links])
         if not fresh:
-            return {s.feed for s, _ in pairs}
+            return {(s.actor, s.feed) for s, _ in pairs}
         first, last = summaries[0], summaries[-1]
-        db.executemany("DELETE FROM tips WHERE feed=? AND id=?", [(first.feed, p) for p in first.prev])
-        db.execute("INSERT OR IGNORE INTO tips VALUES (?,?,?)", (last.feed, last.id, last.seq))
+        db.executemany(
+            "DELETE FROM tips WHERE actor=? AND feed=? AND id=?", [(first.actor, first.feed, p) for p in first.prev]
+        )
+        db.execute("INSERT OR IGNORE INTO tips VALUES (?,?,?,?)", (last.actor, last.feed, last.id, last.seq))
         return set()
 
     @staticmethod
-    def _recount_tips(db: sqlite3.Connection, feeds: Iterable[str]) -> None:
-        for feed in feeds:
-            rows = db.execute("SELECT id, seq, prev FROM records WHERE feed=?", (feed,)).fetchall()
+    def _recount_tips(db: sqlite3.Connection, feeds: Iterable[tuple[str, str]]) -> None:
+        """A feed is one key on one device: (actor, feed name), so reusing a name joins nobody's feed."""
+        for actor, feed in feeds:
+            rows = db.execute("SELECT id, seq, prev FROM records WHERE actor=? AND feed=?", (actor, feed)).fetchall()
             followed = {p for _, _, prev in rows for p in prev.split()}
-            db.execute("DELETE FROM tips WHERE feed=?", (feed,))
+            db.execute("DELETE FROM tips WHERE actor=? AND feed=?", (actor, feed))
             db.executemany(
-                "INSERT INTO tips VALUES (?,?,?)",
-                [(feed, record_id, seq) for record_id, seq, _ in rows if record_id not in followed],
+                "INSERT INTO tips VALUES (?,?,?,?)",
+                [(actor, feed, record_id, seq) for record_id, seq, _ in rows if record_id not in followed],
             )
 
     def add(self, records: Sequence[IndexedRecord | Record], where: Sequence[Location], *,
@@ -232,18 +237,18 @@ class LedgerIndex:
 
     @staticmethod
     def _clear(db: sqlite3.Connection) -> None:
-        for table in ("records", "links", "tips", "dirs", "packs"):
+        for table in ("records", "links", "tips", "dirs", "packs", "skipped"):
             db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
 
     def _sync(self, db: sqlite3.Connection) -> bool:
         """Index what is new; False when something indexed has disappeared (then the caller rebuilds)."""
-        changed: set[str] = set()
+        changed: set[tuple[str, str]] = set()
         complete = self._sync_files(db, changed)
         if complete:
             self._recount_tips(db, changed)
         return complete
 
-    def _sync_files(self, db: sqlite3.Connection, changed: set[str]) -> bool:
+    def _sync_files(self, db: sqlite3.Connection, changed: set[tuple[str, str]]) -> bool:
         seen_dirs = dict(db.execute("SELECT name, mtime_ns FROM dirs").fetchall())
         seen_packs = {row[0] for row in db.execute("SELECT name FROM packs")}
         current_packs = set()
@@ -255,9 +260,11 @@ class LedgerIndex:
             data = (self.packs / name).read_bytes()
             found, places = [], []
             for offset, line in iter_pack(data):
-                with contextlib.suppress(IntegrityError):
+                try:
                     found.append(summarize(line))
                     places.append(Location(name, offset, len(line)))
+                except IntegrityError as exc:
+                    db.execute("INSERT OR REPLACE INTO skipped VALUES (?,?)", (f"{name}@{offset}", str(exc)))
             changed |= self._insert(db, found, places)
             db.execute("INSERT INTO packs VALUES (?)", (name,))
         if not self.objects.is_dir():
@@ -286,7 +293,7 @@ class LedgerIndex:
             db.execute("DELETE FROM dirs WHERE name = ?", (gone,))
         return True
 
-    def _rescan(self, db: sqlite3.Connection, fanout: str, changed: set[str]) -> bool:
+    def _rescan(self, db: sqlite3.Connection, fanout: str, changed: set[tuple[str, str]]) -> bool:
         directory = self.objects / fanout
         on_disk = {
             f"sha256:{fanout}{name}" for name in os.listdir(directory) if len(name) == 62 and "." not in name
@@ -303,16 +310,25 @@ class LedgerIndex:
             path = directory / record_id[len(low):]
             try:
                 summary = summarize(path.read_bytes())
-            except (IntegrityError, OSError):
-                continue  # `verify` and `fsck` report it; the index only skips it
+            except (IntegrityError, OSError) as exc:
+                # `verify` names it; the index remembers it was skipped so that listings can say so.
+                db.execute("INSERT OR REPLACE INTO skipped VALUES (?,?)", (str(path), str(exc)))
+                continue
             if summary.id == record_id:
                 found.append(summary)
+            else:
+                db.execute("INSERT OR REPLACE INTO skipped VALUES (?,?)", (str(path), "content does not match name"))
         changed |= self._insert(db, found, [Location(LOOSE)] * len(found))
         return True
 
     # -- queries ---------------------------------------------------------------------------------------
-    def feed_tips(self, feed: str) -> list[tuple[str, int]]:
-        return [(row[0], row[1]) for row in self.db.execute("SELECT id, seq FROM tips WHERE feed=?", (feed,))]
+    def feed_tips(self, actor: str, feed: str) -> list[tuple[str, int]]:
+        rows = self.db.execute("SELECT id, seq FROM tips WHERE actor=? AND feed=?", (actor, feed))
+        return [(row[0], row[1]) for row in rows]
+
+    def skipped(self) -> list[tuple[str, str]]:
+        """Objects the index could not read (damaged); `verify` says what is wrong with each."""
+        return [(row[0], row[1]) for row in self.db.execute("SELECT path, problem FROM skipped ORDER BY path")]
 
     def locate(self, record_id: str) -> Location | None:
         row = self.db.execute(

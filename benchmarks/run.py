@@ -1,0 +1,175 @@
+"""Ledger core benchmarks: every number is printed next to a baseline measured in the same run.
+
+    make bench                       # 10k and 100k records
+    python benchmarks/run.py --sizes 10000 --rounds 3
+
+Measured, for each ledger size:
+
+* append throughput (``append_many`` in batches of 1000, each stored as one pack) against raw PyNaCl
+  ``SigningKey.sign`` of the same PAE messages in one thread -- target ratio >= 0.5;
+* single-append latency p50 / p99 into a ledger of that size (loose objects) -- target: p99 at 100k within
+  1.5x of p99 at 10k;
+* verify throughput (``verify_ledger``, all cores) against raw PyNaCl ``VerifyKey.verify`` of the same
+  messages on one core -- target ratio >= 1.5, and 100k records in under 10 s;
+* bytes on disk per record (packed and loose).
+
+The machine is shared and noisy: ours and the baseline alternate, and medians are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from nacl.signing import VerifyKey
+
+from openledger import Draft, Ledger, generate_signer, verify_ledger
+from openledger.dsse import PAYLOAD_TYPE, pae
+
+BATCH = 1000
+LATENCY_SAMPLES = 400
+
+
+def run_body(i: int) -> dict[str, object]:
+    """A realistic record: an MLflow run with ten params and five metrics."""
+    return {
+        "run_id": f"{i:032x}",
+        "experiment_id": "7",
+        "status": "FINISHED",
+        "params": {f"param_{k}": str(k * i % 97) for k in range(10)},
+        "metrics": {f"metric_{k}": (i * 7919 + k) % 1000 / 997 for k in range(5)},
+    }
+
+
+@dataclass
+class SizeResult:
+    size: int
+    append_rate: float
+    raw_sign_rate: float
+    verify_rate: float
+    raw_verify_rate: float
+    verify_seconds: float
+    p50_ms: float
+    p99_ms: float
+    packed_bytes: float
+    loose_bytes: float
+    loose_disk_bytes: float
+
+    def to_json(self) -> dict[str, float]:
+        data = dict(self.__dict__)
+        data["append_ratio"] = self.append_rate / self.raw_sign_rate
+        data["verify_ratio"] = self.verify_rate / self.raw_verify_rate
+        return data
+
+
+def measure(size: int, rounds: int, workdir: Path) -> SizeResult:
+    drafts = [Draft("run", run_body(i)) for i in range(size)]
+    append_rates, sign_rates = [], []
+    ledger = None
+    for round_number in range(rounds):
+        root = workdir / f"ledger-{size}-{round_number}"
+        ledger = Ledger.init(root)
+        signer = generate_signer(feed="bench")
+        started = time.perf_counter()
+        records = []
+        for start in range(0, size, BATCH):
+            records += ledger.append_many(signer, drafts[start:start + BATCH])
+        append_rates.append(size / (time.perf_counter() - started))
+        messages = [pae(PAYLOAD_TYPE, record.payload_bytes) for record in records]
+        started = time.perf_counter()
+        for message in messages:
+            signer.sign(message)
+        sign_rates.append(size / (time.perf_counter() - started))
+        if round_number < rounds - 1:
+            ledger.close()
+            shutil.rmtree(root)
+    assert ledger is not None
+    packed = sum(p.stat().st_size for p in ledger.pack_paths()) / size
+
+    verify_rates, raw_verify_rates, verify_times = [], [], []
+    verify_key = VerifyKey(bytes.fromhex(records[0].actor.partition(":")[2]))
+    pairs = [(pae(PAYLOAD_TYPE, r.payload_bytes), r.signature) for r in records]
+    for _ in range(rounds):
+        started = time.perf_counter()
+        report = verify_ledger(ledger)
+        elapsed = time.perf_counter() - started
+        assert report.records == size and not report.errors, report.problems[:3]
+        verify_times.append(elapsed)
+        verify_rates.append(size / elapsed)
+        started = time.perf_counter()
+        for message, signature in pairs:
+            verify_key.verify(message, signature)
+        raw_verify_rates.append(size / (time.perf_counter() - started))
+
+    # Latency: single appends (loose objects) into the ledger of this size.
+    signer = generate_signer(feed="latency")
+    latencies = []
+    loose_before = len(ledger.loose_paths())
+    for i in range(LATENCY_SAMPLES):
+        started = time.perf_counter()
+        ledger.append(signer, "run", run_body(size + i))
+        latencies.append((time.perf_counter() - started) * 1000)
+    loose = ledger.loose_paths()[loose_before:]
+    loose_bytes = sum(p.stat().st_size for p in loose) / len(loose)
+    loose_disk = sum(p.stat().st_blocks * 512 for p in loose) / len(loose)
+    latencies.sort()
+    ledger.close()
+    return SizeResult(
+        size=size,
+        append_rate=statistics.median(append_rates),
+        raw_sign_rate=statistics.median(sign_rates),
+        verify_rate=statistics.median(verify_rates),
+        raw_verify_rate=statistics.median(raw_verify_rates),
+        verify_seconds=statistics.median(verify_times),
+        p50_ms=latencies[len(latencies) // 2],
+        p99_ms=latencies[int(len(latencies) * 0.99) - 1],
+        packed_bytes=packed,
+        loose_bytes=loose_bytes,
+        loose_disk_bytes=loose_disk,
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="Also write the results here.")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="openledger-bench-"))
+    results = []
+    try:
+        for size in args.sizes:
+            print(f"measuring {size} records ({args.rounds} rounds)…", file=sys.stderr, flush=True)
+            results.append(measure(size, args.rounds, workdir))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    cores = os.cpu_count()
+    print(f"\nOpenLedger core benchmarks ({cores} cores; medians of {args.rounds} alternating rounds)\n")
+    print("| records | append/s | raw sign/s | ratio (>=0.5) | verify/s | raw verify/s (1 core) | ratio (>=1.5) "
+          "| verify time | append p50 | append p99 | bytes/record packed | loose (on disk) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        print(f"| {r.size:,} | {r.append_rate:,.0f} | {r.raw_sign_rate:,.0f} | {r.append_rate / r.raw_sign_rate:.2f} "
+              f"| {r.verify_rate:,.0f} | {r.raw_verify_rate:,.0f} | {r.verify_rate / r.raw_verify_rate:.2f} "
+              f"| {r.verify_seconds:.2f} s | {r.p50_ms:.2f} ms | {r.p99_ms:.2f} ms | {r.packed_bytes:.0f} "
+              f"| {r.loose_bytes:.0f} ({r.loose_disk_bytes:.0f}) |")
+    if len(results) >= 2:
+        small, large = results[0], results[-1]
+        print(f"\np99 append latency at {large.size:,} vs {small.size:,}: {large.p99_ms / small.p99_ms:.2f}x "
+              "(target <= 1.5x)")
+    if args.json:
+        args.json.write_text(json.dumps([r.to_json() for r in results], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
