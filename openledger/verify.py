@@ -87,7 +87,7 @@ def _check_one(data: bytes, expected_id: str | None, location: str) -> RecordSum
     except SignatureError as exc:
         return Problem(ERROR, "bad-signature", exc.message, expected_id, location)
     except UnsupportedVersionError as exc:
-        return Problem(UNSUPPORTED, "unsupported-version", exc.message, expected_id, location)
+        return Problem(UNSUPPORTED, "unsupported-version", exc.diagnostics(), expected_id, location)
     except IntegrityError as exc:
         code = "hash-mismatch" if "content hash" in exc.message else "malformed"
         return Problem(ERROR, code, exc.message, expected_id, location)

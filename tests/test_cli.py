@@ -234,3 +234,79 @@ def test_installed_entry_point(inited: Path) -> None:
                              check=False)
     assert missing.returncode == 2 and missing.stderr.startswith("error:") and "Traceback" not in missing.stderr
     assert Ledger.open(inited / ".openledger").config.trust_mode == "tofu"
+
+
+def _ledger_files(repo: Path) -> list[str]:
+    root = repo / ".openledger"
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                  if p.is_file() and "local" not in p.relative_to(root).parts)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["record", "nonsense", "--body", "{}"],
+        ["record", "feedback", "--body", '{"target": 3}'],
+        ["record", "feedback", "--body", "{not json"],
+        ["keys", "revoke", "ffff", "--reason", "x"],
+    ],
+)
+def test_bad_input_writes_nothing(inited: Path, args: list[str]) -> None:
+    before = _ledger_files(inited)
+    assert run(inited, *args).exit_code == 2
+    assert _ledger_files(inited) == before
+
+
+def test_object_that_is_not_json(inited: Path) -> None:
+    record_id = run(inited, "record", "feedback", "--body", '{"target": "x", "label": "y"}').stdout.strip()
+    path = inited / ".openledger" / "objects" / record_id[7:9] / record_id[9:]
+    path.chmod(0o644)
+    path.write_text("this is not JSON at all")
+    before = _ledger_files(inited)
+    result = run(inited, "verify")
+    assert result.exit_code == 1  # a corrupt object is tampering or damage, never "bad input"
+    assert record_id in result.stdout and "not JSON" in result.stdout
+    assert "Traceback" not in result.output
+    assert _ledger_files(inited) == before
+
+
+def test_newer_schema_version_object_is_exit_2(inited: Path) -> None:
+    seed = KeyStore().load_seed(KeyStore().selected_keyid())
+    from openledger import signer_from_seed
+    from openledger.dsse import pae
+
+    signer = signer_from_seed(seed)
+    payload = b'{"v":2,"kind":"future"}'
+    newer = "application/vnd.openledger.record.v2+json"
+    envelope = json.dumps({"payload": base64.b64encode(payload).decode(), "payloadType": newer,
+                           "signatures": [{"keyid": signer.keyid,
+                                           "sig": base64.b64encode(signer.sign(pae(newer, payload))).decode()}]})
+    import hashlib
+
+    digest = hashlib.sha256(payload).hexdigest()
+    target = inited / ".openledger" / "objects" / digest[:2] / digest[2:]
+    target.parent.mkdir(exist_ok=True)
+    target.write_text(envelope)
+    result = run(inited, "verify")
+    assert result.exit_code == 2 and "upgrade" in result.stdout
+
+
+def test_node_proof_verifier_in_docs(inited: Path, tmp_path: Path) -> None:
+    """The ~30-line verifier in another language documented in docs/ agrees with `check-proof`."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    script = Path(__file__).parent.parent / "docs" / "verify-proof.js"
+    ids = [run(inited, "record", "feedback", "--body", json.dumps({"target": f"t{i}", "label": "x"})).stdout.strip()
+           for i in range(5)]
+    run(inited, "checkpoint")
+    for record_id in ids:
+        proof_file = tmp_path / "proof.json"
+        proof_file.write_text(run(inited, "prove", record_id).stdout)
+        ok = subprocess.run([node, str(script), str(proof_file)], capture_output=True, text=True, check=False)
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        bad = json.loads(proof_file.read_text())
+        bad["leaf_index"] = (bad["leaf_index"] + 1) % bad["tree_size"]
+        proof_file.write_text(json.dumps(bad))
+        rejected = subprocess.run([node, str(script), str(proof_file)], capture_output=True, text=True, check=False)
+        assert rejected.returncode == 1, rejected.stdout + rejected.stderr

@@ -238,3 +238,23 @@ def test_durability_fsync_mode_writes_the_same_bytes(repo: Path) -> None:
     ledger = Ledger.init(repo, LedgerConfig(durability="fsync"))
     record = ledger.append(make_signer(2), "feedback", FEEDBACK)
     assert ledger.get(record.id) == record
+
+
+def test_index_handles_ids_sharing_their_first_eight_bytes(ledger: Ledger) -> None:
+    """The id lookup is keyed by 8 bytes of the digest; a (crafted) collision must still resolve exactly."""
+    from openledger._internal.index import IndexedRecord, Location
+
+    prefix = "sha256:" + "ab" * 8
+    first, second = prefix + "1" * 48, prefix + "2" * 48
+    actor = make_signer(2).keyid
+    ledger.index.add(
+        [IndexedRecord(first, "feedback", actor, "f", 0, "2026-01-01T00:00:00Z", (), ()),
+         IndexedRecord(second, "feedback", actor, "f", 1, "2026-01-01T00:00:00Z", (first,), ())],
+        [Location("pack-a.jsonl", 10, 5), Location("pack-a.jsonl", 20, 6)],
+    )
+    assert ledger.index.locate(first) == Location("pack-a.jsonl", 10, 5)
+    assert ledger.index.locate(second) == Location("pack-a.jsonl", 20, 6)
+    assert ledger.index.locate(prefix + "3" * 48) is None
+    assert ledger.index.ids_with_prefix(prefix, limit=5) == [first, second]
+    assert ledger.index.ids_with_prefix(prefix + "2") == [second]
+    assert ledger.index.feed_tips(actor, "f") == [(second, 1)]
