@@ -101,30 +101,33 @@ def prove_inclusion(ledger: Ledger, record_id: str, report: VerificationReport,
 def check_proof(proof: dict[str, Any], *, root: str | None = None) -> dict[str, Any]:
     """Check a proof; with ``root`` the tree head comes from the caller, otherwise from the signed checkpoint
     envelope carried in the proof (whose signature and id are checked)."""
+    if proof.get("format") != PROOF_FORMAT:
+        raise BadInputError(f"not an OpenLedger inclusion proof (format {proof.get('format')!r})")
+    for name, kind in (("record", str), ("checkpoint", str), ("root", str), ("path", list), ("leaf_index", int),
+                       ("tree_size", int), ("checkpoint_envelope", str)):
+        if not isinstance(proof.get(name), kind):
+            raise BadInputError(f"malformed proof: {name} must be a {kind.__name__}")
+    for name in ("record", "checkpoint"):
+        if not _ROOT.fullmatch(proof[name]):
+            raise BadInputError(f"malformed proof: {name} must be a record id (sha256:<64 hex>)")
     try:
-        if proof.get("format") != PROOF_FORMAT:
-            raise BadInputError(f"not an OpenLedger inclusion proof (format {proof.get('format')!r})")
         path = [bytes.fromhex(node) for node in proof["path"]]
-        if root is None:
-            checkpoint = open_record(proof["checkpoint_envelope"].encode(), expected_id=proof["checkpoint"])
-            if checkpoint.kind != "checkpoint":
-                raise BadInputError("the proof's checkpoint envelope is not a checkpoint")
-            root = str(checkpoint.body["root"])
-            signer: str | None = checkpoint.actor
-            if proof.get("root") != root or proof.get("tree_size") != checkpoint.body["count"]:
-                return {"valid": False, "record": proof["record"], "root": root,
-                        "checkpoint": proof.get("checkpoint"), "checkpoint_signer": signer}
-        else:
-            if not _ROOT.fullmatch(root):
-                raise BadInputError(f"--root must be sha256:<64 hex digits>, got {root!r}")
-            signer = None
-        valid = verify_inclusion(
-            proof["record"], int(proof["leaf_index"]), int(proof["tree_size"]), path,
-            bytes.fromhex(root.partition(":")[2]),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BadInputError(f"malformed proof: {exc}") from None
-    return {"valid": valid, "record": proof["record"], "root": root, "checkpoint": proof.get("checkpoint"),
-            "checkpoint_signer": signer}
-
-
+    except (TypeError, ValueError):
+        raise BadInputError("malformed proof: path must be hex strings") from None
+    signer: str | None = None
+    if root is None:
+        checkpoint = open_record(proof["checkpoint_envelope"].encode(), expected_id=proof["checkpoint"])
+        if checkpoint.kind != "checkpoint":
+            raise BadInputError("the proof's checkpoint envelope is not a checkpoint")
+        root = str(checkpoint.body["root"])
+        signer = checkpoint.actor
+        if proof["root"] != root or proof["tree_size"] != checkpoint.body["count"]:
+            return {"valid": False, "record": proof["record"], "root": root, "checkpoint": proof["checkpoint"],
+                    "checkpoint_signer": signer,
+                    "reason": "the proof's root or size differs from its signed checkpoint"}
+    elif not _ROOT.fullmatch(root):
+        raise BadInputError(f"--root must be sha256:<64 hex digits>, got {root!r}")
+    valid = verify_inclusion(proof["record"], proof["leaf_index"], proof["tree_size"], path,
+                             bytes.fromhex(root.partition(":")[2]))
+    return {"valid": valid, "record": proof["record"], "root": root, "checkpoint": proof["checkpoint"],
+            "checkpoint_signer": signer, "reason": None if valid else f"the audit path does not lead to root {root}"}

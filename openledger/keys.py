@@ -103,7 +103,9 @@ def signer_from_seed(seed: bytes, *, feed: str | None = None, device: str = "ci"
     if len(seed) != 32:
         raise KeyMaterialError(f"an Ed25519 seed is 32 bytes, got {len(seed)}")
     if feed is not None and (not _FEED_NAME.fullmatch(feed) or feed.startswith(".")):
-        raise BadInputError(f"feed name {feed!r}: use 1-64 characters of A-Z a-z 0-9 . _ - ({ENV_FEED})")
+        raise BadInputError(
+            f"feed name {feed!r}: use 1-64 characters of A-Z a-z 0-9 . _ -, not starting with '.' ({ENV_FEED})"
+        )
     key = SigningKey(seed)
     keyid = keyid_of(bytes(key.verify_key))
     return Signer(keyid=keyid, feed=feed or _default_feed(keyid, device), _key=key)
@@ -322,4 +324,4 @@ def signer_from_env(value: str) -> Signer:
         seed = base64.b64decode(value.strip(), validate=True)
     except (binascii.Error, ValueError):
         raise KeyMaterialError(f"{ENV_SIGNING_KEY} is not base64") from None
-    return signer_from_seed(seed, feed=os.environ.get(ENV_FEED), device="ci")
+    return signer_from_seed(seed, feed=os.environ.get(ENV_FEED) or None, device="ci")

@@ -35,7 +35,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from openledger._internal.files import TMP_PREFIX, fsync_dir, write_atomic
+from openledger._internal.files import TMP_PREFIX, fsync_dir, write_all, write_atomic
 from openledger._internal.index import LOOSE, LedgerIndex, Location, iter_pack
 from openledger.config import LedgerConfig
 from openledger.dsse import PAYLOAD_TYPE, pae
@@ -209,7 +209,7 @@ class Ledger:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         try:
             try:
-                os.write(fd, record.envelope)
+                write_all(fd, record.envelope)
                 if durable:
                     os.fsync(fd)
             finally:
@@ -358,6 +358,8 @@ class Ledger:
     def resolve(self, text: str) -> str:
         """Expand a unique record id prefix (``sha256:ab12``, or just ``ab12``)."""
         prefix = text if text.startswith("sha256:") else "sha256:" + text
+        if not all(c in "0123456789abcdef" for c in prefix[len("sha256:"):]):
+            raise BadInputError(f"{text!r} is not a record id (sha256:<hex>, or a prefix of one)")
         if len(prefix) < len("sha256:") + 4:
             raise BadInputError(f"record id prefix {text!r} is too short (give at least 4 hex digits)")
         self.index.sync()
@@ -375,12 +377,23 @@ class Ledger:
             raise BadInputError(f"record id prefix {text!r} is ambiguous")
         return matches[0]
 
-    def select(self, *, kind: str | None = None, actor: str | None = None,
-               links_to: str | None = None) -> Iterator[Record]:
-        """Checked records matching the filters, oldest first."""
+    def select(self, *, kind: str | None = None, actor: str | None = None, links_to: str | None = None,
+               damaged: list[tuple[str, str]] | None = None) -> Iterator[Record]:
+        """Checked records matching the filters, oldest first.
+
+        With ``damaged`` given, a record that fails its checks is appended there (id, problem) and skipped,
+        together with the objects the index could not read at all; without it, the first one raises.
+        """
         self.index.sync()
+        if damaged is not None:
+            damaged.extend(self.index.skipped())
         for record_id in self.index.query(kind=kind, actor=actor, links_to=links_to):
-            yield self.get(record_id)
+            try:
+                yield self.get(record_id)
+            except IntegrityError as exc:
+                if damaged is None:
+                    raise
+                damaged.append((record_id, exc.message))
 
     def trust(self) -> TrustState:
         """Trust as the identity and revocation records currently indexed establish it (unverified: use

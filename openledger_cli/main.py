@@ -139,7 +139,11 @@ def init(directory: Path, roots: tuple[str, ...], mode: str | None, durability: 
         return
     render.say(f"Created {ledger.root} (trust mode {config.trust_mode}).")
     if store.list():
-        record = _publish_identity(ledger, store, None)
+        try:
+            record = _publish_identity(ledger, store, None)
+        except OpenLedgerError as exc:
+            render.say(f"[yellow]warning:[/yellow] could not publish your identity: {exc.diagnostics()}")
+            record = None
         if record:
             render.say(f"Published your identity: {record}")
     elif os.environ.get(ENV_SIGNING_KEY):
@@ -367,11 +371,17 @@ def log(ctx: click.Context, kind: str | None, actor: str | None, fmt: str) -> No
         ledger.index.sync()
         actors = {row[0] for row in ledger.index.db.execute("SELECT DISTINCT actor FROM records")}
         actor = resolve_keyid(actor, actors)
-    records = list(ledger.select(kind=kind, actor=actor))
+    damaged: list[tuple[str, str]] = []
+    records = list(ledger.select(kind=kind, actor=actor, damaged=damaged))
     if fmt == "json":
         render.emit_json([r.to_json() for r in records])
     else:
         render.stdout.print(render.records_table(records, trust))
+    if damaged:
+        for where, problem in damaged:
+            render.say(f"[red]damaged:[/red] {where}: {problem}")
+        render.say(f"{len(damaged)} damaged object(s) left out: run `openledger verify`.")
+        ctx.exit(1)
 
 
 @cli.command()
@@ -492,7 +502,7 @@ def check_proof_command(proof_file: Any, root: str | None) -> None:
         if result["checkpoint_signer"]:
             render.say(f"  checkpoint {result['checkpoint']} signed by {result['checkpoint_signer']}")
         sys.exit(0)
-    render.say(f"[red]invalid[/red]: the proof does not lead to root {result['root']}")
+    render.say(f"[red]invalid[/red]: {result['reason']}")
     sys.exit(1)
 
 

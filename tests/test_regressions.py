@@ -8,6 +8,8 @@ import math
 import threading
 from pathlib import Path
 
+import pytest
+
 from openledger import Ledger, LedgerConfig, verify_ledger
 from openledger.trust import TrustFact, TrustState
 from tests.conftest import make_signer, publish
@@ -132,3 +134,40 @@ def test_fsck_cleans_temp_files_of_atomic_writes_in_the_ledger_root(ledger: Ledg
     assert not leftover.exists()
 
 
+
+
+def test_log_reports_damaged_objects_and_fails(inited: Path) -> None:  # noqa: F811
+    ids = [run(inited, "record", "feedback", "--body", json.dumps({"target": f"t{i}", "label": "x"})).stdout.strip()
+           for i in range(3)]
+    assert run(inited, "log").exit_code == 0  # indexed while intact
+    path = inited / ".openledger" / "objects" / ids[1][7:9] / ids[1][9:]
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes().replace(b'"sig":"', b'"sig":"AAAA', 1))
+    result = run(inited, "log", "--format", "json")
+    assert result.exit_code == 1 and ids[1] in result.stderr
+    assert ids[1] not in {r["id"] for r in json.loads(result.stdout)}
+    run(inited, "fsck")  # rebuilt index skips it entirely: log must still say so
+    again = run(inited, "log")
+    assert again.exit_code == 1 and "damaged" in again.stderr
+
+
+@pytest.mark.parametrize("field", ["checkpoint", "record", "checkpoint_envelope"])
+def test_malformed_proof_fields_are_bad_input(inited: Path, tmp_path: Path, field: str) -> None:  # noqa: F811
+    record_id = run(inited, "record", "feedback", "--body", '{"target": "x", "label": "y"}').stdout.strip()
+    run(inited, "checkpoint")
+    proof = json.loads(run(inited, "prove", record_id).stdout)
+    proof[field] = None
+    proof_file = tmp_path / "proof.json"
+    proof_file.write_text(json.dumps(proof))
+    result = run(tmp_path, "check-proof", str(proof_file))
+    assert result.exit_code == 2 and "malformed proof" in result.stderr
+
+
+def test_short_writes_never_leave_a_truncated_object(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os as real_os
+
+    original = real_os.write
+    monkeypatch.setattr(real_os, "write", lambda fd, data: original(fd, bytes(data[:7])))
+    record = ledger.append(make_signer(2), "feedback", {"target": "x", "label": "y"})
+    monkeypatch.undo()
+    assert ledger.get(record.id) == record

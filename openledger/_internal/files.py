@@ -19,7 +19,7 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o644, fsync: bool = Fa
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         try:
-            _write_all(fd, data)
+            write_all(fd, data)
             if fsync:
                 os.fsync(fd)
         finally:
@@ -33,7 +33,8 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o644, fsync: bool = Fa
         fsync_dir(path.parent)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """os.write until everything is written (a write may be short, e.g. on a nearly full disk)."""
     view = memoryview(data)
     while view:
         written = os.write(fd, view)

@@ -22,6 +22,7 @@ from openledger.canonical import parse_canonical
 from openledger.dsse import parse_envelope
 from openledger.errors import IntegrityError
 from openledger.records import Record, record_id_of
+from openledger.trust import instant
 
 # Appends must not get slower as the ledger grows. A table keyed by record id takes random inserts: a batch
 # of 1000 dirties ~1000 pages of a large table, all rewritten to the WAL. So `records` is kept in insertion
@@ -418,8 +419,11 @@ class LedgerIndex:
             args.append(actor)
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY r.time, r.feed, r.seq, r.id"
-        return [row[0] for row in self.db.execute(sql, args)]
+        sql = sql.replace("SELECT r.id", "SELECT r.id, r.time, r.feed, r.seq", 1)
+        rows = self.db.execute(sql, args).fetchall()
+        # Times are claimed by signers and may be spelled with fewer fraction digits: sort as instants.
+        rows.sort(key=lambda row: (instant(row[1]), row[2], row[3], row[0]))
+        return [row[0] for row in rows]
 
     def count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM records").fetchone()[0])
