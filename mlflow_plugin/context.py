@@ -1,0 +1,68 @@
+"""A run context provider: tags each new fluent run with who ran it, from where, in which DVC stage.
+
+MLflow calls it when ``mlflow.start_run`` creates a run (not for ``MlflowClient.create_run``, not on a
+server), so the MLflow UI shows ``openledger.actor`` (key id), ``openledger.actor.name``, ``openledger.feed``,
+the git commit / branch / dirty flag, and the DVC stage and experiment (``DVC_STAGE``, ``DVC_EXP_NAME``,
+which ``dvc repro`` and ``dvc exp run`` set for stage commands). It never raises: a missing key simply
+means no actor tags.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+from pathlib import Path
+
+import git
+from mlflow.tracking.context.abstract_context import RunContextProvider
+from nacl.signing import SigningKey
+
+from openledger.keys import ENV_FEED, ENV_SIGNING_KEY, KeyStore, keyid_of, short_keyid
+
+__all__ = ["LedgerRunContext", "git_state"]
+
+logger = logging.getLogger("openledger")
+
+
+def git_state(start: Path) -> dict[str, str]:
+    try:
+        repo = git.Repo(start, search_parent_directories=True)
+        state = {"openledger.git.commit": repo.head.commit.hexsha,
+                 "openledger.git.dirty": "true" if repo.is_dirty(untracked_files=False) else "false"}
+        if not repo.head.is_detached:
+            state["openledger.git.branch"] = repo.active_branch.name
+        return state
+    except Exception:
+        return {}
+
+
+def _actor_tags() -> dict[str, str]:
+    env_seed = os.environ.get(ENV_SIGNING_KEY)
+    if env_seed:
+        keyid = keyid_of(bytes(SigningKey(base64.b64decode(env_seed)).verify_key))
+        return {"openledger.actor": keyid, "openledger.feed": os.environ.get(ENV_FEED) or "ci"}
+    store = KeyStore()
+    keyid = store.selected_keyid()
+    info = store.find(keyid)
+    feed = os.environ.get(ENV_FEED) or f"{keyid.partition(':')[2][:16]}-{store.device_id()}"
+    return {"openledger.actor": keyid, "openledger.actor.name": info.name or short_keyid(keyid),
+            "openledger.feed": feed}
+
+
+class LedgerRunContext(RunContextProvider):
+    def in_context(self) -> bool:
+        return True
+
+    def tags(self) -> dict[str, str]:
+        tags: dict[str, str] = {}
+        try:
+            tags.update(_actor_tags())
+        except Exception as exc:
+            logger.debug("OpenLedger: no actor tags (%s)", exc)
+        tags.update(git_state(Path.cwd()))
+        for variable, tag in (("DVC_STAGE", "openledger.dvc.stage"), ("DVC_EXP_NAME", "openledger.dvc.experiment"),
+                              ("DVC_ROOT", "openledger.dvc.root")):
+            if os.environ.get(variable):
+                tags[tag] = os.environ[variable]
+        return tags

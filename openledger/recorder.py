@@ -1,0 +1,94 @@
+"""Recording from adapters (the MLflow plugin, the DVC hooks): find the ledger and the key once, fail open.
+
+Capture must never break the user's work. A :class:`Recorder` opens the ledger (``OPENLEDGER_DIR`` or the
+nearest ``.openledger/``) and loads the signing key lazily, once; when either is missing, or anything goes
+wrong while recording, it logs one warning naming the problem and returns ``None`` — unless
+``OPENLEDGER_STRICT=1``, which turns every such problem into an exception.
+
+>>> import tempfile, os
+>>> from pathlib import Path
+>>> recorder = Recorder(ledger_dir=Path(tempfile.mkdtemp()) / "nowhere", source="doc")
+>>> recorder.record("feedback", {"target": "x", "label": "y"}) is None  # no ledger: a warning, no error
+True
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from openledger.errors import OpenLedgerError
+from openledger.keys import ENV_PASSPHRASE, KeyStore, Signer
+from openledger.ledger import Ledger
+from openledger.records import Record
+
+__all__ = ["ENV_STRICT", "Recorder", "strict_mode"]
+
+ENV_STRICT = "OPENLEDGER_STRICT"
+logger = logging.getLogger("openledger")
+
+
+def strict_mode() -> bool:
+    return os.environ.get(ENV_STRICT, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+class Recorder:
+    """Appends records on behalf of an adapter, failing open (one warning per distinct problem)."""
+
+    def __init__(self, *, ledger_dir: Path | None = None, source: str = "openledger") -> None:
+        self.ledger_dir = ledger_dir
+        self.source = source
+        self._lock = threading.Lock()
+        self._ledger: Ledger | None = None
+        self._signer: Signer | None = None
+        self._warned: set[str] = set()
+
+    def _open(self) -> tuple[Ledger, Signer]:
+        if self._ledger is None:
+            self._ledger = Ledger.open(self.ledger_dir)
+        if self._signer is None:
+            passphrase = os.environ.get(ENV_PASSPHRASE)
+            self._signer = KeyStore().load_signer(passphrase=(lambda _: passphrase) if passphrase else None)
+        return self._ledger, self._signer
+
+    @property
+    def ledger(self) -> Ledger:
+        return self._open()[0]
+
+    @property
+    def signer(self) -> Signer:
+        return self._open()[1]
+
+    def warn_once(self, problem: str) -> None:
+        if problem not in self._warned:
+            self._warned.add(problem)
+            logger.warning("OpenLedger (%s): %s; the work goes on unrecorded", self.source, problem)
+
+    def fail(self, exc: BaseException) -> None:
+        """Handle a failure while recording: raise under OPENLEDGER_STRICT, otherwise warn once."""
+        if strict_mode():
+            raise exc
+        problem = exc.diagnostics() if isinstance(exc, OpenLedgerError) else f"{type(exc).__name__}: {exc}"
+        self.warn_once(problem)
+
+    def record(self, kind: str, body: Mapping[str, Any], links: Sequence[str] = ()) -> Record | None:
+        """Append one record; ``None`` (after a warning) when recording is not possible."""
+        try:
+            with self._lock:
+                ledger, signer = self._open()
+                return ledger.append(signer, kind, body, links)
+        except Exception as exc:
+            self.fail(exc)
+            return None
+
+    def find_linked(self, target: str, kind: str | None = None) -> list[Record]:
+        """Records linking to ``target`` (for de-duplication and joins); empty when the ledger is absent."""
+        try:
+            return list(self.ledger.select(links_to=target, kind=kind))
+        except Exception as exc:
+            self.fail(exc)
+            return []
