@@ -13,13 +13,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python examples/core_demo.py
+	$(BIN)/python examples/demo.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/mlflow_overhead.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check openledger openledger_cli mlflow_plugin dvc_hooks tests benchmarks examples

@@ -61,12 +61,31 @@ def _iso(millis: int | None) -> str | None:
     return datetime.fromtimestamp(millis / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _metric_points(store: Any, run_id: str, keys: list[str]) -> dict[str, list[tuple[int, int, float]]]:
+    """Every logged point of every metric of a run, as (step, timestamp, value), per key.
+
+    On SQL stores one query returns them all: the per-key API costs a query per metric, which was most of
+    the plugin's overhead per run. Elsewhere, the public API.
+    """
+    points: dict[str, list[tuple[int, int, float]]] = {key: [] for key in keys}
+    session_maker = getattr(store, "ManagedSessionMaker", None)
+    if session_maker is not None:
+        from mlflow.store.tracking.dbmodels.models import SqlMetric
+
+        with session_maker() as session:
+            rows = session.query(SqlMetric.key, SqlMetric.step, SqlMetric.timestamp, SqlMetric.value,
+                                 SqlMetric.is_nan).filter(SqlMetric.run_uuid == run_id).all()
+        for key, step, timestamp, value, is_nan in rows:
+            points.setdefault(key, []).append((step, timestamp, float("nan") if is_nan else value))
+        return points
+    for key in keys:
+        points[key] = [(m.step, m.timestamp, m.value) for m in store.get_metric_history(run_id, key)]
+    return points
+
+
 def _history_digest(store: Any, run_id: str, keys: list[str]) -> str:
     """SHA-256 over every metric's full history (key, step, timestamp, value), in a fixed order."""
-    histories = {}
-    for key in sorted(keys):
-        points = store.get_metric_history(run_id, key)
-        histories[key] = sorted((m.step, m.timestamp, m.value) for m in points)
+    histories = {key: sorted(values) for key, values in sorted(_metric_points(store, run_id, keys).items())}
     return "sha256:" + hashlib.sha256(canonical_bytes(histories)).hexdigest()
 
 

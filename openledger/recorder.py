@@ -39,12 +39,13 @@ def strict_mode() -> bool:
 class Recorder:
     """Appends records on behalf of an adapter, failing open (one warning per distinct problem)."""
 
-    def __init__(self, *, ledger_dir: Path | None = None, source: str = "openledger") -> None:
+    def __init__(self, *, ledger_dir: Path | None = None, source: str = "openledger", ledger: Ledger | None = None,
+                 signer: Signer | None = None) -> None:
         self.ledger_dir = ledger_dir
         self.source = source
         self._lock = threading.Lock()
-        self._ledger: Ledger | None = None
-        self._signer: Signer | None = None
+        self._ledger = ledger
+        self._signer = signer
         self._warned: set[str] = set()
 
     def _open(self) -> tuple[Ledger, Signer]:

@@ -12,7 +12,8 @@ import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -37,6 +38,7 @@ from openledger import (
 from openledger.canonical import tag_nonfinite
 from openledger.keys import ENV_PASSPHRASE, ENV_SIGNING_KEY, resolve_keyid, short_keyid
 from openledger.ledger import LEDGER_DIR
+from openledger.recorder import ENV_STRICT
 from openledger_cli import render
 
 # Kinds with a command of their own: `record` refuses them so their rules cannot be sidestepped.
@@ -506,6 +508,43 @@ def check_proof_command(proof_file: Any, root: str | None) -> None:
     sys.exit(1)
 
 
+# -- capture -------------------------------------------------------------------------------------------------
+@cli.group()
+def capture() -> None:
+    """Attest work that was done before OpenLedger was installed."""
+
+
+@capture.command("mlflow")
+@click.option("--tracking-uri", required=True, envvar="MLFLOW_TRACKING_URI", show_envvar=True,
+              help="The MLflow store to read (sqlite:///mlflow.db, postgresql://…; a ledger+ prefix is ignored).")
+@click.option("--experiment", metavar="NAME", help="Only this experiment's runs (and their model versions).")
+@click.option("--run", "run_id", metavar="ID", help="Only this run (and its model versions).")
+@click.option("--format", "fmt", type=FORMAT_TEXT_JSON, default="text", show_default=True)
+@click.pass_context
+def capture_mlflow(ctx: click.Context, tracking_uri: str, experiment: str | None, run_id: str | None,
+                   fmt: str) -> None:
+    """Record finished MLflow runs and model versions that have no record yet.
+
+    Each record is marked "captured": "after-the-fact": you attest what the store holds now. Runs and
+    versions already in the ledger are never recorded twice; runs still in progress are skipped.
+    """
+    try:
+        from mlflow_plugin.backfill import capture_history
+    except ImportError:
+        raise BadInputError("MLflow is not installed", hint="pip install 'openledger-mlops[mlflow]'") from None
+    from openledger.recorder import Recorder
+
+    recorder = Recorder(source="capture", ledger=_ledger(ctx), signer=_signer())
+    with strict_recording(), render.progress_bar("Capturing runs") as progress:
+        result = capture_history(tracking_uri, recorder, experiment=experiment, run_id=run_id, progress=progress)
+    if fmt == "json":
+        render.emit_json(result.to_json())
+        return
+    render.say(f"Recorded {len(result.runs_recorded)} runs and {len(result.versions_recorded)} model versions "
+               f"({result.runs_already} runs and {result.versions_already} versions were already recorded; "
+               f"{result.runs_in_progress} runs still in progress).")
+
+
 # -- maintenance -----------------------------------------------------------------------------------------
 @cli.command()
 @click.pass_context
@@ -536,6 +575,20 @@ def fsck(ctx: click.Context, fmt: str) -> None:
         render.stdout.print(f"{report.objects} objects checked, {len(report.removed)} leftovers removed, "
                             f"{len(report.corrupt)} damaged")
     ctx.exit(1 if report.corrupt else 0)
+
+
+@contextmanager
+def strict_recording() -> Iterator[None]:
+    """An explicit command must not fail open: recording problems become errors with exit codes."""
+    previous = os.environ.get(ENV_STRICT)
+    os.environ[ENV_STRICT] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(ENV_STRICT, None)
+        else:
+            os.environ[ENV_STRICT] = previous
 
 
 def main() -> None:

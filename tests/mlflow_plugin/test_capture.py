@@ -301,3 +301,37 @@ def test_nan_metric_round_trips(project: MlflowProject) -> None:
     body = next(r.body for r in project.records("run") if r.body["run_id"] == run.info.run_id)
     assert math.isnan(body["metrics"]["loss"])
     assert json.loads(json.dumps({"ok": True}))
+
+
+def test_capture_history_after_the_fact(project: MlflowProject) -> None:
+    import mlflow
+    from click.testing import CliRunner
+    from mlflow import MlflowClient
+
+    from openledger_cli.main import cli
+
+    plain = project.uri("before.db", ledger=False)
+    mlflow.set_tracking_uri(plain)
+    experiment_id = mlflow.create_experiment("history")
+    other_id = mlflow.create_experiment("other")
+    with mlflow.start_run(experiment_id=experiment_id) as old:
+        mlflow.log_metric("acc", 0.8)
+    with mlflow.start_run(experiment_id=other_id) as elsewhere:
+        mlflow.log_metric("acc", 0.7)
+    running = MlflowClient(plain).create_run(experiment_id)  # never ended
+    assert project.records("run") == []  # logged with the plugin "uninstalled"
+    runner = CliRunner()
+    first = runner.invoke(cli, ["capture", "mlflow", "--tracking-uri", plain, "--experiment", "history",
+                                "--format", "json"], catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    summary = json.loads(first.stdout)
+    assert (summary["runs_recorded"], summary["runs_in_progress"]) == (1, 1)
+    bodies = {r.body["run_id"]: r.body for r in project.records("run")}
+    assert set(bodies) == {old.info.run_id} and bodies[old.info.run_id]["captured"] == "after-the-fact"
+    again = runner.invoke(cli, ["capture", "mlflow", "--tracking-uri", plain, "--format", "json"],
+                          catch_exceptions=False)
+    assert json.loads(again.stdout)["runs_recorded"] == 1 and json.loads(again.stdout)["runs_already_recorded"] == 1
+    assert {r.body["run_id"] for r in project.records("run")} == {old.info.run_id, elsewhere.info.run_id}
+    assert running.info.run_id not in {r.body["run_id"] for r in project.records("run")}
+    missing = runner.invoke(cli, ["capture", "mlflow", "--tracking-uri", plain, "--run", "0" * 32])
+    assert missing.exit_code == 2 and "Traceback" not in missing.output

@@ -1,10 +1,13 @@
-"""The core story, end to end, as a user would type it.
+"""The story end to end, as a user would type it.
 
-A temporary git repository; two contributors, each with a key of their own; records by each; `verify`;
-then one object tampered with, and the failing `verify` that names it. Every step runs the real
-`openledger` command line in a subprocess and prints what it printed.
+A temporary git repository; two contributors, each with a key of their own; Bob records the data he
+supplied; Ada trains a real scikit-learn model with an unchanged MLflow script through
+``MLFLOW_TRACKING_URI=ledger+sqlite:///mlflow.db``, which signs the run and the registered model version
+into the ledger; a review and a piece of feedback; `verify`; then one object tampered with and the
+failing `verify` that names it, and a truncated history caught against a checkpoint. Every step runs the
+real commands in subprocesses and prints what they printed.
 
-Run it with `make demo` (or `python examples/core_demo.py` inside the project's virtualenv).
+Run it with `make demo` (or `python examples/demo.py` inside the project's virtualenv).
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def sh(*args: str, cwd: Path, env: dict[str, str], check: bool = True,
 
 def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="openledger-demo-"))
-    repo = workdir / "iris-project"
+    repo = workdir / "wine-project"
     repo.mkdir()
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("OPENLEDGER_")}
     base_env.update(COLUMNS="150", GIT_AUTHOR_NAME="Demo", GIT_AUTHOR_EMAIL="demo@example.org",
@@ -56,22 +59,36 @@ def main() -> int:
     try:
         banner("A repository and two contributors, each with their own key (kept outside the repository)")
         sh("git", "init", "-q", "-b", "main", cwd=repo, env=ada)
+        (repo / ".gitignore").write_text("mlflow.db\nmlruns/\n")
         sh(OPENLEDGER, "keys", "generate", "--name", "Ada Lovelace", "--email", "ada@example.org", cwd=repo, env=ada)
         sh(OPENLEDGER, "init", cwd=repo, env=ada)
         sh(OPENLEDGER, "keys", "generate", "--name", "Bob Dylan", "--email", "bob@example.org", cwd=repo, env=bob)
 
-        banner("Bob supplies a dataset; Ada trains and reviews; Bob reports a mislabelled row")
+        banner("Bob supplies a dataset; Ada trains a model with plain MLflow, through the ledger+ tracking URI")
         dataset = sh(OPENLEDGER, "record", "dataset", "--body",
-                     json.dumps({"path": "data/iris.csv", "digest": "md5:" + "5d41402abc4b2a76b9719d911017c592",
-                                 "description": "150 labelled flowers"}), cwd=repo, env=bob).stdout.strip()
-        run = sh(OPENLEDGER, "record", "run", "--link", dataset, "--body",
-                 json.dumps({"run_id": "8f2c", "status": "FINISHED", "params": {"C": "1.0"},
-                             "metrics": {"accuracy": 0.953}}), cwd=repo, env=ada).stdout.strip()
+                     json.dumps({"path": "data/wine.csv", "digest": "md5:" + "5d41402abc4b2a76b9719d911017c592",
+                                 "description": "178 wines, 13 chemical measurements"}), cwd=repo, env=bob).stdout.strip()
+        shutil.copy(Path(__file__).with_name("train.py"), repo / "train.py")
+        sh("git", "add", "train.py", cwd=repo, env=ada, show=False)
+        sh("git", "commit", "-qm", "training script", cwd=repo, env=ada, show=False)
+        tracking = dict(ada, MLFLOW_TRACKING_URI="ledger+sqlite:///mlflow.db", GIT_PYTHON_REFRESH="quiet")
+        print("\033[36mada$ MLFLOW_TRACKING_URI=ledger+sqlite:///mlflow.db python train.py\033[0m", flush=True)
+        trained = sh(sys.executable, "train.py", cwd=repo, env=tracking, show=False)
+        print(trained.stdout, end="")
+        run = next(r for r in json.loads(sh(OPENLEDGER, "log", "--kind", "run", "--format", "json", cwd=repo,
+                                             env=ada, show=False).stdout))
+        model = next(r for r in json.loads(sh(OPENLEDGER, "log", "--kind", "model", "--format", "json", cwd=repo,
+                                               env=ada, show=False).stdout))
+        sh(OPENLEDGER, "show", run["id"][:19], cwd=repo, env=ada)
+        sh(OPENLEDGER, "show", model["id"][:19], cwd=repo, env=ada)
+        run = run["id"]
+
+        banner("Bob reviews the run; Bob reports a mislabelled row in his data")
         sh(OPENLEDGER, "record", "review", "--link", run, "--body",
-           json.dumps({"decision": "approve", "target": "run:8f2c", "message": "metrics look right"}),
-           cwd=repo, env=ada)
+           json.dumps({"decision": "approve", "target": "model:wine-classifier@1", "message": "metrics look right"}),
+           cwd=repo, env=bob)
         sh(OPENLEDGER, "record", "feedback", "--link", dataset, "--body",
-           json.dumps({"target": "dataset:data/iris.csv", "label": "mislabelled", "comment": "row 17 is versicolor"}),
+           json.dumps({"target": "dataset:data/wine.csv", "label": "mislabelled", "comment": "row 17 is class 2"}),
            cwd=repo, env=bob)
         sh("git", "add", "-A", cwd=repo, env=ada, show=False)
         sh("git", "commit", "-qm", "record contributions", cwd=repo, env=ada, show=False)
@@ -86,7 +103,9 @@ def main() -> int:
         banner("Someone edits Ada's run record on disk: the accuracy becomes 0.99")
         obj = repo / ".openledger" / "objects" / run[7:9] / run[9:]
         envelope = json.loads(obj.read_text())
-        payload = base64.b64decode(envelope["payload"]).replace(b"0.953", b"0.99")
+        payload = json.loads(base64.b64decode(envelope["payload"]))
+        payload["body"]["metrics"]["accuracy"] = 0.99
+        payload = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         envelope["payload"] = base64.b64encode(payload).decode()
         obj.chmod(0o644)
         obj.write_text(json.dumps(envelope, separators=(",", ":"), sort_keys=True))

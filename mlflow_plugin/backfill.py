@@ -1,0 +1,114 @@
+"""Attest MLflow history logged before the plugin was installed (``openledger capture mlflow``).
+
+Reads runs and model versions straight from MLflow's store and records each one not yet in the ledger,
+marked ``"captured": "after-the-fact"``: the signer attests what the store holds *now*, not what happened
+at run time. Runs still in progress are skipped (they will be recorded when they end, if the plugin is on).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlflow_plugin.capture import RunCapture, logged_model_id, public_backend
+from mlflow_plugin.store import PREFIX
+from openledger.errors import BadInputError
+from openledger.recorder import Recorder
+
+__all__ = ["BackfillResult", "capture_history"]
+
+AFTER_THE_FACT = "after-the-fact"
+_PAGE = 1000
+
+
+@dataclass
+class BackfillResult:
+    runs_recorded: list[str] = field(default_factory=list)
+    runs_already: int = 0
+    runs_in_progress: int = 0
+    versions_recorded: list[str] = field(default_factory=list)
+    versions_already: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "runs_recorded": len(self.runs_recorded),
+            "runs_already_recorded": self.runs_already,
+            "runs_in_progress": self.runs_in_progress,
+            "model_versions_recorded": len(self.versions_recorded),
+            "model_versions_already_recorded": self.versions_already,
+            "records": self.runs_recorded + self.versions_recorded,
+        }
+
+
+def _stores(tracking_uri: str) -> tuple[Any, Any]:
+    from mlflow.tracking._model_registry.utils import _get_store as registry_store
+    from mlflow.tracking._tracking_service.utils import _get_store as tracking_store
+
+    plain = tracking_uri[len(PREFIX):] if tracking_uri.startswith(PREFIX) else tracking_uri
+    return tracking_store(plain), registry_store(plain, plain)
+
+
+def capture_history(
+    tracking_uri: str,
+    recorder: Recorder,
+    *,
+    experiment: str | None = None,
+    run_id: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> BackfillResult:
+    from mlflow.entities import RunStatus, ViewType
+    from mlflow.exceptions import MlflowException
+
+    store, registry = _stores(tracking_uri)
+    capture = RunCapture(recorder, public_backend(tracking_uri.removeprefix(PREFIX)))
+    result = BackfillResult()
+    try:
+        if run_id is not None:
+            runs = [store.get_run(run_id)]
+        else:
+            if experiment is not None:
+                found = store.get_experiment_by_name(experiment)
+                if found is None:
+                    raise BadInputError(f"no MLflow experiment named {experiment!r} at {public_backend(tracking_uri)}")
+                experiment_ids = [found.experiment_id]
+            else:
+                experiment_ids = [e.experiment_id for e in store.search_experiments(view_type=ViewType.ALL)]
+            runs, token = [], None
+            while True:
+                page = store.search_runs(experiment_ids, "", ViewType.ACTIVE_ONLY, _PAGE, None, token)
+                runs.extend(page)
+                token = page.token
+                if not token:
+                    break
+    except MlflowException as exc:
+        raise BadInputError(f"MLflow: {exc.message}") from None
+    run_ids = {r.info.run_id for r in runs}
+    for done, run in enumerate(runs, 1):
+        if not RunStatus.is_terminated(RunStatus.from_string(run.info.status)):
+            result.runs_in_progress += 1
+        else:
+            record = capture.run_ended(store, run.info.run_id, captured=AFTER_THE_FACT)
+            if record is None:
+                result.runs_already += 1
+            else:
+                result.runs_recorded.append(record.id)
+        if progress:
+            progress(done, len(runs))
+    for version in registry.search_model_versions(max_results=100_000):
+        logged = None
+        model_id = logged_model_id(version)
+        if model_id:
+            try:
+                logged = store.get_logged_model(model_id)
+            except MlflowException:
+                logged = None
+        source_run = version.run_id or getattr(logged, "source_run_id", None)
+        if (run_id is not None or experiment is not None) and source_run not in run_ids:
+            continue
+        record = capture.model_version_created(version, logged, captured=AFTER_THE_FACT)
+        if record is None:
+            result.versions_already += 1
+        else:
+            result.versions_recorded.append(record.id)
+    return result
