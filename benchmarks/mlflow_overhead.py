@@ -75,8 +75,9 @@ def main() -> int:
                                  check=True, capture_output=True, text=True).stdout.count('"kind": "run"')
         plain_s, ledger_s = statistics.median(plain), statistics.median(ledger)
         print(f"\n{args.runs} runs x (20 params, 10 metrics x 100 steps, 1 dataset input), median of {args.rounds}:")
-        print(f"| store | seconds | per run |\n|---|---:|---:|\n| sqlite | {plain_s:.2f} | {plain_s / args.runs * 1000:.0f} ms |"
-              f"\n| ledger+sqlite | {ledger_s:.2f} | {ledger_s / args.runs * 1000:.0f} ms |")
+        print("| store | seconds | per run |\n|---|---:|---:|")
+        print(f"| sqlite | {plain_s:.2f} | {plain_s / args.runs * 1000:.0f} ms |")
+        print(f"| ledger+sqlite | {ledger_s:.2f} | {ledger_s / args.runs * 1000:.0f} ms |")
         print(f"\nratio ledger+sqlite / sqlite: {ledger_s / plain_s:.3f} (target <= 1.05); "
               f"{records} run records written")
     finally:

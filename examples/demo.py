@@ -67,7 +67,8 @@ def main() -> int:
         banner("Bob supplies a dataset; Ada trains a model with plain MLflow, through the ledger+ tracking URI")
         dataset = sh(OPENLEDGER, "record", "dataset", "--body",
                      json.dumps({"path": "data/wine.csv", "digest": "md5:" + "5d41402abc4b2a76b9719d911017c592",
-                                 "description": "178 wines, 13 chemical measurements"}), cwd=repo, env=bob).stdout.strip()
+                                 "description": "178 wines, 13 chemical measurements"}),
+                     cwd=repo, env=bob).stdout.strip()
         shutil.copy(Path(__file__).with_name("train.py"), repo / "train.py")
         sh("git", "add", "train.py", cwd=repo, env=ada, show=False)
         sh("git", "commit", "-qm", "training script", cwd=repo, env=ada, show=False)

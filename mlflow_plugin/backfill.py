@@ -49,6 +49,28 @@ def _stores(tracking_uri: str) -> tuple[Any, Any]:
     return tracking_store(plain), registry_store(plain, plain)
 
 
+def _runs(store: Any, tracking_uri: str, experiment: str | None, run_id: str | None) -> list[Any]:
+    from mlflow.entities import ViewType
+
+    if run_id is not None:
+        return [store.get_run(run_id)]
+    if experiment is not None:
+        found = store.get_experiment_by_name(experiment)
+        if found is None:
+            raise BadInputError(f"no MLflow experiment named {experiment!r} at {public_backend(tracking_uri)}")
+        experiment_ids = [found.experiment_id]
+    else:
+        experiment_ids = [e.experiment_id for e in store.search_experiments(view_type=ViewType.ALL)]
+    runs: list[Any] = []
+    token = None
+    while True:
+        page = store.search_runs(experiment_ids, "", ViewType.ACTIVE_ONLY, _PAGE, None, token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
 def capture_history(
     tracking_uri: str,
     recorder: Recorder,
@@ -57,30 +79,14 @@ def capture_history(
     run_id: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> BackfillResult:
-    from mlflow.entities import RunStatus, ViewType
+    from mlflow.entities import RunStatus
     from mlflow.exceptions import MlflowException
 
     store, registry = _stores(tracking_uri)
     capture = RunCapture(recorder, public_backend(tracking_uri.removeprefix(PREFIX)))
     result = BackfillResult()
     try:
-        if run_id is not None:
-            runs = [store.get_run(run_id)]
-        else:
-            if experiment is not None:
-                found = store.get_experiment_by_name(experiment)
-                if found is None:
-                    raise BadInputError(f"no MLflow experiment named {experiment!r} at {public_backend(tracking_uri)}")
-                experiment_ids = [found.experiment_id]
-            else:
-                experiment_ids = [e.experiment_id for e in store.search_experiments(view_type=ViewType.ALL)]
-            runs, token = [], None
-            while True:
-                page = store.search_runs(experiment_ids, "", ViewType.ACTIVE_ONLY, _PAGE, None, token)
-                runs.extend(page)
-                token = page.token
-                if not token:
-                    break
+        runs = _runs(store, tracking_uri, experiment, run_id)
     except MlflowException as exc:
         raise BadInputError(f"MLflow: {exc.message}") from None
     run_ids = {r.info.run_id for r in runs}

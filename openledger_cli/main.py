@@ -38,7 +38,7 @@ from openledger import (
 from openledger.canonical import tag_nonfinite
 from openledger.keys import ENV_PASSPHRASE, ENV_SIGNING_KEY, resolve_keyid, short_keyid
 from openledger.ledger import LEDGER_DIR
-from openledger.recorder import ENV_STRICT
+from openledger.recorder import ENV_STRICT, Recorder
 from openledger_cli import render
 
 # Kinds with a command of their own: `record` refuses them so their rules cannot be sidestepped.
@@ -529,11 +529,9 @@ def capture_mlflow(ctx: click.Context, tracking_uri: str, experiment: str | None
     versions already in the ledger are never recorded twice; runs still in progress are skipped.
     """
     try:
-        from mlflow_plugin.backfill import capture_history
+        from mlflow_plugin.backfill import capture_history  # noqa: PLC0415 - MLflow is an optional extra
     except ImportError:
         raise BadInputError("MLflow is not installed", hint="pip install 'openledger-mlops[mlflow]'") from None
-    from openledger.recorder import Recorder
-
     recorder = Recorder(source="capture", ledger=_ledger(ctx), signer=_signer())
     with strict_recording(), render.progress_bar("Capturing runs") as progress:
         result = capture_history(tracking_uri, recorder, experiment=experiment, run_id=run_id, progress=progress)
