@@ -82,8 +82,9 @@ def _serve_and_log(tmp_path: Path, backend: str) -> tuple[Ledger, str, str]:
                                            "email": "mlflow@example.org"})
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENLEDGER_", "MLFLOW_"))}
-    server_env = dict(env, OPENLEDGER_DIR=str(ledger.root), OPENLEDGER_SIGNING_KEY=base64.b64encode(server_seed).decode(),
-                      OPENLEDGER_FEED="mlflow-server", OPENLEDGER_HOME=str(tmp_path / "server-home"))
+    server_env = dict(env, OPENLEDGER_DIR=str(ledger.root), OPENLEDGER_FEED="mlflow-server",
+                      OPENLEDGER_SIGNING_KEY=base64.b64encode(server_seed).decode(),
+                      OPENLEDGER_HOME=str(tmp_path / "server-home"))
     mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
     server = subprocess.Popen(
         [mlflow_bin, "server", "--backend-store-uri", backend, "--artifacts-destination",
