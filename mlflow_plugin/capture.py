@@ -8,6 +8,7 @@ without credentials. ``user_id`` is kept as MLflow's claim of who ran it; the re
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import threading
 from datetime import datetime, timezone
@@ -182,7 +183,7 @@ class RunCapture:
                 run = store.get_run(run_id)
                 body = run_body(store, run, self.backend, captured=captured)
                 links = [link] if link else []
-                links += [i["digest"] for i in body["inputs"] if _is_digest(i["digest"])]
+                links += [digest for i in body["inputs"] if _is_digest(digest := _input_digest(i))]
                 return self.recorder.record("run", body, links)
         except Exception as exc:
             self.recorder.fail(exc)
@@ -213,6 +214,16 @@ class RunCapture:
         except Exception as exc:
             self.recorder.fail(exc)
             return None
+
+
+def _input_digest(dataset_input: dict[str, Any]) -> Any:
+    """The digest a run input joins on: DVC's full hash for DVC sources, else MLflow's digest."""
+    if dataset_input.get("source_type") == "dvc":
+        try:
+            return json.loads(dataset_input["source"]).get("hash") or dataset_input["digest"]
+        except (TypeError, ValueError):
+            return dataset_input["digest"]
+    return dataset_input["digest"]
 
 
 def _is_digest(value: Any) -> bool:
