@@ -335,3 +335,28 @@ def test_capture_history_after_the_fact(project: MlflowProject) -> None:
     assert running.info.run_id not in {r.body["run_id"] for r in project.records("run")}
     missing = runner.invoke(cli, ["capture", "mlflow", "--tracking-uri", plain, "--run", "0" * 32])
     assert missing.exit_code == 2 and "Traceback" not in missing.output
+
+
+def test_file_store_where_mlflow_allows_it(project: MlflowProject, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlflow
+    from mlflow.store.tracking.file_store import FileStore
+    from mlflow.tracking._tracking_service.utils import _get_store
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    uri = f"ledger+file://{project.root / 'mlruns-file'}"
+    mlflow.set_tracking_uri(uri)
+    assert isinstance(_get_store(), FileStore)
+    with mlflow.start_run() as run:
+        mlflow.log_param("store", "file")
+    assert [r.body["run_id"] for r in project.records("run")] == [run.info.run_id]
+
+
+def test_unknown_inner_scheme_is_mlflows_usual_error(project: MlflowProject) -> None:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from mlflow_plugin.store import tracking_store
+
+    with pytest.raises(MlflowException):
+        tracking_store("ledger+nosuchdb://host/db")
+    assert mlflow.get_tracking_uri().startswith("ledger+sqlite")
