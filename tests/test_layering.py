@@ -20,9 +20,11 @@ def test_core_import_loads_no_mlflow_dvc_or_click() -> None:
     assert result.stdout.strip() == ""
 
 
-def imported_roots(package: str) -> set[str]:
+def imported_roots(package: str, *, skip: tuple[str, ...] = ()) -> set[str]:
     roots = set()
     for path in (ROOT / package).rglob("*.py"):
+        if path.name in skip:
+            continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 roots.update(alias.name.split(".")[0] for alias in node.names)
@@ -34,5 +36,8 @@ def imported_roots(package: str) -> set[str]:
 def test_import_directions() -> None:
     assert not imported_roots("openledger") & {"mlflow", "dvc", "click", "openledger_cli", "mlflow_plugin",
                                                "dvc_hooks"}
-    assert not imported_roots("mlflow_plugin") & {"dvc", "dvc_hooks", "openledger_cli"}
+    # Adapters never import each other. The MLflow plugin's DVC dataset source reads DVC's hashes with the
+    # dvc library (the design's join key between MLflow inputs and DVC data); nothing else in it uses DVC.
+    assert not imported_roots("mlflow_plugin") & {"dvc_hooks", "openledger_cli"}
+    assert not imported_roots("mlflow_plugin", skip=("dvc_dataset.py",)) & {"dvc"}
     assert not imported_roots("dvc_hooks") & {"mlflow", "mlflow_plugin", "openledger_cli"}
