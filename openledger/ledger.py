@@ -35,7 +35,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from openledger._internal.files import TMP_PREFIX, fsync_dir, write_all, write_atomic
+from openledger._internal.files import TMP_PREFIX, write_atomic
 from openledger._internal.index import LOOSE, LedgerIndex, Location, iter_pack
 from openledger.config import LedgerConfig
 from openledger.dsse import PAYLOAD_TYPE, pae
@@ -204,22 +204,8 @@ class Ledger:
             path.parent.mkdir(exist_ok=True)
         except FileNotFoundError:
             raise LedgerNotFoundError(f"{self.objects} is missing", hint="run `openledger init`") from None
-        durable = self.config.durability == "fsync"
-        tmp = path.parent / f"{TMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-        try:
-            try:
-                write_all(fd, record.envelope)
-                if durable:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        if durable:
-            fsync_dir(path.parent)
+        # Objects are read-only on disk: they are never modified, only added.
+        write_atomic(path, record.envelope, mode=0o444, fsync=self.config.durability == "fsync")
         return path.parent.name
 
     def _write_pack(self, records: Sequence[Record], *, fsync: bool, sort: bool = True
