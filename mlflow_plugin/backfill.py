@@ -60,7 +60,13 @@ def _runs(store: Any, tracking_uri: str, experiment: str | None, run_id: str | N
             raise BadInputError(f"no MLflow experiment named {experiment!r} at {public_backend(tracking_uri)}")
         experiment_ids = [found.experiment_id]
     else:
-        experiment_ids = [e.experiment_id for e in store.search_experiments(view_type=ViewType.ALL)]
+        experiment_ids, token = [], None
+        while True:  # explicit paging: REST stores reject max_results=None, SQL stores stop at 1000
+            page = store.search_experiments(view_type=ViewType.ALL, max_results=_PAGE, page_token=token)
+            experiment_ids += [e.experiment_id for e in page]
+            token = page.token
+            if not token:
+                break
     runs: list[Any] = []
     token = None
     while True:

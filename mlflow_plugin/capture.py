@@ -182,9 +182,12 @@ class RunCapture:
                 store.flush_async_logging()
                 run = store.get_run(run_id)
                 body = run_body(store, run, self.backend, captured=captured)
-                links = [link] if link else []
-                links += [digest for i in body["inputs"] if _is_digest(digest := _input_digest(i))]
-                return self.recorder.record("run", body, links)
+                links = [digest for i in body["inputs"] if _is_digest(digest := _input_digest(i))]
+                if link is None:
+                    return self.recorder.record("run", body, links)
+                # Checked again under the ledger's feed lock: two processes ending or renaming the same run
+                # at the same instant (an MLflow server's workers) record it once.
+                return self.recorder.record_once("run", body, links, key=link)
         except Exception as exc:
             self.recorder.fail(exc)
             return None

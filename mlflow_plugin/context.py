@@ -9,16 +9,14 @@ means no actor tags.
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
 from pathlib import Path
 
 import git
 from mlflow.tracking.context.abstract_context import RunContextProvider
-from nacl.signing import SigningKey
 
-from openledger.keys import ENV_FEED, ENV_SIGNING_KEY, KeyStore, keyid_of, short_keyid
+from openledger.keys import ENV_FEED, ENV_SIGNING_KEY, KeyStore, short_keyid, signer_from_env
 
 __all__ = ["LedgerRunContext", "git_state"]
 
@@ -40,8 +38,8 @@ def git_state(start: Path) -> dict[str, str]:
 def _actor_tags() -> dict[str, str]:
     env_seed = os.environ.get(ENV_SIGNING_KEY)
     if env_seed:
-        keyid = keyid_of(bytes(SigningKey(base64.b64decode(env_seed)).verify_key))
-        return {"openledger.actor": keyid, "openledger.feed": os.environ.get(ENV_FEED) or "ci"}
+        signer = signer_from_env(env_seed)  # the feed its records go to, named the same way
+        return {"openledger.actor": signer.keyid, "openledger.feed": signer.feed}
     store = KeyStore()
     keyid = store.selected_keyid()
     info = store.find(keyid)

@@ -63,7 +63,7 @@ __all__ = ["LEDGER_DIR", "Draft", "FsckReport", "Ledger", "StoredObject"]
 LEDGER_DIR = ".openledger"
 ENV_LEDGER_DIR = "OPENLEDGER_DIR"
 PACK_THRESHOLD = 128  # batches at least this large go straight into one pack file
-_GITIGNORE = "# Rebuildable cache and locks: never commit.\nlocal/\n"
+_GITIGNORE = ("# Rebuildable cache and locks, and writes in flight: never commit.\nlocal/\n.tmp-*\n")
 
 Clock = Callable[[], datetime]
 
@@ -256,17 +256,29 @@ class Ledger:
         """Sign one record into the signer's feed and store it; returns once it is on disk."""
         return self.append_many(signer, [Draft(kind, body, links, time)])[0]
 
+    def append_once(self, signer: RecordSigner, kind: str, body: Mapping[str, Any], links: Sequence[str],
+                    *, key: str) -> Record | None:
+        """Append unless a ``kind`` record linking to ``key`` exists; checked under the feed lock, so processes
+        sharing a key (an MLflow server's workers) cannot both record the same thing. ``None`` if it exists."""
+        appended = self._append(signer, [Draft(kind, body, [*links, key])], once=(kind, key))
+        return appended[0] if appended else None
+
     def append_many(self, signer: RecordSigner, drafts: Iterable[Draft]) -> list[Record]:
         """Sign a batch into the signer's feed, chained in order, under one lock.
 
         Large batches are written as a single pack file. Bad input (a body failing its schema) is raised
         before anything is written.
         """
-        drafts = list(drafts)
+        return self._append(signer, list(drafts))
+
+    def _append(self, signer: RecordSigner, drafts: list[Draft], once: tuple[str, str] | None = None
+                ) -> list[Record]:
         if not drafts:
             return []
         with self._feed_lock(signer.feed):
             self.index.sync()
+            if once is not None and self.index.query(kind=once[0], links_to=once[1]):
+                return []
             tips = self.index.feed_tips(signer.keyid, signer.feed)
             prev = sorted_unique([tip for tip, _ in tips])
             seq = max((s for _, s in tips), default=-1) + 1

@@ -86,6 +86,16 @@ class Recorder:
             self.fail(exc)
             return None
 
+    def record_once(self, kind: str, body: Mapping[str, Any], links: Sequence[str], *, key: str) -> Record | None:
+        """Like :meth:`record`, unless a ``kind`` record linking to ``key`` exists (checked under the lock)."""
+        try:
+            with self._lock:
+                ledger, signer = self._open()
+                return ledger.append_once(signer, kind, body, links, key=key)
+        except Exception as exc:  # fail open is the contract; strict mode re-raises
+            self.fail(exc)
+            return None
+
     def find_linked(self, target: str, kind: str | None = None) -> list[Record]:
         """Records linking to ``target`` (for de-duplication and joins); empty when the ledger is absent."""
         try:

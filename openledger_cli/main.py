@@ -532,6 +532,8 @@ def capture_mlflow(ctx: click.Context, tracking_uri: str, experiment: str | None
         from mlflow_plugin.backfill import capture_history  # noqa: PLC0415 - MLflow is an optional extra
     except ImportError:
         raise BadInputError("MLflow is not installed", hint="pip install 'openledger-mlops[mlflow]'") from None
+    if run_id and experiment:
+        raise click.UsageError("give --run or --experiment, not both")
     recorder = Recorder(source="capture", ledger=_ledger(ctx), signer=_signer())
     with strict_recording(), render.progress_bar("Capturing runs") as progress:
         result = capture_history(tracking_uri, recorder, experiment=experiment, run_id=run_id, progress=progress)

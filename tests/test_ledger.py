@@ -258,3 +258,20 @@ def test_index_handles_ids_sharing_their_first_eight_bytes(ledger: Ledger) -> No
     assert ledger.index.ids_with_prefix(prefix, limit=5) == [first, second]
     assert ledger.index.ids_with_prefix(prefix + "2") == [second]
     assert ledger.index.feed_tips(actor, "f") == [(second, 1)]
+
+
+def test_append_once_checks_under_the_feed_lock(ledger: Ledger) -> None:
+    signer = make_signer(2)
+    first = ledger.append_once(signer, "run", {"run_id": "r", "status": "FINISHED"}, [], key="mlflowrun:" + "a" * 32)
+    again = ledger.append_once(signer, "run", {"run_id": "r", "status": "FINISHED"}, [], key="mlflowrun:" + "a" * 32)
+    assert first is not None and again is None
+    assert "mlflowrun:" + "a" * 32 in first.links
+    assert len(ledger) == 1
+
+
+def test_gitignore_keeps_writes_in_flight_out_of_git(ledger: Ledger) -> None:
+    stray = ledger.root / "objects" / "ab" / ".tmp-123-cafe"
+    stray.parent.mkdir(exist_ok=True)
+    stray.write_text("half")
+    status = git(ledger.root.parent, "status", "--porcelain", "--untracked-files=all")
+    assert ".tmp-" not in status

@@ -360,3 +360,47 @@ def test_unknown_inner_scheme_is_mlflows_usual_error(project: MlflowProject) -> 
     with pytest.raises(MlflowException):
         tracking_store("ledger+nosuchdb://host/db")
     assert mlflow.get_tracking_uri().startswith("ledger+sqlite")
+
+
+def test_backfill_pages_through_experiments_and_runs(project: MlflowProject,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlflow
+
+    from mlflow_plugin import backfill
+    from openledger.recorder import Recorder
+
+    monkeypatch.setattr(backfill, "_PAGE", 1)
+    plain = project.uri("paged.db", ledger=False)
+    mlflow.set_tracking_uri(plain)
+    run_ids = set()
+    for name in ("a", "b", "c"):
+        experiment_id = mlflow.create_experiment(name)
+        for _ in range(2):
+            with mlflow.start_run(experiment_id=experiment_id) as run:
+                mlflow.log_param("experiment", name)
+            run_ids.add(run.info.run_id)
+    result = backfill.capture_history(plain, Recorder(ledger=project.ledger))
+    assert {r.body["run_id"] for r in project.records("run")} == run_ids
+    assert len(result.runs_recorded) == 6
+
+
+def test_run_and_experiment_are_exclusive(project: MlflowProject) -> None:
+    from click.testing import CliRunner
+
+    from openledger_cli.main import cli
+
+    result = CliRunner().invoke(cli, ["capture", "mlflow", "--tracking-uri", project.uri(ledger=False),
+                                      "--run", "0" * 32, "--experiment", "x"])
+    assert result.exit_code == 2 and "not both" in result.output
+
+
+def test_ci_key_feed_tag_matches_the_records_feed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import base64
+
+    from mlflow_plugin.context import LedgerRunContext
+    from openledger import KeyStore
+
+    monkeypatch.setenv("OPENLEDGER_SIGNING_KEY", base64.b64encode(bytes(range(32))).decode())
+    tags = LedgerRunContext().tags()
+    signer = KeyStore().load_signer()
+    assert (tags["openledger.actor"], tags["openledger.feed"]) == (signer.keyid, signer.feed)
