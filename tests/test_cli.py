@@ -37,7 +37,8 @@ def inited(repo: Path) -> Path:
 
 def test_init_publishes_identity_and_gitignores_local(inited: Path) -> None:
     root = inited / ".openledger"
-    assert (root / ".gitignore").read_text().strip().endswith("local/")
+    ignored = (root / ".gitignore").read_text().splitlines()
+    assert "local/" in ignored and ".tmp-*" in ignored
     assert (root / "config.yaml").exists()
     log = json.loads(run(inited, "log", "--format", "json").stdout)
     assert [r["kind"] for r in log] == ["identity"]
