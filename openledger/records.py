@@ -163,8 +163,9 @@ def _common_field_problem(kind: Any, actor: Any, feed: Any, seq: Any, prev: Any,
     return None
 
 
-def validate_payload_json(data: Any) -> None:
-    """Check a decoded payload against the v1 schema without building a :class:`Payload` (verify's path)."""
+def _check_structure(data: Any) -> dict[str, Any]:
+    """The shape every decoded payload must have before its fields are read: an object with exactly the v1
+    fields, ``prev`` and ``links`` arrays; a newer version is reported as such (not as corruption)."""
     if not isinstance(data, dict):
         raise BadInputError("record payload must be a JSON object")
     version = data.get("v")
@@ -179,11 +180,16 @@ def validate_payload_json(data: Any) -> None:
         raise BadInputError(f"invalid record: missing {missing}, unexpected {extra}")
     if version != SCHEMA_VERSION:
         raise BadInputError(f"invalid record: unknown schema version {version!r}")
-    prev, links = data["prev"], data["links"]
-    if not isinstance(prev, list) or not isinstance(links, list):
+    if not isinstance(data["prev"], list) or not isinstance(data["links"], list):
         raise BadInputError("invalid record: prev and links must be arrays")
-    problem = _common_field_problem(data["kind"], data["actor"], data["feed"], data["seq"], tuple(prev),
-                                    data["time"], tuple(links), data["body"])
+    return data
+
+
+def validate_payload_json(data: Any) -> None:
+    """Check a decoded payload against the v1 schema without building a :class:`Payload` (verify's path)."""
+    data = _check_structure(data)
+    problem = _common_field_problem(data["kind"], data["actor"], data["feed"], data["seq"], tuple(data["prev"]),
+                                    data["time"], tuple(data["links"]), data["body"])
     if problem:
         raise BadInputError(f"invalid record: {problem}")
     _validate(data["kind"], data["body"], f"{data['kind']} body")
@@ -236,34 +242,16 @@ class Payload:
 
     @classmethod
     def from_json(cls, data: Any) -> Payload:
-        if not isinstance(data, dict):
-            raise BadInputError("record payload must be a JSON object")
-        version = data.get("v")
-        if isinstance(version, int) and version > SCHEMA_VERSION:
-            raise UnsupportedVersionError(
-                f"record schema version {version} is newer than this OpenLedger reads ({SCHEMA_VERSION})",
-                hint="upgrade openledger-mlops",
-            )
-        missing = [name for name in _PAYLOAD_FIELDS if name not in data]
-        if missing:
-            raise BadInputError(f"invalid record: missing {', '.join(missing)}")
-        extra = sorted(set(data) - set(_PAYLOAD_FIELDS))
-        if extra:
-            raise BadInputError(f"invalid record: unexpected {', '.join(extra)}")
-        prev, links = data["prev"], data["links"]
-        if not isinstance(prev, list) or not isinstance(links, list):
-            raise BadInputError("invalid record: prev and links must be arrays")
-        if data["v"] != SCHEMA_VERSION:
-            raise BadInputError(f"invalid record: unknown schema version {data['v']!r}")
+        data = _check_structure(data)  # the fields' own checks run once, in __post_init__
         return cls(
             v=data["v"],
             kind=data["kind"],
             actor=data["actor"],
             feed=data["feed"],
             seq=data["seq"],
-            prev=tuple(prev),
+            prev=tuple(data["prev"]),
             time=data["time"],
-            links=tuple(links),
+            links=tuple(data["links"]),
             body=data["body"],
         )
 

@@ -80,6 +80,26 @@ def endorsed_ledger(repo: Path, clock: FixedClock) -> Iterator[Ledger]:
     created.close()
 
 
+def store_newer_version_object(ledger_root: Path, signer: Signer) -> str:
+    """Store a validly signed object written by a (hypothetical) newer OpenLedger; returns its id."""
+    import base64
+    import hashlib
+    import json
+
+    from openledger.dsse import pae
+
+    payload = b'{"v":2,"kind":"hologram"}'
+    newer = "application/vnd.openledger.record.v2+json"
+    envelope = json.dumps({"payload": base64.b64encode(payload).decode(), "payloadType": newer,
+                           "signatures": [{"keyid": signer.keyid,
+                                           "sig": base64.b64encode(signer.sign(pae(newer, payload))).decode()}]})
+    digest = hashlib.sha256(payload).hexdigest()
+    path = ledger_root / "objects" / digest[:2] / digest[2:]
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(envelope)
+    return "sha256:" + digest
+
+
 def publish(ledger: Ledger, signer: Signer, name: str) -> str:
     body = {"key": signer.keyid, "name": name, "email": f"{name.lower()}@example.org"}
     return ledger.append(signer, "identity", body).id

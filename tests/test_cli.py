@@ -272,22 +272,11 @@ def test_object_that_is_not_json(inited: Path) -> None:
 
 
 def test_newer_schema_version_object_is_exit_2(inited: Path) -> None:
-    seed = KeyStore().load_seed(KeyStore().selected_keyid())
     from openledger import signer_from_seed
-    from openledger.dsse import pae
+    from tests.conftest import store_newer_version_object
 
-    signer = signer_from_seed(seed)
-    payload = b'{"v":2,"kind":"future"}'
-    newer = "application/vnd.openledger.record.v2+json"
-    envelope = json.dumps({"payload": base64.b64encode(payload).decode(), "payloadType": newer,
-                           "signatures": [{"keyid": signer.keyid,
-                                           "sig": base64.b64encode(signer.sign(pae(newer, payload))).decode()}]})
-    import hashlib
-
-    digest = hashlib.sha256(payload).hexdigest()
-    target = inited / ".openledger" / "objects" / digest[:2] / digest[2:]
-    target.parent.mkdir(exist_ok=True)
-    target.write_text(envelope)
+    signer = signer_from_seed(KeyStore().load_seed(KeyStore().selected_keyid()))
+    store_newer_version_object(inited / ".openledger", signer)
     result = run(inited, "verify")
     assert result.exit_code == 2 and "upgrade" in result.stdout
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from openledger import Draft, Ledger, LedgerConfig, append_checkpoint, verify_ledger
 from openledger.dsse import PAYLOAD_TYPE, encode_envelope, pae
 from openledger.records import Payload, sign_record
-from tests.conftest import FixedClock, make_signer, publish
+from tests.conftest import FixedClock, make_signer, publish, store_newer_version_object
 
 
 def object_path(ledger: Ledger, record_id: str) -> Path:
@@ -229,17 +229,7 @@ def test_endorsed_mode_and_revocation(endorsed_ledger: Ledger, clock: FixedClock
 def test_unsupported_version_object_is_exit_2(ledger: Ledger) -> None:
     signer = make_signer(2)
     publish(ledger, signer, "Ada")
-    payload = b'{"v":2,"kind":"hologram"}'
-    newer = "application/vnd.openledger.record.v2+json"
-    envelope = json.dumps({"payload": base64.b64encode(payload).decode(), "payloadType": newer,
-                           "signatures": [{"keyid": signer.keyid,
-                                           "sig": base64.b64encode(signer.sign(pae(newer, payload))).decode()}]})
-    import hashlib
-
-    digest = hashlib.sha256(payload).hexdigest()
-    path = ledger.root / "objects" / digest[:2] / digest[2:]
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(envelope)
+    store_newer_version_object(ledger.root, signer)
     report = verify_ledger(ledger, workers=1)
     assert report.exit_code(strict=False) == 2
     assert [p.code for p in report.problems] == ["unsupported-version"]
