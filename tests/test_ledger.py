@@ -275,3 +275,21 @@ def test_gitignore_keeps_writes_in_flight_out_of_git(ledger: Ledger) -> None:
     stray.write_text("half")
     status = git(ledger.root.parent, "status", "--porcelain", "--untracked-files=all")
     assert ".tmp-" not in status
+
+
+def test_a_record_indexed_by_another_processs_sync_is_not_indexed_twice(ledger: Ledger) -> None:
+    """Writer: object file, then index. A concurrent sync can index the file in between (seen as a duplicate
+    listing with four processes appending); the writer's own insert must then add nothing."""
+    from openledger._internal.index import LOOSE, Location
+    from openledger.records import Payload, sign_record
+
+    signer = make_signer(2)
+    first = ledger.append(signer, "feedback", FEEDBACK)
+    payload = Payload(kind="feedback", actor=signer.keyid, feed=signer.feed, seq=1, prev=(first.id,),
+                      time="2026-11-01T12:00:05Z", links=(), body=FEEDBACK)
+    record = sign_record(payload, signer)
+    ledger._write_loose(record)  # the writer has written the object ...
+    ledger.index.sync()  # ... another process's sync finds it ...
+    ledger.index.add([record], [Location(LOOSE)])  # ... and then the writer indexes it
+    assert [r.id for r in ledger.select()] == [first.id, record.id]
+    assert ledger.index.feed_tips(signer.keyid, signer.feed) == [(record.id, 1)]

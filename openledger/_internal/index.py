@@ -190,15 +190,13 @@ class LedgerIndex:
         """
         if not summaries:
             return set()
-        if not fresh:
-            known = LedgerIndex._known(db, [s.id for s in summaries])
-            pairs = [(s, w) for s, w in zip(summaries, where, strict=True) if s.id not in known]
-            unique = {s.id: (s, w) for s, w in pairs}  # a pack and a loose copy found in one scan
-            pairs = list(unique.values())
-        else:
-            pairs = list(zip(summaries, where, strict=True))
+        # Always skip what is indexed already, fresh or not: between writing an object and indexing it, another
+        # process's sync may have found the file and indexed it first.
+        known = LedgerIndex._known(db, [s.id for s in summaries])
+        unique = {s.id: (s, w) for s, w in zip(summaries, where, strict=True) if s.id not in known}
+        pairs = list(unique.values())  # also one row when a scan finds a record both packed and loose
         if not pairs:
-            return set()
+            return set() if fresh else {(s.actor, s.feed) for s in summaries}
         start = db.execute("SELECT coalesce(max(n), 0) + 1 FROM records").fetchone()[0]
         db.executemany(
             "INSERT INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -213,6 +211,7 @@ class LedgerIndex:
         if inserted != len(keyed):
             for (key, n), (s, _) in zip(keyed, pairs, strict=True):
                 if db.execute("SELECT n FROM ids WHERE key=?", (key,)).fetchone()[0] != n:
+                    # Two different ids sharing their first 8 bytes (not a repeat: known ids were skipped above).
                     db.execute("INSERT OR IGNORE INTO id_overflow VALUES (?,?)", (s.id, n))
         db.executemany("INSERT OR IGNORE INTO links VALUES (?,?)", [(s.id, t) for s, _ in pairs for t in s.links])
         if not fresh:
