@@ -22,7 +22,8 @@ from openledger.digests import directory_digest
 from openledger.recorder import Recorder
 from openledger.records import Record
 
-__all__ = ["RunCapture", "logged_model_id", "model_body", "public_backend", "run_body", "run_link"]
+__all__ = ["RunCapture", "logged_model_id", "model_body", "model_version_link", "public_backend", "run_body",
+           "run_link"]
 
 
 def logged_model_id(version: Any) -> str | None:
@@ -43,6 +44,13 @@ _SYSTEM_TAG_PREFIXES = ("mlflow.", "openledger.")
 def run_link(run_id: str) -> str | None:
     """The link target that joins records to an MLflow run (``mlflowrun:<id>``), for hex run ids."""
     return f"mlflowrun:{run_id}" if _HEX.fullmatch(run_id) else None
+
+
+def model_version_link(name: str, version: Any, model_id: str | None) -> str:
+    """The link target that identifies one registered model version (``mlflowmv:<hash of name, version,
+    logged model>``): the de-duplication key of model records, like ``mlflowrun:`` for runs."""
+    identity = canonical_bytes([name, str(version), model_id])
+    return "mlflowmv:" + hashlib.sha256(identity).hexdigest()[:32]
 
 
 def public_backend(store_uri: str) -> str:
@@ -201,11 +209,9 @@ class RunCapture:
                               *, captured: str = "live") -> Record | None:
         try:
             with self._lock:
-                for existing in self.recorder.ledger.select(kind="model"):
-                    if existing.body.get("name") == version.name and str(existing.body.get("version")) == str(
-                        version.version
-                    ) and existing.body.get("model_id") == logged_model_id(version):
-                        return None
+                key = model_version_link(version.name, version.version, logged_model_id(version))
+                if self.recorder.find_linked(key, kind="model"):
+                    return None
                 body = model_body(version, logged_model, captured=captured)
                 links = []
                 if body["run_id"] and (link := run_link(body["run_id"])):
@@ -213,7 +219,8 @@ class RunCapture:
                     links += [r.id for r in self.recorder.find_linked(link, kind="run")]
                 if body["artifact_digest"]:
                     links.append(body["artifact_digest"])
-                return self.recorder.record("model", body, links)
+                # Re-checked under the ledger's feed lock: a server's workers register nothing twice.
+                return self.recorder.record_once("model", body, links, key=key)
         except Exception as exc:
             self.recorder.fail(exc)
             return None

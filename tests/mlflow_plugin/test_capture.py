@@ -404,3 +404,22 @@ def test_ci_key_feed_tag_matches_the_records_feed(monkeypatch: pytest.MonkeyPatc
     tags = LedgerRunContext().tags()
     signer = KeyStore().load_signer()
     assert (tags["openledger.actor"], tags["openledger.feed"]) == (signer.keyid, signer.feed)
+
+
+def test_model_version_recorded_once_with_its_link_key(project: MlflowProject) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+
+    from mlflow_plugin.capture import RunCapture, model_version_link
+    from mlflow_plugin.store import capture_for
+
+    with mlflow.start_run() as run:
+        mlflow.log_param("p", "v")
+    client = MlflowClient()
+    client.create_registered_model("linked")
+    version = client.create_model_version("linked", f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    models = project.records("model")
+    assert len(models) == 1 and model_version_link("linked", 1, None) in models[0].links
+    capture: RunCapture = capture_for(project.uri().removeprefix("ledger+"))
+    assert capture.model_version_created(version, None) is None  # already recorded: nothing written
+    assert len(project.records("model")) == 1
