@@ -191,11 +191,9 @@ class RunCapture:
                 run = store.get_run(run_id)
                 body = run_body(store, run, self.backend, captured=captured)
                 links = [digest for i in body["inputs"] if _is_digest(digest := _input_digest(i))]
-                if link is None:
-                    return self.recorder.record("run", body, links)
                 # Checked again under the ledger's feed lock: two processes ending or renaming the same run
                 # at the same instant (an MLflow server's workers) record it once.
-                return self.recorder.record_once("run", body, links, key=link)
+                return self.recorder.record("run", body, links, once=link)
         except Exception as exc:
             self.recorder.fail(exc)
             return None
@@ -220,7 +218,7 @@ class RunCapture:
                 if body["artifact_digest"]:
                     links.append(body["artifact_digest"])
                 # Re-checked under the ledger's feed lock: a server's workers register nothing twice.
-                return self.recorder.record_once("model", body, links, key=key)
+                return self.recorder.record("model", body, links, once=key)
         except Exception as exc:
             self.recorder.fail(exc)
             return None

@@ -58,7 +58,7 @@ from openledger.records import (
 )
 from openledger.trust import TrustFact, TrustState
 
-__all__ = ["LEDGER_DIR", "Draft", "FsckReport", "Ledger", "StoredObject"]
+__all__ = ["LEDGER_DIR", "Draft", "FsckReport", "Ledger"]
 
 LEDGER_DIR = ".openledger"
 ENV_LEDGER_DIR = "OPENLEDGER_DIR"
@@ -80,15 +80,6 @@ class Draft:
     body: Mapping[str, Any]
     links: Sequence[str] = ()
     time: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StoredObject:
-    """Raw stored bytes and where they came from (for verification, which trusts nothing else)."""
-
-    expected_id: str | None
-    location: str
-    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,8 +385,9 @@ class Ledger:
                 damaged.append((record_id, exc.message))
 
     def trust(self) -> TrustState:
-        """Trust as the identity and revocation records currently indexed establish it (unverified: use
-        :func:`openledger.verify.verify_ledger` when it matters)."""
+        """Trust as the ledger's identity and revocation records establish it. Each record's own hash and
+        signature are checked as it is read; feeds and checkpoints are not (that is
+        :func:`openledger.verify.verify_ledger`'s job)."""
         facts = [
             TrustFact(r.id, r.kind, r.actor, r.time, r.body)
             for kind in ("identity", "revocation")
@@ -406,15 +398,6 @@ class Ledger:
     def __len__(self) -> int:
         self.index.sync()
         return self.index.count()
-
-    def iter_objects(self) -> Iterator[StoredObject]:
-        """Every stored envelope, loose and packed, as raw bytes (duplicates included)."""
-        for path in self.loose_paths():
-            yield StoredObject(f"sha256:{path.parent.name}{path.name}", str(path), path.read_bytes())
-        for pack in self.pack_paths():
-            data = pack.read_bytes()
-            for offset, line in iter_pack(data):
-                yield StoredObject(None, f"{pack}@{offset}", line)
 
     def loose_paths(self) -> list[Path]:
         if not self.objects.is_dir():

@@ -76,22 +76,16 @@ class Recorder:
         problem = exc.diagnostics() if isinstance(exc, OpenLedgerError) else f"{type(exc).__name__}: {exc}"
         self.warn_once(problem)
 
-    def record(self, kind: str, body: Mapping[str, Any], links: Sequence[str] = ()) -> Record | None:
-        """Append one record; ``None`` (after a warning) when recording is not possible."""
+    def record(self, kind: str, body: Mapping[str, Any], links: Sequence[str] = (), *,
+               once: str | None = None) -> Record | None:
+        """Append one record; ``None`` (after a warning) when recording is not possible. With ``once``, also
+        ``None`` when a ``kind`` record linking to that key exists (checked under the ledger's feed lock)."""
         try:
             with self._lock:
                 ledger, signer = self._open()
-                return ledger.append(signer, kind, body, links)
-        except Exception as exc:
-            self.fail(exc)
-            return None
-
-    def record_once(self, kind: str, body: Mapping[str, Any], links: Sequence[str], *, key: str) -> Record | None:
-        """Like :meth:`record`, unless a ``kind`` record linking to ``key`` exists (checked under the lock)."""
-        try:
-            with self._lock:
-                ledger, signer = self._open()
-                return ledger.append_once(signer, kind, body, links, key=key)
+                if once is None:
+                    return ledger.append(signer, kind, body, links)
+                return ledger.append_once(signer, kind, body, links, key=once)
         except Exception as exc:  # fail open is the contract; strict mode re-raises
             self.fail(exc)
             return None
