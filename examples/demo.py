@@ -1,11 +1,13 @@
 """The story end to end, as a user would type it.
 
-A temporary git repository; two contributors, each with a key of their own; Bob records the data he
-supplied; Ada trains a real scikit-learn model with an unchanged MLflow script through
-``MLFLOW_TRACKING_URI=ledger+sqlite:///mlflow.db``, which signs the run and the registered model version
-into the ledger; a review and a piece of feedback; `verify`; then one object tampered with and the
-failing `verify` that names it, and a truncated history caught against a checkpoint. Every step runs the
-real commands in subprocesses and prints what they printed.
+A temporary git repository with DVC; two contributors, each with a key of their own. Bob and Ada each add
+part of the data with `dvc add` and commit it (the post-commit hook signs a dataset record crediting each of
+them for their own files); Ada adds a DVC pipeline (prepare -> train -> evaluate) whose training stage is an
+unchanged MLflow script logging through ``MLFLOW_TRACKING_URI=ledger+sqlite:///mlflow.db``; one
+`openledger dvc install`, then `dvc repro` signs a stage record per stage, joined to the MLflow run and the
+registered model version; a param change re-records only the stages it affected; a review and a piece of
+feedback; `verify`; then one object tampered with and the failing `verify` that names it, and a truncated
+history caught against a checkpoint. Every step runs the real commands in subprocesses and prints their output.
 
 Run it with `make demo` (or `python examples/demo.py` inside the project's virtualenv).
 """
@@ -23,6 +25,8 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 OPENLEDGER = shutil.which("openledger", path=str(BIN)) or "openledger"
+DVC = shutil.which("dvc", path=str(BIN)) or "dvc"
+PIPELINE = Path(__file__).with_name("wine-pipeline")
 
 
 def banner(text: str) -> None:
@@ -32,7 +36,7 @@ def banner(text: str) -> None:
 def sh(*args: str, cwd: Path, env: dict[str, str], check: bool = True,
        show: bool = True) -> subprocess.CompletedProcess[str]:
     if show:
-        words = ["openledger" if a == OPENLEDGER else a for a in args]
+        words = [{OPENLEDGER: "openledger", DVC: "dvc"}.get(a, a) for a in args]
         shown = " ".join(a if " " not in a and "{" not in a else f"'{a}'" for a in words)
         person = Path(env.get("OPENLEDGER_HOME", "")).name.removesuffix("-keys")
         print(f"\033[36m{person}$ {shown}\033[0m", flush=True)
@@ -52,44 +56,71 @@ def main() -> int:
     repo = workdir / "wine-project"
     repo.mkdir()
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("OPENLEDGER_")}
-    base_env.update(COLUMNS="150", GIT_AUTHOR_NAME="Demo", GIT_AUTHOR_EMAIL="demo@example.org",
-                    GIT_COMMITTER_NAME="Demo", GIT_COMMITTER_EMAIL="demo@example.org")
-    ada = dict(base_env, OPENLEDGER_HOME=str(workdir / "ada-keys"))
-    bob = dict(base_env, OPENLEDGER_HOME=str(workdir / "bob-keys"))
+    base_env.update(COLUMNS="150", PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+                    DVC_NO_ANALYTICS="1")
+    ada = dict(base_env, OPENLEDGER_HOME=str(workdir / "ada-keys"), GIT_AUTHOR_NAME="Ada Lovelace",
+               GIT_AUTHOR_EMAIL="ada@example.org", GIT_COMMITTER_NAME="Ada Lovelace",
+               GIT_COMMITTER_EMAIL="ada@example.org")
+    bob = dict(base_env, OPENLEDGER_HOME=str(workdir / "bob-keys"), GIT_AUTHOR_NAME="Bob Dylan",
+               GIT_AUTHOR_EMAIL="bob@example.org", GIT_COMMITTER_NAME="Bob Dylan",
+               GIT_COMMITTER_EMAIL="bob@example.org")
     try:
-        banner("A repository and two contributors, each with their own key (kept outside the repository)")
+        banner("A repository with DVC, and two contributors with their own keys (kept outside the repository)")
         sh("git", "init", "-q", "-b", "main", cwd=repo, env=ada)
+        sh(DVC, "init", "-q", cwd=repo, env=ada)
         (repo / ".gitignore").write_text("mlflow.db\nmlruns/\n")
         sh(OPENLEDGER, "keys", "generate", "--name", "Ada Lovelace", "--email", "ada@example.org", cwd=repo, env=ada)
         sh(OPENLEDGER, "init", cwd=repo, env=ada)
         sh(OPENLEDGER, "keys", "generate", "--name", "Bob Dylan", "--email", "bob@example.org", cwd=repo, env=bob)
+        sh(OPENLEDGER, "keys", "publish", cwd=repo, env=bob)
+        sh(OPENLEDGER, "dvc", "install", cwd=repo, env=ada)
+        sh("git", "add", "-A", cwd=repo, env=ada, show=False)
+        sh("git", "commit", "-qm", "DVC and OpenLedger", cwd=repo, env=ada, show=False)
 
-        banner("Bob supplies a dataset; Ada trains a model with plain MLflow, through the ledger+ tracking URI")
-        dataset = sh(OPENLEDGER, "record", "dataset", "--body",
-                     json.dumps({"path": "data/wine.csv", "digest": "md5:" + "5d41402abc4b2a76b9719d911017c592",
-                                 "description": "178 wines, 13 chemical measurements"}),
-                     cwd=repo, env=bob).stdout.strip()
-        shutil.copy(Path(__file__).with_name("train.py"), repo / "train.py")
-        sh("git", "add", "train.py", cwd=repo, env=ada, show=False)
-        sh("git", "commit", "-qm", "training script", cwd=repo, env=ada, show=False)
+        banner("Bob and Ada each add wines with `dvc add`; the post-commit hook credits each for their files")
+        sh(sys.executable, str(PIPELINE / "make_data.py"), "1", "data/raw", cwd=repo, env=bob, show=False)
+        sh(DVC, "add", "-q", "data/raw", cwd=repo, env=bob)
+        sh("git", "add", "data/raw.dvc", "data/.gitignore", cwd=repo, env=bob, show=False)
+        sh("git", "commit", "-qm", "wines from the first survey", cwd=repo, env=bob)
+        sh(sys.executable, str(PIPELINE / "make_data.py"), "2", "data/raw", cwd=repo, env=ada, show=False)
+        sh(DVC, "add", "-q", "data/raw", cwd=repo, env=ada)
+        sh("git", "commit", "-qam", "wines from the second survey", cwd=repo, env=ada)
+
+        banner("Ada adds a pipeline (prepare -> train -> evaluate); `openledger dvc install` adds the record stage")
+        for item in PIPELINE.iterdir():
+            if item.name != "make_data.py" and item.is_file():
+                shutil.copy(item, repo / item.name)
+        sh(OPENLEDGER, "dvc", "install", cwd=repo, env=ada)
+        sh("git", "add", "-A", cwd=repo, env=ada, show=False)
+        sh("git", "commit", "-qm", "wine pipeline", cwd=repo, env=ada, show=False)
+
+        banner("`dvc repro`: the training stage logs to MLflow through ledger+sqlite; every stage is signed")
         tracking = dict(ada, MLFLOW_TRACKING_URI="ledger+sqlite:///mlflow.db", GIT_PYTHON_REFRESH="quiet")
-        print("\033[36mada$ MLFLOW_TRACKING_URI=ledger+sqlite:///mlflow.db python train.py\033[0m", flush=True)
-        trained = sh(sys.executable, "train.py", cwd=repo, env=tracking, show=False)
-        print(trained.stdout, end="")
-        run = next(r for r in json.loads(sh(OPENLEDGER, "log", "--kind", "run", "--format", "json", cwd=repo,
-                                             env=ada, show=False).stdout))
-        model = next(r for r in json.loads(sh(OPENLEDGER, "log", "--kind", "model", "--format", "json", cwd=repo,
-                                               env=ada, show=False).stdout))
-        sh(OPENLEDGER, "show", run["id"][:19], cwd=repo, env=ada)
-        sh(OPENLEDGER, "show", model["id"][:19], cwd=repo, env=ada)
-        run = run["id"]
+        sh(DVC, "repro", cwd=repo, env=tracking)
+        sh("git", "add", "-A", cwd=repo, env=ada, show=False)
+        sh("git", "commit", "-qm", "reproduce", cwd=repo, env=ada)
 
-        banner("Bob reviews the run; Bob reports a mislabelled row in his data")
+        banner("Lineage: model version -> MLflow run -> DVC stage -> dataset version -> who supplied it")
+        records = json.loads(sh(OPENLEDGER, "log", "--format", "json", cwd=repo, env=ada, show=False).stdout)
+        run = next(r for r in records if r["kind"] == "run")["id"]
+        train = next(r for r in records if r["kind"] == "stage" and r["body"]["name"] == "train")
+        dataset = [r for r in records if r["kind"] == "dataset"][-1]["id"]
+        sh(OPENLEDGER, "show", next(r for r in records if r["kind"] == "model")["id"][:19], cwd=repo, env=ada)
+        sh(OPENLEDGER, "show", train["id"][:19], cwd=repo, env=ada)
+        sh(OPENLEDGER, "show", dataset[:19], cwd=repo, env=ada)
+
+        banner("A param change: `dvc repro` records only the stages it affected")
+        params = repo / "params.yaml"
+        params.write_text(params.read_text().replace("C: 0.8", "C: 0.3"))
+        sh(DVC, "repro", "-q", cwd=repo, env=tracking)
+        sh(OPENLEDGER, "dvc", "status", cwd=repo, env=ada)
+
+        banner("Bob reviews the run; Bob reports a mislabelled row in the data")
         sh(OPENLEDGER, "record", "review", "--link", run, "--body",
            json.dumps({"decision": "approve", "target": "model:wine-classifier@1", "message": "metrics look right"}),
            cwd=repo, env=bob)
         sh(OPENLEDGER, "record", "feedback", "--link", dataset, "--body",
-           json.dumps({"target": "dataset:data/wine.csv", "label": "mislabelled", "comment": "row 17 is class 2"}),
+           json.dumps({"target": "dataset:data/raw", "label": "mislabelled", "comment": "row 17 is class 2"}),
            cwd=repo, env=bob)
         sh("git", "add", "-A", cwd=repo, env=ada, show=False)
         sh("git", "commit", "-qm", "record contributions", cwd=repo, env=ada, show=False)

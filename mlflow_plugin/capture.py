@@ -19,6 +19,7 @@ from urllib.request import url2pathname
 
 from openledger.canonical import canonical_bytes
 from openledger.digests import directory_digest
+from openledger.joins import dvc_run_key
 from openledger.recorder import Recorder
 from openledger.records import Record
 
@@ -191,6 +192,8 @@ class RunCapture:
                 run = store.get_run(run_id)
                 body = run_body(store, run, self.backend, captured=captured)
                 links = [digest for i in body["inputs"] if _is_digest(digest := _input_digest(i))]
+                if body["dvc"]["stage"]:  # the DVC record stage of the same repro finds the run by this key
+                    links.append(dvc_run_key(body["dvc"]["stage"], body["dvc"]["experiment"]))
                 # Checked again under the ledger's feed lock: two processes ending or renaming the same run
                 # at the same instant (an MLflow server's workers) record it once.
                 return self.recorder.record("run", body, links, once=link)

@@ -384,6 +384,16 @@ class Ledger:
                     raise
                 damaged.append((record_id, exc.message))
 
+    def ids(self, *, kind: str | None = None, links_to: str | None = None) -> list[str]:
+        """Ids of the records matching the filters, oldest first, without reading the records."""
+        self.index.sync()
+        return self.index.query(kind=kind, links_to=links_to)
+
+    def unreferenced(self, by_kind: str) -> list[str]:
+        """Ids of records that no ``by_kind`` record links to yet (for example: not bound to a git commit)."""
+        self.index.sync()
+        return self.index.unreferenced(by_kind)
+
     def trust(self) -> TrustState:
         """Trust as the ledger's identity and revocation records establish it. Each record's own hash and
         signature are checked as it is read; feeds and checkpoints are not (that is

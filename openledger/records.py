@@ -64,6 +64,7 @@ KINDS = (
     "model",
     "review",
     "feedback",
+    "commit",
     "checkpoint",
 )
 

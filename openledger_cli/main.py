@@ -43,7 +43,7 @@ from openledger_cli import render
 
 # Kinds with a command of their own: `record` refuses them so their rules cannot be sidestepped.
 _DEDICATED = {"identity": "openledger keys publish / endorse", "revocation": "openledger keys revoke",
-              "checkpoint": "openledger checkpoint"}
+              "checkpoint": "openledger checkpoint", "commit": "the post-commit hook (openledger dvc install)"}
 FORMAT_TEXT_JSON = click.Choice(["text", "json"])
 
 
@@ -593,3 +593,7 @@ def strict_recording() -> Iterator[None]:
 
 def main() -> None:
     cli(prog_name="openledger")
+
+
+# Command groups that live in their own modules register themselves on `cli` when imported.
+from openledger_cli import dvc as _dvc  # noqa: E402, F401

@@ -50,9 +50,15 @@ def summarize_body(record: Record) -> str:
         parts = [body.get("label"), str(body["score"]) if "score" in body else None, body.get("comment")]
         return f"{body['target']}: " + ", ".join(p for p in parts if p)
     if kind == "dataset":
-        return f"{body['path']} {body['digest'][:20]}"
+        credit = ", ".join(str(c.get("name")) for c in body.get("contributors") or [] if isinstance(c, dict))
+        return f"{body['path']} {body['digest'][:20]}" + (f" by {credit}" if credit else "")
     if kind == "stage":
-        return str(body["name"])
+        where = f" ({body['dvcfile']})" if body.get("dvcfile") not in (None, "dvc.yaml") else ""
+        experiment = f", experiment {body['experiment']}" if body.get("experiment") else ""
+        runs = body.get("runs") or []
+        return f"{body['name']}{where}{experiment}" + (f", {len(runs)} MLflow run(s)" if runs else "")
+    if kind == "commit":
+        return f"binds {body['records']} record(s) to commit {str(body['commit'])[:10]}"
     if kind == "run":
         return f"run {body['run_id']} {body['status']}"
     if kind == "model":

@@ -170,6 +170,7 @@ def test_every_kind_has_a_schema_that_accepts_an_example() -> None:
         "model": {"name": "iris", "version": 3},
         "review": {"decision": "approve", "target": "model:iris@3"},
         "feedback": {"target": "model:iris@3", "score": 0.5},
+        "commit": {"commit": "0" * 40, "records": 2},
         "checkpoint": {"count": 0, "root": "sha256:" + "0" * 64, "feeds": {}, "previous": None},
     }
     assert set(examples) == set(KINDS)

@@ -424,5 +424,17 @@ class LedgerIndex:
         rows.sort(key=lambda row: (instant(row[1]), row[2], row[3], row[0]))
         return [row[0] for row in rows]
 
+    def unreferenced(self, by_kind: str) -> list[str]:
+        """Ids of records (other than ``by_kind`` ones) that no ``by_kind`` record links to, in insertion order."""
+        referrers = [row[0] for row in self.db.execute("SELECT id FROM records WHERE kind = ?", (by_kind,))]
+        referenced: set[str] = set()
+        for start in range(0, len(referrers), 500):
+            chunk = referrers[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            referenced.update(row[0] for row in self.db.execute(
+                f"SELECT target FROM links WHERE id IN ({marks})", chunk))  # noqa: S608 - placeholders only
+        rows = self.db.execute("SELECT id FROM records WHERE kind IS NOT ? ORDER BY n", (by_kind,))
+        return [row[0] for row in rows if row[0] not in referenced]
+
     def count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM records").fetchone()[0])

@@ -1,0 +1,330 @@
+"""Writing ``stage``, ``dataset`` and ``commit`` records from what DVC and git already know.
+
+* :func:`record_stages`: one ``stage`` record per ``dvc.lock`` entry that changed since that stage was last
+  recorded (none when nothing changed), with DVC's hashes, params, the experiment name and the
+  ``foreach``/``matrix`` expansion; linked to the dataset records and upstream stage records of its deps and
+  to the MLflow run records its command produced.
+* :func:`record_datasets`: a ``dataset`` record for every version of every ``.dvc``-tracked path not recorded
+  yet, crediting contributors from git (see :mod:`dvc_hooks.history`).
+* :func:`bind_commit`: after ``git commit``, one ``commit`` record linking every record not yet bound to a
+  commit. Records are never rewritten: binding is a new record.
+
+All of them append through a :class:`~openledger.recorder.Recorder`; the callers decide how failures surface.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import git
+
+from dvc_hooks.history import DatasetVersion, dataset_versions, git_state
+from dvc_hooks.lockfile import RECORD_STAGE, Artifact, LockStage, cache_dir, read_dvcfile, read_lock
+from openledger.errors import BadInputError, NotFoundError
+from openledger.joins import dataset_key, dvc_run_key, dvc_stage_key
+from openledger.ledger import Ledger
+from openledger.recorder import Recorder
+from openledger.records import Record
+
+__all__ = [
+    "DvcProject",
+    "bind_commit",
+    "record_data",
+    "record_datasets",
+    "record_stages",
+]
+
+
+@dataclass
+class DvcProject:
+    """A git repository with DVC initialised in it (``.dvc/`` at the top)."""
+
+    root: Path
+    repo: git.Repo = field(repr=False)
+
+    @classmethod
+    def find(cls, start: Path | None = None) -> DvcProject:
+        here = (start or Path.cwd()).absolute()
+        env_root = os.environ.get("DVC_ROOT")
+        candidates = [Path(env_root)] if env_root else []
+        candidates += [here, *here.parents]
+        for candidate in candidates:
+            if (candidate / ".dvc").is_dir():
+                try:
+                    repo = git.Repo(candidate, search_parent_directories=True)
+                except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+                    raise BadInputError(f"{candidate} uses DVC but is not in a git repository",
+                                        hint="OpenLedger needs git history: `git init` (not `dvc init --no-scm`)"
+                                        ) from None
+                return cls(candidate, repo)
+        raise NotFoundError(f"no DVC project in {here} or any parent directory",
+                            hint="run `dvc init` in your git repository first")
+
+    def relpath(self, path: Path) -> str:
+        return path.absolute().relative_to(self.root).as_posix()
+
+    def git_files(self, *patterns: str) -> list[str]:
+        """Tracked and untracked-but-not-ignored files matching ``patterns`` (relative to the root)."""
+        output = subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z", "--", *patterns],
+            cwd=self.root, capture_output=True, check=True,
+        ).stdout.decode("utf-8", "surrogateescape")
+        return sorted({name for name in output.split("\0") if name and (self.root / name).exists()})
+
+    def pipeline_files(self) -> list[str]:
+        return self.git_files("dvc.yaml", "*/dvc.yaml")
+
+    def data_files(self) -> list[str]:
+        return [f for f in self.git_files("*.dvc") if not f.startswith(".dvc/")]
+
+    @property
+    def cache(self) -> Path:
+        return cache_dir(self.root)
+
+
+def _identities(ledger: Ledger) -> dict[str, str]:
+    """Email (lower case) -> key id, from identity records (including the git identities they list)."""
+    result: dict[str, str] = {}
+    for identity in ledger.trust().identities.values():
+        emails = [identity.email, *(g.rpartition("<")[2].rstrip(">") for g in identity.git if "<" in g)]
+        for email in emails:
+            if email:
+                result.setdefault(email.lower(), identity.keyid)
+    return result
+
+
+@dataclass
+class _Catalogue:
+    """What the ledger already knows about datasets and stages, read once per invocation."""
+
+    datasets: dict[str, str]  # digest -> latest dataset record id
+    producers: dict[str, str]  # out digest -> latest stage record id
+
+    @classmethod
+    def read(cls, ledger: Ledger) -> _Catalogue:
+        datasets: dict[str, str] = {}
+        producers: dict[str, str] = {}
+        for record in ledger.select(kind="dataset"):
+            if isinstance(record.body.get("digest"), str):
+                datasets[record.body["digest"]] = record.id
+        for record in ledger.select(kind="stage"):
+            for out in record.body.get("outs") or []:
+                if isinstance(out, dict) and isinstance(out.get("hash"), str):
+                    producers[out["hash"]] = record.id
+        return cls(datasets, producers)
+
+
+def _dataset_body(version: DatasetVersion, dvcfile: str, source: Mapping[str, Any], project: DvcProject,
+                  identities: dict[str, str]) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "path": version.path,
+        "digest": version.artifact.digest,
+        "dvcfile": dvcfile,
+        "source": dict(source),
+        "commit": version.commit,
+        "committed": version.time,
+        "contributors": version.contributors(project.cache, identities),
+        "complete": version.complete,
+    }
+    if version.artifact.size is not None:
+        body["size"] = version.artifact.size
+    body["files"] = version.artifact.nfiles if version.artifact.nfiles is not None else 1
+    return body
+
+
+def record_datasets(project: DvcProject, recorder: Recorder, catalogue: _Catalogue | None = None,
+                    dvcfiles: Iterable[str] | None = None) -> list[Record]:
+    """Dataset records for every version of every ``.dvc``-tracked path that has none yet.
+
+    The common case costs one index lookup per ``.dvc`` file: history is only walked for a path whose
+    current version is new to the ledger.
+    """
+    ledger = recorder.ledger
+    catalogue = catalogue or _Catalogue.read(ledger)
+    written: list[Record] = []
+    identities: dict[str, str] | None = None
+    for dvcfile in (project.data_files() if dvcfiles is None else dvcfiles):
+        parsed = read_dvcfile(project.root, dvcfile)
+        for out in parsed.outs:
+            if out.digest is None:
+                continue
+            path = str(PurePosixPath(dvcfile).parent / out.path)
+            if ledger.ids(kind="dataset", links_to=dataset_key(path, out.digest)):
+                continue
+            if identities is None:
+                identities = _identities(ledger)
+            previous: str | None = None
+            for version in dataset_versions(project.repo, project.root, dvcfile, out, project.cache):
+                key = dataset_key(version.path, version.artifact.digest or "")
+                existing = ledger.ids(kind="dataset", links_to=key)
+                if existing:
+                    previous = existing[-1]
+                    continue
+                body = _dataset_body(version, dvcfile, parsed.source, project, identities)
+                record = recorder.record("dataset", body, [previous] if previous else [], once=key)
+                if record is not None:
+                    written.append(record)
+                    previous = record.id
+                    catalogue.datasets[body["digest"]] = record.id
+    return written
+
+
+def record_data(project: DvcProject, recorder: Recorder, path: Path, contributors: Sequence[str],
+                description: str | None = None) -> Record | None:
+    """A dataset record for ``path`` (a ``.dvc``-tracked path or a stage output), crediting ``contributors``
+    (key ids): data someone else supplied. ``None`` when that exact credit is already recorded."""
+    ledger = recorder.ledger
+    relpath = project.relpath(path)
+    artifact, dvcfile, source = _find_tracked(project, relpath)
+    trust = ledger.trust()
+    credited = []
+    for keyid in contributors:
+        identity = trust.identities.get(keyid)
+        if identity is None:
+            raise NotFoundError(f"no identity record for {keyid}",
+                                hint="the contributor publishes their key first: `openledger keys publish`")
+        credited.append({"name": identity.name, "email": identity.email, "key": keyid, "role": "data",
+                         "files": artifact.nfiles or 1, **({"bytes": artifact.size} if artifact.size else {})})
+    body: dict[str, Any] = {"path": relpath, "digest": artifact.digest, "dvcfile": dvcfile, "source": source,
+                            "commit": None, "contributors": credited, "supplied": True, "complete": True,
+                            "files": artifact.nfiles or 1}
+    if artifact.size is not None:
+        body["size"] = artifact.size
+    if description:
+        body["description"] = description
+    key = dataset_key(relpath, f"{artifact.digest}:{','.join(sorted(contributors))}")
+    previous = ledger.ids(kind="dataset", links_to=dataset_key(relpath, artifact.digest or ""))
+    return recorder.record("dataset", body, previous[-1:], once=key)
+
+
+def _find_tracked(project: DvcProject, relpath: str) -> tuple[Artifact, str, dict[str, Any]]:
+    for dvcfile in project.data_files():
+        parsed = read_dvcfile(project.root, dvcfile)
+        for out in parsed.outs:
+            if str(PurePosixPath(dvcfile).parent / out.path) == relpath and out.digest:
+                return out, dvcfile, dict(parsed.source)
+    for pipeline in project.pipeline_files():
+        lock = project.root / PurePosixPath(pipeline).parent / "dvc.lock"
+        if not lock.exists():
+            continue
+        for stage in read_lock(lock, dvcfile=pipeline):
+            for out in stage.outs:
+                if str(PurePosixPath(pipeline).parent / out.path) == relpath and out.digest:
+                    return out, pipeline, {"type": "dvc-stage", "stage": stage.name}
+    raise NotFoundError(f"{relpath} is not tracked by DVC here",
+                        hint=f"`dvc add {relpath}` first (or make it a stage output and `dvc repro`)")
+
+
+def _topological(stages: list[LockStage]) -> list[LockStage]:
+    """Producers before consumers (by out/dep paths), otherwise dvc.lock's order."""
+    produced = {out.path: stage.name for stage in stages for out in stage.outs}
+    order: list[LockStage] = []
+    done: set[str] = set()
+    by_name = {stage.name: stage for stage in stages}
+
+    def visit(stage: LockStage, trail: frozenset[str]) -> None:
+        if stage.name in done or stage.name in trail:
+            return
+        for dep in stage.deps:
+            for out_path, producer in produced.items():
+                if producer != stage.name and (dep.path == out_path or dep.path.startswith(out_path + "/")
+                                               or out_path.startswith(dep.path + "/")):
+                    visit(by_name[producer], trail | {stage.name})
+        done.add(stage.name)
+        order.append(stage)
+
+    for stage in stages:
+        visit(stage, frozenset())
+    return order
+
+
+def _runs_of(ledger: Ledger, stage_env: str, experiment: str | None) -> list[Record]:
+    """Finished MLflow run records from this stage's command that no stage record claims yet."""
+    runs = []
+    for run in ledger.select(kind="run", links_to=dvc_run_key(stage_env, experiment)):
+        if run.body.get("status") == "FINISHED" and not ledger.ids(kind="stage", links_to=run.id):
+            runs.append(run)
+    return runs
+
+
+def record_stages(project: DvcProject, recorder: Recorder, pipeline: str, *, experiment: str | None = None,
+                  stage_prefix: str | None = None) -> list[Record]:
+    """Stage records for the entries of ``pipeline``'s ``dvc.lock`` that changed since they were last recorded,
+    after dataset records for any dataset version not recorded yet (all records written are returned).
+
+    ``stage_prefix`` is how ``DVC_STAGE`` spells this pipeline's stages in the running ``dvc`` (``""`` for
+    the top ``dvc.yaml`` run from the top); with it, MLflow runs the stages logged are joined.
+    """
+    lock_path = project.root / PurePosixPath(pipeline).parent / "dvc.lock"
+    stages = [s for s in read_lock(lock_path, dvcfile=pipeline) if s.name != RECORD_STAGE]
+    ledger = recorder.ledger
+    catalogue = _Catalogue.read(ledger)
+    written = record_datasets(project, recorder, catalogue)  # first: stage records link to them
+    state = git_state(project.repo)
+    base = PurePosixPath(pipeline).parent
+    for stage in _topological(stages):
+        key = dvc_stage_key(pipeline, stage.name)
+        previous = ledger.ids(kind="stage", links_to=key)
+        runs = _runs_of(ledger, stage_prefix + stage.name, experiment) if stage_prefix is not None else []
+        if previous and not runs:
+            latest = ledger.get(previous[-1])
+            if latest.body.get("lock_digest") == stage.lock_digest:
+                continue
+        body: dict[str, Any] = {
+            "name": stage.name,
+            "dvcfile": pipeline,
+            "cmd": stage.cmd,
+            "deps": [_rooted(dep, base) for dep in stage.deps],
+            "outs": [_rooted(out, base) for out in stage.outs],
+            "params": dict(stage.params),
+            "experiment": experiment,
+            "lock_digest": stage.lock_digest,
+            "git": state,
+            "runs": [run.body.get("run_id") for run in runs],
+        }
+        if stage.expansion:
+            body["expansion"] = stage.expansion
+        links = [key, *(run.id for run in runs)]
+        for dep in stage.deps:
+            if dep.digest:
+                links.append(dep.digest)
+                links += [rid for rid in (catalogue.datasets.get(dep.digest), catalogue.producers.get(dep.digest))
+                          if rid]
+        if previous:
+            links.append(previous[-1])
+        record = recorder.record("stage", body, sorted(set(links)))
+        if record is not None:
+            written.append(record)
+            for out in body["outs"]:
+                if out.get("hash"):
+                    catalogue.producers[out["hash"]] = record.id
+    return written
+
+
+def _rooted(artifact: Artifact, base: PurePosixPath) -> dict[str, Any]:
+    """An artifact with its path relative to the repository root (dvc.lock's are relative to its dvc.yaml)."""
+    data = artifact.to_json()
+    data["path"] = str(base / artifact.path) if str(base) != "." else artifact.path
+    return data
+
+
+def bind_commit(project: DvcProject, recorder: Recorder) -> Record | None:
+    """One ``commit`` record binding HEAD to every record no commit record links to yet (``None`` if none)."""
+    ledger = recorder.ledger
+    unbound = ledger.unreferenced("commit")
+    if not unbound:
+        return None
+    commit = project.repo.head.commit
+    body = {
+        "commit": commit.hexsha,
+        "parents": [parent.hexsha for parent in commit.parents],
+        "branch": None if project.repo.head.is_detached else project.repo.active_branch.name,
+        "author": {"name": str(commit.author.name or ""), "email": str(commit.author.email or "")},
+        "records": len(unbound),
+    }
+    return recorder.record("commit", body, unbound)

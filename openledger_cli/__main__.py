@@ -1,0 +1,5 @@
+"""``python -m openledger_cli``: the CLI, for hooks that must not depend on PATH."""
+
+from openledger_cli.main import cli
+
+cli(prog_name="openledger")

@@ -1,0 +1,226 @@
+"""``openledger dvc …``: install the DVC capture, and the commands DVC and git run on its behalf."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+import click
+
+from openledger.errors import OpenLedgerError
+from openledger.keys import resolve_keyid
+from openledger.recorder import Recorder, strict_mode
+from openledger.records import Record
+from openledger_cli import render
+from openledger_cli.main import FORMAT_TEXT_JSON, _ledger, _signer, cli, strict_recording
+
+if TYPE_CHECKING:
+    from dvc_hooks.record import DvcProject
+
+
+def _project() -> DvcProject:
+    from dvc_hooks.record import DvcProject  # noqa: PLC0415 - keeps `openledger --help` fast
+
+    return DvcProject.find()
+
+
+def _summary(records: Sequence[Record]) -> str:
+    counts = Counter(r.kind for r in records)
+    if not counts:
+        return "nothing new to record"
+    parts = [f"{n} {kind} record{'s' if n != 1 else ''}" for kind, n in sorted(counts.items())]
+    stages = [str(r.body.get("name")) for r in records if r.kind == "stage"]
+    return "recorded " + ", ".join(parts) + (f" ({', '.join(stages)})" if stages else "")
+
+
+@contextmanager
+def _fail_open(what: str) -> Iterator[None]:
+    """Commands DVC and git run must not break the user's repro or commit: problems become one warning on
+    stderr and exit 0, unless OPENLEDGER_STRICT=1."""
+    try:
+        yield
+    except OpenLedgerError as exc:
+        if strict_mode():
+            raise
+        render.say(f"[yellow]openledger: {what} not recorded:[/yellow] {exc.diagnostics()}")
+    except Exception as exc:  # fail open is the contract for hooks; strict mode shows the bug
+        if strict_mode():
+            raise
+        render.say(f"[yellow]openledger: {what} not recorded:[/yellow] {type(exc).__name__}: {exc}")
+
+
+@cli.group()
+def dvc() -> None:
+    """Record DVC pipelines and dataset versions: run `openledger dvc install` once, then use DVC as usual.
+
+    \b
+    install      add the record stage to each dvc.yaml and a git post-commit hook
+    status       stages and dataset versions with no record yet; install problems
+    record       record them now (what the record stage and the hook do automatically)
+    record-data  record data someone else supplied, crediting them
+    uninstall    remove both, leaving dvc.yaml and the hooks as they were
+    """
+
+
+@dvc.command()
+def install() -> None:
+    """Add the record stage to every dvc.yaml and the git post-commit hook (idempotent: run it again after
+    adding stages, so the record stage keeps running last).
+
+    The record stage depends on each pipeline's terminal outputs and is `always_changed`, so every
+    `dvc repro` and `dvc exp run` ends by signing a stage record for each stage whose dvc.lock entry
+    changed. The post-commit hook binds what was recorded to the new commit. Existing hooks keep running.
+    """
+    from dvc_hooks.install import install as do_install  # noqa: PLC0415
+
+    report = do_install(_project())
+    for pipeline in report.pipelines:
+        render.say(f"Added the record stage to {pipeline}")
+    for pipeline in report.unchanged:
+        render.say(f"{pipeline}: the record stage is up to date")
+    for warning in report.warnings:
+        render.say(f"[yellow]warning:[/yellow] {warning}")
+    render.say(f"Installed the post-commit hook: {report.hook}")
+    if report.pipelines:
+        render.say("Commit the changed dvc.yaml so your team records too; run `dvc repro` as usual.")
+
+
+@dvc.command()
+def uninstall() -> None:
+    """Remove the record stage and the post-commit hook; dvc.yaml and any hook you had come back as they were.
+    The ledger keeps every record."""
+    from dvc_hooks.install import uninstall as do_uninstall  # noqa: PLC0415
+
+    changed, hook = do_uninstall(_project())
+    for pipeline in changed:
+        render.say(f"Removed the record stage from {pipeline}")
+    render.say("Removed the post-commit hook." if hook else "No OpenLedger post-commit hook was installed.")
+
+
+@dvc.command()
+@click.option("--format", "fmt", type=FORMAT_TEXT_JSON, default="text", show_default=True)
+@click.pass_context
+def status(ctx: click.Context, fmt: str) -> None:
+    """Stages and dataset versions that have no record yet, and whether the capture is installed correctly
+    (for example: the record stage no longer depends on every terminal output). Exit 0."""
+    from dvc_hooks.install import status as do_status  # noqa: PLC0415
+
+    result = do_status(_project(), _ledger(ctx))
+    if fmt == "json":
+        render.emit_json(result.to_json())
+        return
+    out = render.stdout
+    out.print(f"post-commit hook: {'installed' if result.hook_installed else 'not installed'}")
+    for pipeline, info in result.pipelines.items():
+        out.print(f"{pipeline}: record stage {'installed' if info['record_stage'] else 'missing'}")
+    if result.unrecorded_stages:
+        out.print(f"{len(result.unrecorded_stages)} stage(s) with no current record:")
+        for item in result.unrecorded_stages:
+            out.print(f"  {item['dvcfile']}:{item['stage']}  ({item['why']})")
+    if result.unrecorded_datasets:
+        out.print(f"{len(result.unrecorded_datasets)} dataset version(s) with no record:")
+        for item in result.unrecorded_datasets:
+            out.print(f"  {item['path']}  {item['digest']}")
+    if not result.unrecorded_stages and not result.unrecorded_datasets:
+        out.print("Every stage and dataset version is recorded.")
+    else:
+        out.print("Record them with `openledger dvc record` (or the next `dvc repro`).")
+    for warning in result.warnings:
+        render.say(f"[yellow]warning:[/yellow] {warning}")
+
+
+def _record_all(project: DvcProject, recorder: Recorder, *, require_lock: bool) -> list[Record]:
+    """Dataset versions and changed stages of every pipeline. Every dvc.lock is read before anything is
+    written, so a corrupt one records nothing; one that is missing is an error only when ``require_lock``."""
+    from dvc_hooks.lockfile import read_lock  # noqa: PLC0415
+    from dvc_hooks.record import record_datasets, record_stages  # noqa: PLC0415
+
+    pipelines = []
+    for pipeline in project.pipeline_files():
+        lock = project.root / PurePosixPath(pipeline).parent / "dvc.lock"
+        if lock.exists() or require_lock:
+            read_lock(lock, dvcfile=pipeline)
+            pipelines.append(pipeline)
+    written = record_datasets(project, recorder)
+    for pipeline in pipelines:
+        # DVC_STAGE spells stages as `dvc repro` run from the top would (for the MLflow join).
+        prefix = "" if pipeline == "dvc.yaml" else f"{pipeline}:"
+        written += record_stages(project, recorder, pipeline, stage_prefix=prefix)
+    return written
+
+
+@dvc.command()
+@click.pass_context
+def record(ctx: click.Context) -> None:
+    """Record now every dataset version and changed dvc.lock entry that has no record (the record stage and
+    the hook do this automatically; use it after `dvc repro TARGET` or `dvc commit`)."""
+    project = _project()
+    recorder = Recorder(source="dvc", ledger=_ledger(ctx), signer=_signer())
+    with strict_recording():
+        render.say(_summary(_record_all(project, recorder, require_lock=True)))
+
+
+@dvc.command("record-data")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--contributor", "contributors", multiple=True, required=True, metavar="KEYID",
+              help="Who supplied the data: a key id or unique prefix with an identity record (repeatable).")
+@click.option("-m", "--message", "description", help="What the data is, where it came from.")
+@click.pass_context
+def record_data(ctx: click.Context, path: Path, contributors: tuple[str, ...], description: str | None) -> None:
+    """Record the current version of PATH (DVC-tracked) as supplied by someone else, crediting them.
+
+    You sign the record; the contributors are named in it. Their keys must be known to the ledger
+    (`openledger keys publish` on their machine, committed).
+    """
+    from dvc_hooks.record import record_data as do_record_data  # noqa: PLC0415
+
+    project = _project()
+    ledger = _ledger(ctx)
+    known = list(ledger.trust().identities)
+    keyids = [resolve_keyid(c, known) for c in contributors]
+    recorder = Recorder(source="dvc", ledger=ledger, signer=_signer())
+    with strict_recording():
+        written = do_record_data(project, recorder, path, keyids, description)
+    if written is None:
+        render.say("Already recorded with these contributors.")
+    else:
+        render.stdout.print(written.id)
+
+
+@dvc.command("record-stage", hidden=False)
+@click.pass_context
+def record_stage(ctx: click.Context) -> None:
+    """Run by the record stage in dvc.yaml (not by hand): record the stages of this pipeline whose dvc.lock
+    entry changed, the dataset versions they read, and the MLflow runs they logged. Fails open."""
+    from dvc_hooks.lockfile import RECORD_STAGE  # noqa: PLC0415
+    from dvc_hooks.record import record_stages  # noqa: PLC0415
+
+    with _fail_open("this repro was"):
+        project = _project()
+        pipeline = project.relpath(Path.cwd() / "dvc.yaml")
+        stage_env = os.environ.get("DVC_STAGE", "")
+        prefix = stage_env[: -len(RECORD_STAGE)] if stage_env.endswith(RECORD_STAGE) else None
+        recorder = Recorder(source="dvc", ledger=_ledger(ctx))
+        written = record_stages(project, recorder, pipeline, experiment=os.environ.get("DVC_EXP_NAME") or None,
+                                stage_prefix=prefix)
+        render.say(f"openledger: {_summary(written)}")
+
+
+@dvc.command("post-commit", hidden=True)
+@click.pass_context
+def post_commit(ctx: click.Context) -> None:
+    """Run by the git post-commit hook: record what changed and bind unbound records to the new commit."""
+    from dvc_hooks.record import bind_commit  # noqa: PLC0415
+
+    with _fail_open("this commit was"):
+        project = _project()
+        recorder = Recorder(source="dvc", ledger=_ledger(ctx))
+        written = _record_all(project, recorder, require_lock=False)
+        binding = bind_commit(project, recorder)
+        if written or binding:
+            bound = f"; bound {binding.body['records']} records to {binding.body['commit'][:10]}" if binding else ""
+            render.say(f"openledger: {_summary(written)}{bound}")
