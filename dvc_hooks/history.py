@@ -10,15 +10,18 @@ to its commit's author and marked ``complete: false``.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import git
 import yaml
 
 from dvc_hooks.lockfile import Artifact, cached_size, read_dir_manifest
+
+if TYPE_CHECKING:
+    import git
 
 __all__ = ["Author", "DatasetVersion", "dataset_versions", "git_state"]
 
@@ -47,6 +50,7 @@ class DatasetVersion:
     time: str | None
     owners: dict[str, tuple[Author, str | None]] = field(default_factory=dict)  # file -> (author, commit)
     complete: bool = True
+    manifest: dict[str, str] | None = None  # file -> digest, for a directory whose .dir manifest is cached
 
     def contributors(self, cache: Path, identities: dict[str, str]) -> list[dict[str, Any]]:
         """Each author with the files credited to them in this version (sorted by files, then email)."""
@@ -57,7 +61,7 @@ class DatasetVersion:
             entry = by_author.setdefault(author.key, (author, set(), []))
             entry[1].add(commit)
             entry[2].append(relpath)
-        manifest = read_dir_manifest(cache, self.artifact.digest or "") or {}
+        manifest = self.manifest or {}
         result = []
         for author, commits, paths in by_author.values():
             sizes = [cached_size(cache, manifest[p]) if p in manifest else None for p in paths]
@@ -102,6 +106,8 @@ def dataset_versions(repo: git.Repo, root: Path, dvcfile: str, out: Artifact, ca
     changed its hash, then the working tree's if it differs from the last commit's."""
     dataset_path = str(PurePosixPath(dvcfile).parent / out.path)
     versions: list[DatasetVersion] = []
+    import git
+
     try:
         commits = list(repo.iter_commits(paths=dvcfile, reverse=True, topo_order=True))
     except (git.GitCommandError, ValueError):  # no commits yet
@@ -141,14 +147,18 @@ def _credit_files(versions: list[DatasetVersion], cache: Path) -> None:
                   for relpath, digest in manifest.items()}
         version.owners = owners
         version.complete = known
+        version.manifest = manifest
         previous = manifest
 
 
-def git_state(repo: git.Repo) -> dict[str, Any]:
-    """HEAD's commit, branch and whether tracked files differ from it (data DVC tracks is git-ignored)."""
-    try:
-        head = repo.head.commit.hexsha
-    except ValueError:  # an unborn branch: no commit yet
-        head = None
-    branch = None if repo.head.is_detached else repo.active_branch.name
-    return {"commit": head, "branch": branch, "dirty": repo.is_dirty(untracked_files=False)}
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+
+
+def git_state(root: Path) -> dict[str, Any]:
+    """HEAD's commit, branch and whether tracked files differ from it (data DVC tracks is git-ignored).
+    Plain git commands: the record stage runs on every repro and gitpython costs more to import."""
+    head = _git(root, "rev-parse", "--verify", "-q", "HEAD").stdout.strip() or None  # None: no commit yet
+    branch = _git(root, "symbolic-ref", "-q", "--short", "HEAD").stdout.strip() or None  # None: detached
+    dirty = _git(root, "diff-index", "--quiet", "HEAD", "--").returncode == 1 if head else False
+    return {"commit": head, "branch": branch, "dirty": dirty}

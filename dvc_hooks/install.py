@@ -205,7 +205,7 @@ def uninstall_stage(project: DvcProject, pipeline: str) -> bool:
 
 
 def _state_path(project: DvcProject) -> Path:
-    return Path(project.repo.git_dir) / "openledger-dvc-install.json"
+    return project.git_dir / "openledger-dvc-install.json"
 
 
 def _fingerprint(lines: list[str]) -> str:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import configparser
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -209,18 +210,21 @@ def cache_dir(root: Path) -> Path:
     return root / ".dvc" / "cache"
 
 
-def _cache_object(cache: Path, digest: str) -> Iterator[Path]:
+def _cache_objects(cache: Path, digest: str) -> tuple[str, str]:
+    """Where DVC keeps an object: DVC 3's ``files/md5/`` layout first, then DVC 2's (plain strings: this runs
+    once per file of a directory version)."""
     hexdigest = digest.partition(":")[2]
-    yield cache / "files" / "md5" / hexdigest[:2] / hexdigest[2:]  # DVC 3
-    yield cache / hexdigest[:2] / hexdigest[2:]  # DVC 2's layout
+    base = str(cache)
+    return (f"{base}/files/md5/{hexdigest[:2]}/{hexdigest[2:]}", f"{base}/{hexdigest[:2]}/{hexdigest[2:]}")
 
 
 def read_dir_manifest(cache: Path, digest: str) -> dict[str, str] | None:
     """A directory version's files (POSIX relative path -> ``md5:<hex>``) from its ``.dir`` manifest in the
     local cache; ``None`` when the manifest is not in this cache (never fetched here)."""
-    for candidate in _cache_object(cache, digest):
+    for candidate in _cache_objects(cache, digest):
         try:
-            entries = json.loads(candidate.read_bytes())
+            with open(candidate, "rb") as handle:
+                entries = json.loads(handle.read())
         except FileNotFoundError:
             continue
         except (OSError, ValueError) as exc:
@@ -228,16 +232,16 @@ def read_dir_manifest(cache: Path, digest: str) -> dict[str, str] | None:
                                 hint="`dvc fetch` it again, or remove it and `dvc add` the data") from None
         if not isinstance(entries, list):
             raise BadInputError(f"DVC cache object {candidate} is not a .dir manifest")
-        return {str(PurePosixPath(e["relpath"])): f"md5:{e['md5']}" for e in entries
-                if isinstance(e, dict) and "relpath" in e and "md5" in e}
+        return {e["relpath"]: f"md5:{e['md5']}" for e in entries
+                if isinstance(e, dict) and isinstance(e.get("relpath"), str) and "md5" in e}
     return None
 
 
 def cached_size(cache: Path, digest: str) -> int | None:
     """The size of a file version in the local cache (``None`` when it is not cached here)."""
-    for candidate in _cache_object(cache, digest):
+    for candidate in _cache_objects(cache, digest):
         try:
-            return candidate.stat().st_size
+            return os.stat(candidate).st_size
         except OSError:
             continue
     return None

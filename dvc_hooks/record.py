@@ -17,11 +17,10 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path, PurePosixPath
-from typing import Any
-
-import git
+from typing import TYPE_CHECKING, Any
 
 from dvc_hooks.history import DatasetVersion, dataset_versions, git_state
 from dvc_hooks.lockfile import RECORD_STAGE, Artifact, LockStage, cache_dir, read_dvcfile, read_lock
@@ -30,6 +29,9 @@ from openledger.joins import dataset_key, dvc_run_key, dvc_stage_key
 from openledger.ledger import Ledger
 from openledger.recorder import Recorder
 from openledger.records import Record
+
+if TYPE_CHECKING:
+    import git
 
 __all__ = [
     "DvcProject",
@@ -45,7 +47,7 @@ class DvcProject:
     """A git repository with DVC initialised in it (``.dvc/`` at the top)."""
 
     root: Path
-    repo: git.Repo = field(repr=False)
+    git_dir: Path
 
     @classmethod
     def find(cls, start: Path | None = None) -> DvcProject:
@@ -55,15 +57,21 @@ class DvcProject:
         candidates += [here, *here.parents]
         for candidate in candidates:
             if (candidate / ".dvc").is_dir():
-                try:
-                    repo = git.Repo(candidate, search_parent_directories=True)
-                except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+                found = subprocess.run(["git", "rev-parse", "--absolute-git-dir"], cwd=candidate,
+                                       capture_output=True, text=True, check=False)
+                if found.returncode != 0:
                     raise BadInputError(f"{candidate} uses DVC but is not in a git repository",
-                                        hint="OpenLedger needs git history: `git init` (not `dvc init --no-scm`)"
-                                        ) from None
-                return cls(candidate, repo)
+                                        hint="OpenLedger needs git history: `git init` (not `dvc init --no-scm`)")
+                return cls(candidate, Path(found.stdout.strip()))
         raise NotFoundError(f"no DVC project in {here} or any parent directory",
                             hint="run `dvc init` in your git repository first")
+
+    @cached_property
+    def repo(self) -> git.Repo:
+        """gitpython's view, for history walks (importing it costs more than the record stage's own work)."""
+        import git
+
+        return git.Repo(self.root, search_parent_directories=True)
 
     def relpath(self, path: Path) -> str:
         return path.absolute().relative_to(self.root).as_posix()
@@ -98,27 +106,6 @@ def _identities(ledger: Ledger) -> dict[str, str]:
     return result
 
 
-@dataclass
-class _Catalogue:
-    """What the ledger already knows about datasets and stages, read once per invocation."""
-
-    datasets: dict[str, str]  # digest -> latest dataset record id
-    producers: dict[str, str]  # out digest -> latest stage record id
-
-    @classmethod
-    def read(cls, ledger: Ledger) -> _Catalogue:
-        datasets: dict[str, str] = {}
-        producers: dict[str, str] = {}
-        for record in ledger.select(kind="dataset"):
-            if isinstance(record.body.get("digest"), str):
-                datasets[record.body["digest"]] = record.id
-        for record in ledger.select(kind="stage"):
-            for out in record.body.get("outs") or []:
-                if isinstance(out, dict) and isinstance(out.get("hash"), str):
-                    producers[out["hash"]] = record.id
-        return cls(datasets, producers)
-
-
 def _dataset_body(version: DatasetVersion, dvcfile: str, source: Mapping[str, Any], project: DvcProject,
                   identities: dict[str, str]) -> dict[str, Any]:
     body: dict[str, Any] = {
@@ -137,15 +124,13 @@ def _dataset_body(version: DatasetVersion, dvcfile: str, source: Mapping[str, An
     return body
 
 
-def record_datasets(project: DvcProject, recorder: Recorder, catalogue: _Catalogue | None = None,
-                    dvcfiles: Iterable[str] | None = None) -> list[Record]:
+def record_datasets(project: DvcProject, recorder: Recorder, dvcfiles: Iterable[str] | None = None) -> list[Record]:
     """Dataset records for every version of every ``.dvc``-tracked path that has none yet.
 
     The common case costs one index lookup per ``.dvc`` file: history is only walked for a path whose
     current version is new to the ledger.
     """
     ledger = recorder.ledger
-    catalogue = catalogue or _Catalogue.read(ledger)
     written: list[Record] = []
     identities: dict[str, str] | None = None
     for dvcfile in (project.data_files() if dvcfiles is None else dvcfiles):
@@ -166,11 +151,12 @@ def record_datasets(project: DvcProject, recorder: Recorder, catalogue: _Catalog
                     previous = existing[-1]
                     continue
                 body = _dataset_body(version, dvcfile, parsed.source, project, identities)
-                record = recorder.record("dataset", body, [previous] if previous else [], once=key)
+                # linking its own digest lets stages and MLflow runs that read this version find the record
+                links = [body["digest"], *([previous] if previous else [])]
+                record = recorder.record("dataset", body, links, once=key)
                 if record is not None:
                     written.append(record)
                     previous = record.id
-                    catalogue.datasets[body["digest"]] = record.id
     return written
 
 
@@ -199,7 +185,7 @@ def record_data(project: DvcProject, recorder: Recorder, path: Path, contributor
         body["description"] = description
     key = dataset_key(relpath, f"{artifact.digest}:{','.join(sorted(contributors))}")
     previous = ledger.ids(kind="dataset", links_to=dataset_key(relpath, artifact.digest or ""))
-    return recorder.record("dataset", body, previous[-1:], once=key)
+    return recorder.record("dataset", body, [artifact.digest or "", *previous[-1:]], once=key)
 
 
 def _find_tracked(project: DvcProject, relpath: str) -> tuple[Artifact, str, dict[str, Any]]:
@@ -220,21 +206,26 @@ def _find_tracked(project: DvcProject, relpath: str) -> tuple[Artifact, str, dic
                         hint=f"`dvc add {relpath}` first (or make it a stage output and `dvc repro`)")
 
 
+def _overlaps(a: str, b: str) -> bool:
+    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+
+def _producers(stage: LockStage, stages: list[LockStage]) -> list[LockStage]:
+    """The other stages of the same dvc.lock whose outs this stage's deps read (paths equal or nested)."""
+    return [other for other in stages if other.name != stage.name
+            and any(_overlaps(dep.path, out.path) for dep in stage.deps for out in other.outs)]
+
+
 def _topological(stages: list[LockStage]) -> list[LockStage]:
-    """Producers before consumers (by out/dep paths), otherwise dvc.lock's order."""
-    produced = {out.path: stage.name for stage in stages for out in stage.outs}
+    """Producers before consumers, otherwise dvc.lock's order."""
     order: list[LockStage] = []
     done: set[str] = set()
-    by_name = {stage.name: stage for stage in stages}
 
     def visit(stage: LockStage, trail: frozenset[str]) -> None:
         if stage.name in done or stage.name in trail:
             return
-        for dep in stage.deps:
-            for out_path, producer in produced.items():
-                if producer != stage.name and (dep.path == out_path or dep.path.startswith(out_path + "/")
-                                               or out_path.startswith(dep.path + "/")):
-                    visit(by_name[producer], trail | {stage.name})
+        for producer in _producers(stage, stages):
+            visit(producer, trail | {stage.name})
         done.add(stage.name)
         order.append(stage)
 
@@ -263,18 +254,18 @@ def record_stages(project: DvcProject, recorder: Recorder, pipeline: str, *, exp
     lock_path = project.root / PurePosixPath(pipeline).parent / "dvc.lock"
     stages = [s for s in read_lock(lock_path, dvcfile=pipeline) if s.name != RECORD_STAGE]
     ledger = recorder.ledger
-    catalogue = _Catalogue.read(ledger)
-    written = record_datasets(project, recorder, catalogue)  # first: stage records link to them
-    state = git_state(project.repo)
+    written = record_datasets(project, recorder)  # first: stage records link to them
+    state = git_state(project.root)
     base = PurePosixPath(pipeline).parent
+    latest: dict[str, str] = {}  # stage name -> its newest record id
     for stage in _topological(stages):
         key = dvc_stage_key(pipeline, stage.name)
         previous = ledger.ids(kind="stage", links_to=key)
+        if previous:
+            latest[stage.name] = previous[-1]
         runs = _runs_of(ledger, stage_prefix + stage.name, experiment) if stage_prefix is not None else []
-        if previous and not runs:
-            latest = ledger.get(previous[-1])
-            if latest.body.get("lock_digest") == stage.lock_digest:
-                continue
+        if previous and not runs and ledger.get(previous[-1]).body.get("lock_digest") == stage.lock_digest:
+            continue
         body: dict[str, Any] = {
             "name": stage.name,
             "dvcfile": pipeline,
@@ -289,20 +280,17 @@ def record_stages(project: DvcProject, recorder: Recorder, pipeline: str, *, exp
         }
         if stage.expansion:
             body["expansion"] = stage.expansion
-        links = [key, *(run.id for run in runs)]
+        # what it builds on: the data it read (digests, dataset records), the records of the stages that
+        # produced its deps, the MLflow runs its command logged, and its own previous record
+        links = [key, *(run.id for run in runs), *previous[-1:]]
         for dep in stage.deps:
             if dep.digest:
-                links.append(dep.digest)
-                links += [rid for rid in (catalogue.datasets.get(dep.digest), catalogue.producers.get(dep.digest))
-                          if rid]
-        if previous:
-            links.append(previous[-1])
+                links += [dep.digest, *ledger.ids(kind="dataset", links_to=dep.digest)[-1:]]
+        links += [latest[p.name] for p in _producers(stage, stages) if p.name in latest]
         record = recorder.record("stage", body, sorted(set(links)))
         if record is not None:
             written.append(record)
-            for out in body["outs"]:
-                if out.get("hash"):
-                    catalogue.producers[out["hash"]] = record.id
+            latest[stage.name] = record.id
     return written
 
 
@@ -323,7 +311,7 @@ def bind_commit(project: DvcProject, recorder: Recorder) -> Record | None:
     body = {
         "commit": commit.hexsha,
         "parents": [parent.hexsha for parent in commit.parents],
-        "branch": None if project.repo.head.is_detached else project.repo.active_branch.name,
+        "branch": git_state(project.root)["branch"],
         "author": {"name": str(commit.author.name or ""), "email": str(commit.author.email or "")},
         "records": len(unbound),
     }

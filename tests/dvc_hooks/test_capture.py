@@ -323,3 +323,27 @@ def test_the_record_stage_fails_open_for_a_teammate_without_openledger(pipeline:
     assert result.returncode == 0, result.stderr
     assert "OpenLedger is not installed" in result.stderr + result.stdout
     assert pipeline.records("stage") == []
+
+
+def test_imported_data_records_where_it_came_from(dvc_repo: DvcRepo, tmp_path: Path) -> None:
+    # a local file imported by URL, and a directory imported from another DVC repository (no network)
+    (tmp_path / "export.csv").write_text("a,b\n1,2\n")
+    upstream = DvcRepo(tmp_path / "upstream", "")
+    upstream.root.mkdir()
+    upstream.git("init", "-q", "-b", "main")
+    upstream.dvc("init", "-q")
+    upstream.write("labels/l1.txt", "cat\n")
+    upstream.dvc("add", "-q", "labels")
+    upstream.commit("labels")
+    dvc_repo.dvc("import-url", str(tmp_path / "export.csv"), "export.csv")
+    dvc_repo.dvc("import", str(upstream.root), "labels", "-o", "labels")
+    dvc_repo.commit("imports")
+    dvc_repo.openledger("dvc", "record")
+    datasets = {d.body["path"]: d.body for d in dvc_repo.records("dataset")}
+    assert datasets["export.csv"]["source"]["type"] == "import-url"
+    assert datasets["export.csv"]["source"]["url"] == str(tmp_path / "export.csv")
+    labels = datasets["labels"]["source"]
+    assert labels["type"] == "dvc-import" and labels["repo"] == str(upstream.root)
+    assert labels["path"] == "labels"
+    assert labels["rev_lock"] == upstream.git("rev-parse", "HEAD").strip()
+    assert datasets["labels"]["digest"].endswith(".dir")
