@@ -45,16 +45,20 @@ def summarize_body(record: Record) -> str:
     if kind == "checkpoint":
         return f"{body['count']} records, root {body['root'][:19]}"
     if kind == "review":
-        return f"{body['decision']} {body['target']}"
+        return f"{body['decision']} {body['target']}" + (f": {body['message']}" if body.get("message") else "")
     if kind == "feedback":
         parts = [body.get("label"), str(body["score"]) if "score" in body else None, body.get("comment")]
-        return f"{body['target']}: " + ", ".join(p for p in parts if p)
+        source = body.get("source")
+        given_by = f" (from {source.get('id')})" if isinstance(source, dict) and source.get("id") else ""
+        return f"{body['target']}: " + ", ".join(p for p in parts if p) + given_by
     if kind == "dataset":
         return f"{body['path']} {body['digest'][:20]}"
     if kind == "stage":
         return str(body["name"])
     if kind == "run":
         return f"run {body['run_id']} {body['status']}"
+    if kind == "model" and body.get("action") == "promote":
+        return f"promotes {body['name']} v{body.get('version', '?')} to @{body.get('alias')}"
     if kind == "model":
         return f"{body['name']} v{body.get('version', '?')}"
     return ""
