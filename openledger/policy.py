@@ -206,11 +206,17 @@ def _discard_reason(review: Record, subject: Subject, trust: TrustState, allowed
         return "the key is not among the policy's reviewers (" + ", ".join(rule.reviewers) + ")"
     if review.body["decision"] != "approve":
         return ""
-    if "trainer" in rule.distinct_from and actor in subject.trainers():
-        return "the reviewer trained or registered it (signed its run or model record)"
+    identity = trust.identities.get(actor)
+    if "trainer" in rule.distinct_from:
+        if actor in subject.trainers():
+            return "the reviewer trained or registered it (signed its run or model record)"
+        # A claim can only make the gate stricter: a matching user_id discards, a missing one proves nothing.
+        names = {identity.email.lower(), identity.email.lower().partition("@")[0], identity.name.lower()} \
+            if identity is not None else set()
+        if names & subject.trainer_claims():
+            return "MLflow names the reviewer as its user (user_id)"
     if "data" in rule.distinct_from:
         keys, emails = subject.data_contributors()
-        identity = trust.identities.get(actor)
         if actor in keys or (identity is not None and identity.email.lower() in emails):
             return "the reviewer supplied its data"
     return ""
@@ -222,7 +228,10 @@ def evaluate_reviews(subject: Subject, reviews: Iterable[Record], trust: TrustSt
     rule = policy.rule(subject.kind)
     allowed = policy.allowed_reviewers(rule)
     pinned = set(subject.record_ids)
-    ordered = sorted((r for r in reviews if pinned & set(r.links)), key=lambda r: (instant(r.time), r.id))
+    # `records` names what a review is about; its other links are context (a model review also links the
+    # model's run, and must not count as a review of the run). Hand-written reviews have only links.
+    ordered = sorted((r for r in reviews if pinned & set(r.body.get("records") or r.links)),
+                     key=lambda r: (instant(r.time), r.id))
     latest = {review.actor: review for review in ordered}
     verdicts: list[ReviewVerdict] = []
     for review in ordered:

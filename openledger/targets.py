@@ -152,6 +152,12 @@ class Subject:
         keys |= {r.actor for r in self.records if r.kind in ("model", "run")}
         return frozenset(keys)
 
+    def trainer_claims(self) -> frozenset[str]:
+        """MLflow's ``user_id`` on the run and model records, lower-cased: who the client *said* trained it
+        (unauthenticated; on a tracking server the records' signer is the server, so this is all there is)."""
+        claims = {r.body.get("user_id") for r in (*self.runs, *self.records) if r.kind in ("model", "run")}
+        return frozenset(str(c).lower() for c in claims if c)
+
     def data_contributors(self) -> tuple[frozenset[str], frozenset[str]]:
         """(keys, lower-cased emails) of who supplied its data: the dataset records' signers and the
         ``contributors`` those records name (by ``key`` or ``email``)."""

@@ -43,12 +43,14 @@ def _resolve(ledger: Ledger, target: str, tracking_uri: str | None) -> tuple[Sub
 
 
 def _described_body(subject: Subject) -> dict[str, Any]:
-    """What a review or feedback body says about its subject besides the links: the version a model
-    target named (an alias moves; the body keeps where it pointed)."""
-    if subject.version is None:
-        return {}
-    v = subject.version
-    return {"model": {"name": v.name, "version": v.version, "run_id": v.run_id, "model_id": v.model_id}}
+    """What a review or feedback body says about its subject besides the links: the records it is about
+    (the links also hold context, such as a model's run) and the version a model target named (an alias
+    moves; the body keeps where it pointed)."""
+    described: dict[str, Any] = {"records": list(subject.record_ids)}
+    if subject.version is not None:
+        v = subject.version
+        described["model"] = {"name": v.name, "version": v.version, "run_id": v.run_id, "model_id": v.model_id}
+    return described
 
 
 # -- review ------------------------------------------------------------------------------------------------
@@ -130,7 +132,7 @@ def gate(ctx: click.Context, *, kind: str, spec: str, promote: str | None, fmt: 
     else:
         _print_gate(result)
     if promotion is not None:
-        render.say(f"Promoted {subject.version.name if subject.version else spec} to @{promote}: {promotion.id}")
+        render.say(f"Promoted {spec} to @{promote}: {promotion.id}")
     elif promote:
         render.say(f"Alias @{promote} was not set: the policy does not hold.")
     ctx.exit(0 if result.passed else 1)

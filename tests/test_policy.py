@@ -22,7 +22,8 @@ def record_run(ledger: Ledger, trainer: Signer, run_id: str = RUN_ID, digest: st
 
 def approve(ledger: Ledger, signer: Signer, subject_target: str, decision: str = "approve") -> Record:
     subject = resolve_target(ledger, subject_target)
-    return ledger.append(signer, "review", {"decision": decision, "target": subject_target}, subject.links())
+    body = {"decision": decision, "target": subject_target, "records": list(subject.record_ids)}
+    return ledger.append(signer, "review", body, subject.links())
 
 
 def with_policy(ledger: Ledger, policies: dict[str, object]) -> Ledger:
@@ -114,6 +115,19 @@ def test_allow_list_by_role_and_data_suppliers(ledger: Ledger) -> None:
     assert "not among the policy's reviewers (role:leads)" in gate.verdicts[0].reason
 
 
+def test_mlflow_user_id_claim_discards_the_named_reviewer(ledger: Ledger) -> None:
+    """On a tracking server every record is the server's: the run's user_id claim still keeps the trainer out."""
+    server, bob, carol = make_signer(2), make_signer(3), make_signer(4)
+    for signer, name in ((server, "Server"), (bob, "Bob"), (carol, "Carol")):
+        publish(ledger, signer, name)
+    ledger.append(server, "run", {"run_id": RUN_ID, "status": "FINISHED", "user_id": "bob"}, [f"mlflowrun:{RUN_ID}"])
+    approve(ledger, bob, f"run:{RUN_ID}")
+    approve(ledger, carol, f"run:{RUN_ID}")
+    gate = gate_subject(ledger, resolve_target(ledger, f"run:{RUN_ID}"))
+    assert [(v.status, v.reason) for v in gate.verdicts] == [
+        ("discarded", "MLflow names the reviewer as its user (user_id)"), ("counted", "")]
+
+
 def test_unknown_signer_and_untrusted_subject(ledger: Ledger) -> None:
     trainer, stranger = make_signer(2), make_signer(3)
     record_run(ledger, trainer)  # the trainer published no identity: the run record is not trusted
@@ -145,3 +159,20 @@ def test_dataset_and_record_targets(ledger: Ledger) -> None:
     assert [c.contributor for c in activity_by_target(ledger)[new.id]] == ["Sam <sam@example.org>",
                                                                            "Rita <rita@example.org>"]
     assert set(contributions_by_contributor(ledger)) == {supplier.keyid, reviewer.keyid}
+
+
+def test_a_model_review_is_not_a_review_of_its_run(ledger: Ledger) -> None:
+    trainer, bob = make_signer(2), make_signer(3)
+    publish(ledger, trainer, "Tess")
+    publish(ledger, bob, "Bob")
+    run = record_run(ledger, trainer)
+    model = ledger.append(trainer, "model", {"name": "iris", "version": 1, "run_id": RUN_ID},
+                          [f"mlflowrun:{RUN_ID}", run.id])
+    approve(ledger, bob, model.id)
+    model_subject = resolve_target(ledger, model.id)
+    assert model_subject.kind == "model" and run.id in model_subject.links()  # context: the model's run
+    assert gate_subject(ledger, model_subject).passed
+    assert not gate_subject(ledger, resolve_target(ledger, f"run:{RUN_ID}")).verdicts
+    # A review written by hand (`openledger record review --link …`) is about everything it links to.
+    ledger.append(bob, "review", {"decision": "approve", "target": "the run"}, [run.id])
+    assert gate_subject(ledger, resolve_target(ledger, f"run:{RUN_ID}")).passed

@@ -45,8 +45,9 @@ def test_review_and_gate_a_run(with_run: Path) -> None:
     review_id = created.stdout.strip()
     assert review_id.startswith("sha256:") and f"approve run:{RUN_ID}" in created.stderr
     review = json.loads(run(with_run, "show", review_id, "--format", "json").stdout)
-    assert review["body"] == {"decision": "approve", "target": f"run:{RUN_ID}", "message": "reproduced it"}
     run_record = json.loads(run(with_run, "log", "--kind", "run", "--format", "json").stdout)[0]
+    assert review["body"] == {"decision": "approve", "target": f"run:{RUN_ID}", "message": "reproduced it",
+                              "records": [run_record["id"]]}
     assert run_record["id"] in review["links"] and f"mlflowrun:{RUN_ID}" in review["links"]
     gate = run(with_run, "gate", "run", RUN_ID)
     assert gate.exit_code == 0 and gate.stdout.startswith(f"PASSED run:{RUN_ID}")
@@ -75,7 +76,8 @@ def test_feedback_by_hand(with_run: Path) -> None:
     record = json.loads(run(with_run, "show", result.stdout.strip(), "--format", "json").stdout)
     assert record["kind"] == "feedback"
     assert record["body"] == {"target": f"run:{RUN_ID}", "label": "overfit", "score": {"$float": "NaN"},
-                              "comment": "val gap"}
+                              "comment": "val gap", "records": record["links"][1:]}
+    assert record["links"][0] == f"mlflowrun:{RUN_ID}" and record["links"][1].startswith("sha256:")
     log = run(with_run, "log", "--kind", "feedback").stdout
     assert f"run:{RUN_ID}: overfit, nan, val gap" in log
 
