@@ -22,6 +22,7 @@ from openledger.digests import directory_digest
 from openledger.joins import dvc_run_key
 from openledger.recorder import Recorder
 from openledger.records import Record
+from openledger.targets import run_join_key
 
 __all__ = ["RunCapture", "logged_model_id", "model_body", "model_version_link", "public_backend", "run_body",
            "run_link"]
@@ -44,7 +45,7 @@ _SYSTEM_TAG_PREFIXES = ("mlflow.", "openledger.")
 
 def run_link(run_id: str) -> str | None:
     """The link target that joins records to an MLflow run (``mlflowrun:<id>``), for hex run ids."""
-    return f"mlflowrun:{run_id}" if _HEX.fullmatch(run_id) else None
+    return run_join_key(run_id)  # the core's target resolver joins on the same key
 
 
 def model_version_link(name: str, version: Any, model_id: str | None) -> str:

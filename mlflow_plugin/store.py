@@ -4,8 +4,9 @@
 ``sqlite:///mlflow.db`` and hand it to :func:`tracking_store`, which returns the same store with capture
 added: a dynamic subclass of the inner store's class sharing the inner store's state, so every
 ``isinstance(store, SqlAlchemyStore)`` check in MLflow stays true and every method behaves as before.
-Only two moments are observed: a run reaching a terminal status (``update_run_info``) and a model version
-being created (``create_model_version``). One builder serves every scheme (sqlite, postgresql, mysql,
+Three moments are observed: a run reaching a terminal status (``update_run_info``), a model version
+being created (``create_model_version``) and an assessment stored on a trace (``create_assessment``: human
+feedback, see :mod:`mlflow_plugin.feedback`). One builder serves every scheme (sqlite, postgresql, mysql,
 mssql, file, …); ``pyproject.toml`` registers it under each ``ledger+<scheme>`` name.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow_plugin.capture import RunCapture, logged_model_id, public_backend
+from mlflow_plugin.feedback import record_assessment
 from openledger.recorder import Recorder
 
 __all__ = ["PREFIX", "registry_store", "tracking_store"]
@@ -71,6 +73,11 @@ class _TrackingCapture:
         if end_time is not None and RunStatus.is_terminated(run_status):
             self._openledger_capture.run_ended(self, run_id)
         return result
+
+    def create_assessment(self, assessment: Any) -> Any:
+        created = super().create_assessment(assessment)  # type: ignore[misc]
+        record_assessment(self._openledger_capture.recorder, self, created)
+        return created
 
 
 class _RegistryCapture:

@@ -23,6 +23,28 @@ __all__ = ["CONFIG_VERSION", "TRUST_MODES", "LedgerConfig"]
 CONFIG_VERSION = 1
 TRUST_MODES = ("tofu", "endorsed")
 
+_KEYID_PATTERN = "^ed25519:[0-9a-f]{64}$"
+# One review rule per target kind (see openledger/policy.py for what each field means and the defaults).
+_REVIEW_RULE = {
+    "type": "object",
+    "properties": {
+        "approvals": {"type": "integer", "minimum": 0},
+        "reviewers": {"type": "array", "items": {"type": "string",
+                                                 "pattern": "^(ed25519:[0-9a-f]{64}|role:[A-Za-z0-9._-]+)$"}},
+        "distinct_from": {"type": "array", "items": {"enum": ["trainer", "data"]}},
+        "block_on": {"type": "array", "items": {"enum": ["reject", "request-changes"]}},
+    },
+    "additionalProperties": False,
+}
+_POLICIES = {
+    "type": "object",
+    "properties": {
+        "roles": {"type": "object", "propertyNames": {"pattern": "^[A-Za-z0-9._-]+$"},
+                  "additionalProperties": {"type": "array", "items": {"type": "string", "pattern": _KEYID_PATTERN}}},
+        **dict.fromkeys(("model", "run", "dataset", "record"), _REVIEW_RULE),
+    },
+    "additionalProperties": False,
+}
 _SCHEMA = {
     "type": "object",
     "properties": {
@@ -36,7 +58,7 @@ _SCHEMA = {
             "additionalProperties": False,
         },
         "durability": {"enum": ["process", "fsync"]},
-        "policies": {"type": "object"},
+        "policies": _POLICIES,
         "scoring": {"type": "object"},
         "ci": {"type": "object"},
     },

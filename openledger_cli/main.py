@@ -39,6 +39,7 @@ from openledger.canonical import tag_nonfinite
 from openledger.keys import ENV_PASSPHRASE, ENV_SIGNING_KEY, resolve_keyid, short_keyid
 from openledger.ledger import LEDGER_DIR
 from openledger.recorder import ENV_STRICT, Recorder
+from openledger.reviews import reviews_and_feedback_on
 from openledger_cli import render
 
 # Kinds with a command of their own: `record` refuses them so their rules cannot be sidestepped.
@@ -408,6 +409,10 @@ def show(ctx: click.Context, record_id: str, fmt: str) -> None:
         for link in found.links:
             render.stdout.print(f"link  {link}")
         render.stdout.print_json(json.dumps(tag_nonfinite(dict(found.body))))
+        responses = reviews_and_feedback_on(ledger, found.id)
+        if responses:
+            render.stdout.print("Reviews and feedback on this record:")
+            render.stdout.print(render.records_table(responses, trust))
 
 
 # -- verification ----------------------------------------------------------------------------------------
@@ -595,5 +600,7 @@ def main() -> None:
     cli(prog_name="openledger")
 
 
-# Command groups that live in their own modules register themselves on `cli` when imported.
+# Command groups that live in their own modules register themselves on `cli` when imported (last: they use
+# this module's helpers): `dvc …`, and `review`, `gate`, `feedback`.
 from openledger_cli import dvc as _dvc  # noqa: E402, F401
+from openledger_cli import review as _review  # noqa: E402, F401

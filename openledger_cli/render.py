@@ -45,10 +45,12 @@ def summarize_body(record: Record) -> str:
     if kind == "checkpoint":
         return f"{body['count']} records, root {body['root'][:19]}"
     if kind == "review":
-        return f"{body['decision']} {body['target']}"
+        return f"{body['decision']} {body['target']}" + (f": {body['message']}" if body.get("message") else "")
     if kind == "feedback":
         parts = [body.get("label"), str(body["score"]) if "score" in body else None, body.get("comment")]
-        return f"{body['target']}: " + ", ".join(p for p in parts if p)
+        source = body.get("source")
+        given_by = f" (from {source.get('id')})" if isinstance(source, dict) and source.get("id") else ""
+        return f"{body['target']}: " + ", ".join(p for p in parts if p) + given_by
     if kind == "dataset":
         credit = ", ".join(str(c.get("name")) for c in body.get("contributors") or [] if isinstance(c, dict))
         return f"{body['path']} {body['digest'][:20]}" + (f" by {credit}" if credit else "")
@@ -61,6 +63,8 @@ def summarize_body(record: Record) -> str:
         return f"binds {body['records']} record(s) to commit {str(body['commit'])[:10]}"
     if kind == "run":
         return f"run {body['run_id']} {body['status']}"
+    if kind == "model" and body.get("action") == "promote":
+        return f"promotes {body['name']} v{body.get('version', '?')} to @{body.get('alias')}"
     if kind == "model":
         return f"{body['name']} v{body.get('version', '?')}"
     return ""
