@@ -5,9 +5,10 @@ part of the data with `dvc add` and commit it (the post-commit hook signs a data
 them for their own files); Ada adds a DVC pipeline (prepare -> train -> evaluate) whose training stage is an
 unchanged MLflow script logging through ``MLFLOW_TRACKING_URI=ledger+sqlite:///mlflow.db``; one
 `openledger dvc install`, then `dvc repro` signs a stage record per stage, joined to the MLflow run and the
-registered model version; a param change re-records only the stages it affected; a review and a piece of
-feedback; `verify`; then one object tampered with and the failing `verify` that names it, and a truncated
-history caught against a checkpoint. Every step runs the real commands in subprocesses and prints their output.
+registered model version; a param change re-records only the stages it affected; a promotion gate that
+fails until someone other than the trainer approves, then sets the MLflow alias; feedback on the data;
+`verify`; then one object tampered with and the failing `verify` that names it, and a truncated history
+caught against a checkpoint. Every step runs the real commands in subprocesses and prints their output.
 
 Run it with `make demo` (or `python examples/demo.py` inside the project's virtualenv).
 """
@@ -115,15 +116,20 @@ def main() -> int:
         sh(DVC, "repro", "-q", cwd=repo, env=tracking)
         sh(OPENLEDGER, "dvc", "status", cwd=repo, env=ada)
 
-        banner("Bob reviews the run; Bob reports a mislabelled row in the data")
-        sh(OPENLEDGER, "record", "review", "--link", run, "--body",
-           json.dumps({"decision": "approve", "target": "model:wine-classifier@1", "message": "metrics look right"}),
-           cwd=repo, env=bob)
-        sh(OPENLEDGER, "record", "feedback", "--link", dataset, "--body",
-           json.dumps({"target": "dataset:data/raw", "label": "mislabelled", "comment": "row 17 is class 2"}),
-           cwd=repo, env=bob)
         sh("git", "add", "-A", cwd=repo, env=ada, show=False)
-        sh("git", "commit", "-qm", "record contributions", cwd=repo, env=ada, show=False)
+        sh("git", "commit", "-qm", "retrain with C=0.3", cwd=repo, env=ada, show=False)
+
+        banner("A promotion gate: one approval from someone other than the trainer (the default policy)")
+        registry = dict(ada, MLFLOW_TRACKING_URI="sqlite:///mlflow.db")
+        sh(OPENLEDGER, "gate", "model", "wine-classifier@2", "--promote", "champion", cwd=repo, env=registry,
+           check=False)
+        sh(OPENLEDGER, "review", "approve", "model:wine-classifier@2", "-m", "held-out accuracy is fine",
+           cwd=repo, env=dict(registry, OPENLEDGER_HOME=bob["OPENLEDGER_HOME"]))
+        sh(OPENLEDGER, "gate", "model", "wine-classifier@2", "--promote", "champion", cwd=repo, env=registry)
+        sh(OPENLEDGER, "feedback", "dataset:data/raw", "--label", "mislabelled", "-m", "row 17 is class 2",
+           cwd=repo, env=dict(registry, OPENLEDGER_HOME=bob["OPENLEDGER_HOME"]))
+        sh("git", "add", "-A", cwd=repo, env=ada, show=False)
+        sh("git", "commit", "-qm", "review and promotion", cwd=repo, env=ada, show=False)
 
         banner("Who did what")
         sh(OPENLEDGER, "log", cwd=repo, env=ada)
@@ -132,11 +138,11 @@ def main() -> int:
         sh(OPENLEDGER, "verify", cwd=repo, env=ada)
         checkpoint = sh(OPENLEDGER, "checkpoint", cwd=repo, env=ada).stdout.strip()
 
-        banner("Someone edits Ada's run record on disk: the accuracy becomes 0.99")
+        banner("Someone edits Ada's run record on disk: its training accuracy becomes 0.99")
         obj = repo / ".openledger" / "objects" / run[7:9] / run[9:]
         envelope = json.loads(obj.read_text())
         payload = json.loads(base64.b64decode(envelope["payload"]))
-        payload["body"]["metrics"]["accuracy"] = 0.99
+        payload["body"]["metrics"]["train_accuracy"] = 0.99
         payload = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         envelope["payload"] = base64.b64encode(payload).decode()
         obj.chmod(0o644)

@@ -8,8 +8,6 @@ without credentials. ``user_id`` is kept as MLflow's claim of who ran it; the re
 from __future__ import annotations
 
 import hashlib
-import json
-import re
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +17,7 @@ from urllib.request import url2pathname
 
 from openledger.canonical import canonical_bytes
 from openledger.digests import directory_digest
-from openledger.joins import dvc_run_key
+from openledger.joins import dvc_run_key, input_digest, is_digest
 from openledger.recorder import Recorder
 from openledger.records import Record
 from openledger.targets import run_join_key
@@ -38,7 +36,6 @@ def logged_model_id(version: Any) -> str | None:
         return source[len("models:/"):].split("/", maxsplit=1)[0]
     return None
 
-_HEX = re.compile(r"[0-9a-f]{16,128}")
 # Tags MLflow or OpenLedger set themselves; the record keeps them in their own sections.
 _SYSTEM_TAG_PREFIXES = ("mlflow.", "openledger.")
 
@@ -192,7 +189,7 @@ class RunCapture:
                 store.flush_async_logging()
                 run = store.get_run(run_id)
                 body = run_body(store, run, self.backend, captured=captured)
-                links = [digest for i in body["inputs"] if _is_digest(digest := _input_digest(i))]
+                links = [digest for i in body["inputs"] if is_digest(digest := input_digest(i))]
                 if body["dvc"]["stage"]:  # the DVC record stage of the same repro finds the run by this key
                     links.append(dvc_run_key(body["dvc"]["stage"], body["dvc"]["experiment"]))
                 # Checked again under the ledger's feed lock: two processes ending or renaming the same run
@@ -226,20 +223,3 @@ class RunCapture:
         except Exception as exc:
             self.recorder.fail(exc)
             return None
-
-
-def _input_digest(dataset_input: dict[str, Any]) -> Any:
-    """The digest a run input joins on: DVC's full hash for DVC sources, else MLflow's digest."""
-    if dataset_input.get("source_type") == "dvc":
-        try:
-            return json.loads(dataset_input["source"]).get("hash") or dataset_input["digest"]
-        except (TypeError, ValueError):
-            return dataset_input["digest"]
-    return dataset_input["digest"]
-
-
-def _is_digest(value: Any) -> bool:
-    if not isinstance(value, str) or ":" not in value:
-        return False
-    algorithm, _, hexdigest = value.partition(":")
-    return algorithm.isalnum() and bool(_HEX.fullmatch(hexdigest.removesuffix(".dir")))

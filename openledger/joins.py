@@ -14,10 +14,16 @@ True
 from __future__ import annotations
 
 import hashlib
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
 
 from openledger.canonical import canonical_bytes
 
-__all__ = ["dataset_key", "dvc_run_key", "dvc_stage_key", "join_key"]
+__all__ = ["dataset_key", "dvc_run_key", "dvc_stage_key", "input_digest", "is_digest", "join_key"]
+
+_HEX = re.compile(r"[0-9a-f]{16,128}")
 
 
 def join_key(scheme: str, *parts: str | None) -> str:
@@ -42,3 +48,22 @@ def dvc_run_key(stage_env: str, experiment: str | None) -> str:
     its own name the same way, so it can rebuild the key of each sibling stage.
     """
     return join_key("dvcrun", stage_env, experiment or None)
+
+
+def input_digest(dataset_input: Mapping[str, Any]) -> Any:
+    """The digest an MLflow run input (as a run record lists it) joins on: DVC's full hash for DVC sources
+    (``md5:<hex>.dir``; MLflow's own digest column is too short for it), else MLflow's digest."""
+    if dataset_input.get("source_type") == "dvc":
+        try:
+            return json.loads(dataset_input["source"]).get("hash") or dataset_input.get("digest")
+        except (TypeError, ValueError, KeyError, AttributeError):
+            return dataset_input.get("digest")
+    return dataset_input.get("digest")
+
+
+def is_digest(value: Any) -> bool:
+    """Whether ``value`` is spelled like a content digest (``<algorithm>:<hex>[.dir]``), so it can be a link."""
+    if not isinstance(value, str) or ":" not in value:
+        return False
+    algorithm, _, hexdigest = value.partition(":")
+    return algorithm.isalnum() and bool(_HEX.fullmatch(hexdigest.removesuffix(".dir")))

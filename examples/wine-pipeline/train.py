@@ -16,6 +16,7 @@ from sklearn.preprocessing import StandardScaler
 
 params = yaml.safe_load(Path("params.yaml").read_text())["train"]
 train = pd.read_csv("data/prepared/train.csv")
+test = pd.read_csv("data/prepared/test.csv")
 features, labels = train.drop(columns="target").astype(float), train["target"]
 
 mlflow.set_experiment("wine-quality")
@@ -25,6 +26,7 @@ with mlflow.start_run(run_name=f"logreg-C{params['C']}") as run:
     model = make_pipeline(StandardScaler(), LogisticRegression(C=params["C"], max_iter=params["max_iter"]))
     model.fit(features, labels)
     mlflow.log_metric("train_accuracy", model.score(features, labels))
+    mlflow.log_metric("accuracy", model.score(test.drop(columns="target").astype(float), test["target"]))
     mlflow.sklearn.log_model(model, name="model", registered_model_name="wine-classifier",
                              input_example=features[:3])
 Path("model.pkl").write_bytes(pickle.dumps(model))
