@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
@@ -31,11 +32,16 @@ PIPELINE = Path(__file__).with_name("wine-pipeline")
 
 
 def banner(text: str) -> None:
-    print(f"\n\033[1m== {text}\033[0m", flush=True)
+    if not QUIET["on"]:
+        print(f"\n\033[1m== {text}\033[0m", flush=True)
+
+
+QUIET = {"on": False}  # build(show=False): the test suite builds the same project without printing
 
 
 def sh(*args: str, cwd: Path, env: dict[str, str], check: bool = True,
        show: bool = True) -> subprocess.CompletedProcess[str]:
+    show = show and not QUIET["on"]
     if show:
         words = [{OPENLEDGER: "openledger", DVC: "dvc"}.get(a, a) for a in args]
         shown = " ".join(a if " " not in a and "{" not in a else f"'{a}'" for a in words)
@@ -52,8 +58,17 @@ def sh(*args: str, cwd: Path, env: dict[str, str], check: bool = True,
     return result
 
 
-def main() -> int:
-    workdir = Path(tempfile.mkdtemp(prefix="openledger-demo-"))
+@dataclass
+class Project:
+    repo: Path
+    ada: dict[str, str]  # the environment each person works in (their own key home, git identity)
+    bob: dict[str, str]
+    run: str  # the first run's record id
+
+
+def build(workdir: Path, *, show: bool = True) -> Project:
+    """The project up to a reviewed, promoted model: everything the reports are about."""
+    QUIET["on"] = not show
     repo = workdir / "wine-project"
     repo.mkdir()
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("OPENLEDGER_")}
@@ -65,74 +80,91 @@ def main() -> int:
     bob = dict(base_env, OPENLEDGER_HOME=str(workdir / "bob-keys"), GIT_AUTHOR_NAME="Bob Dylan",
                GIT_AUTHOR_EMAIL="bob@example.org", GIT_COMMITTER_NAME="Bob Dylan",
                GIT_COMMITTER_EMAIL="bob@example.org")
+    banner("A repository with DVC, and two contributors with their own keys (kept outside the repository)")
+    sh("git", "init", "-q", "-b", "main", cwd=repo, env=ada)
+    sh(DVC, "init", "-q", cwd=repo, env=ada)
+    (repo / ".gitignore").write_text("mlflow.db\nmlruns/\n")
+    sh(OPENLEDGER, "keys", "generate", "--name", "Ada Lovelace", "--email", "ada@example.org", cwd=repo, env=ada)
+    sh(OPENLEDGER, "init", cwd=repo, env=ada)
+    sh(OPENLEDGER, "keys", "generate", "--name", "Bob Dylan", "--email", "bob@example.org", cwd=repo, env=bob)
+    sh(OPENLEDGER, "keys", "publish", cwd=repo, env=bob)
+    sh(OPENLEDGER, "dvc", "install", cwd=repo, env=ada)
+    sh("git", "add", "-A", cwd=repo, env=ada, show=False)
+    sh("git", "commit", "-qm", "DVC and OpenLedger", cwd=repo, env=ada, show=False)
+
+    banner("Bob and Ada each add wines with `dvc add`; the post-commit hook credits each for their files")
+    sh(sys.executable, str(PIPELINE / "make_data.py"), "1", "data/raw", cwd=repo, env=bob, show=False)
+    sh(DVC, "add", "-q", "data/raw", cwd=repo, env=bob)
+    sh("git", "add", "data/raw.dvc", "data/.gitignore", cwd=repo, env=bob, show=False)
+    sh("git", "commit", "-qm", "wines from the first survey", cwd=repo, env=bob)
+    sh(sys.executable, str(PIPELINE / "make_data.py"), "2", "data/raw", cwd=repo, env=ada, show=False)
+    sh(DVC, "add", "-q", "data/raw", cwd=repo, env=ada)
+    sh("git", "commit", "-qam", "wines from the second survey", cwd=repo, env=ada)
+
+    banner("Ada adds a pipeline (prepare -> train -> evaluate); `openledger dvc install` adds the record stage")
+    for item in PIPELINE.iterdir():
+        if item.name != "make_data.py" and item.is_file():
+            shutil.copy(item, repo / item.name)
+    sh(OPENLEDGER, "dvc", "install", cwd=repo, env=ada)
+    sh("git", "add", "-A", cwd=repo, env=ada, show=False)
+    sh("git", "commit", "-qm", "wine pipeline", cwd=repo, env=ada, show=False)
+
+    banner("`dvc repro`: the training stage logs to MLflow through ledger+sqlite; every stage is signed")
+    tracking = dict(ada, MLFLOW_TRACKING_URI="ledger+sqlite:///mlflow.db", GIT_PYTHON_REFRESH="quiet")
+    sh(DVC, "repro", cwd=repo, env=tracking)
+    sh("git", "add", "-A", cwd=repo, env=ada, show=False)
+    sh("git", "commit", "-qm", "reproduce", cwd=repo, env=ada)
+
+    banner("Lineage: model version -> MLflow run -> DVC stage -> dataset version -> who supplied it")
+    records = json.loads(sh(OPENLEDGER, "log", "--format", "json", cwd=repo, env=ada, show=False).stdout)
+    run = next(r for r in records if r["kind"] == "run")["id"]
+    train = next(r for r in records if r["kind"] == "stage" and r["body"]["name"] == "train")
+    dataset = [r for r in records if r["kind"] == "dataset"][-1]["id"]
+    sh(OPENLEDGER, "show", next(r for r in records if r["kind"] == "model")["id"][:19], cwd=repo, env=ada)
+    sh(OPENLEDGER, "show", train["id"][:19], cwd=repo, env=ada)
+    sh(OPENLEDGER, "show", dataset[:19], cwd=repo, env=ada)
+
+    banner("A param change: `dvc repro` records only the stages it affected")
+    params = repo / "params.yaml"
+    params.write_text(params.read_text().replace("C: 0.8", "C: 0.3"))
+    sh(DVC, "repro", "-q", cwd=repo, env=tracking)
+    sh(OPENLEDGER, "dvc", "status", cwd=repo, env=ada)
+
+    sh("git", "add", "-A", cwd=repo, env=ada, show=False)
+    sh("git", "commit", "-qm", "retrain with C=0.3", cwd=repo, env=ada, show=False)
+
+    banner("A promotion gate: one approval from someone other than the trainer (the default policy)")
+    registry = dict(ada, MLFLOW_TRACKING_URI="sqlite:///mlflow.db")
+    sh(OPENLEDGER, "gate", "model", "wine-classifier@2", "--promote", "champion", cwd=repo, env=registry,
+       check=False)
+    sh(OPENLEDGER, "review", "approve", "model:wine-classifier@2", "-m", "held-out accuracy is fine",
+       cwd=repo, env=dict(registry, OPENLEDGER_HOME=bob["OPENLEDGER_HOME"]))
+    sh(OPENLEDGER, "gate", "model", "wine-classifier@2", "--promote", "champion", cwd=repo, env=registry)
+    sh(OPENLEDGER, "feedback", "dataset:data/raw", "--label", "mislabelled", "-m", "row 17 is class 2",
+       cwd=repo, env=dict(registry, OPENLEDGER_HOME=bob["OPENLEDGER_HOME"]))
+    sh("git", "add", "-A", cwd=repo, env=ada, show=False)
+    sh("git", "commit", "-qm", "review and promotion", cwd=repo, env=ada, show=False)
+
+    return Project(repo, ada, bob, run)
+
+
+def main() -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="openledger-demo-"))
     try:
-        banner("A repository with DVC, and two contributors with their own keys (kept outside the repository)")
-        sh("git", "init", "-q", "-b", "main", cwd=repo, env=ada)
-        sh(DVC, "init", "-q", cwd=repo, env=ada)
-        (repo / ".gitignore").write_text("mlflow.db\nmlruns/\n")
-        sh(OPENLEDGER, "keys", "generate", "--name", "Ada Lovelace", "--email", "ada@example.org", cwd=repo, env=ada)
-        sh(OPENLEDGER, "init", cwd=repo, env=ada)
-        sh(OPENLEDGER, "keys", "generate", "--name", "Bob Dylan", "--email", "bob@example.org", cwd=repo, env=bob)
-        sh(OPENLEDGER, "keys", "publish", cwd=repo, env=bob)
-        sh(OPENLEDGER, "dvc", "install", cwd=repo, env=ada)
-        sh("git", "add", "-A", cwd=repo, env=ada, show=False)
-        sh("git", "commit", "-qm", "DVC and OpenLedger", cwd=repo, env=ada, show=False)
-
-        banner("Bob and Ada each add wines with `dvc add`; the post-commit hook credits each for their files")
-        sh(sys.executable, str(PIPELINE / "make_data.py"), "1", "data/raw", cwd=repo, env=bob, show=False)
-        sh(DVC, "add", "-q", "data/raw", cwd=repo, env=bob)
-        sh("git", "add", "data/raw.dvc", "data/.gitignore", cwd=repo, env=bob, show=False)
-        sh("git", "commit", "-qm", "wines from the first survey", cwd=repo, env=bob)
-        sh(sys.executable, str(PIPELINE / "make_data.py"), "2", "data/raw", cwd=repo, env=ada, show=False)
-        sh(DVC, "add", "-q", "data/raw", cwd=repo, env=ada)
-        sh("git", "commit", "-qam", "wines from the second survey", cwd=repo, env=ada)
-
-        banner("Ada adds a pipeline (prepare -> train -> evaluate); `openledger dvc install` adds the record stage")
-        for item in PIPELINE.iterdir():
-            if item.name != "make_data.py" and item.is_file():
-                shutil.copy(item, repo / item.name)
-        sh(OPENLEDGER, "dvc", "install", cwd=repo, env=ada)
-        sh("git", "add", "-A", cwd=repo, env=ada, show=False)
-        sh("git", "commit", "-qm", "wine pipeline", cwd=repo, env=ada, show=False)
-
-        banner("`dvc repro`: the training stage logs to MLflow through ledger+sqlite; every stage is signed")
-        tracking = dict(ada, MLFLOW_TRACKING_URI="ledger+sqlite:///mlflow.db", GIT_PYTHON_REFRESH="quiet")
-        sh(DVC, "repro", cwd=repo, env=tracking)
-        sh("git", "add", "-A", cwd=repo, env=ada, show=False)
-        sh("git", "commit", "-qm", "reproduce", cwd=repo, env=ada)
-
-        banner("Lineage: model version -> MLflow run -> DVC stage -> dataset version -> who supplied it")
-        records = json.loads(sh(OPENLEDGER, "log", "--format", "json", cwd=repo, env=ada, show=False).stdout)
-        run = next(r for r in records if r["kind"] == "run")["id"]
-        train = next(r for r in records if r["kind"] == "stage" and r["body"]["name"] == "train")
-        dataset = [r for r in records if r["kind"] == "dataset"][-1]["id"]
-        sh(OPENLEDGER, "show", next(r for r in records if r["kind"] == "model")["id"][:19], cwd=repo, env=ada)
-        sh(OPENLEDGER, "show", train["id"][:19], cwd=repo, env=ada)
-        sh(OPENLEDGER, "show", dataset[:19], cwd=repo, env=ada)
-
-        banner("A param change: `dvc repro` records only the stages it affected")
-        params = repo / "params.yaml"
-        params.write_text(params.read_text().replace("C: 0.8", "C: 0.3"))
-        sh(DVC, "repro", "-q", cwd=repo, env=tracking)
-        sh(OPENLEDGER, "dvc", "status", cwd=repo, env=ada)
-
-        sh("git", "add", "-A", cwd=repo, env=ada, show=False)
-        sh("git", "commit", "-qm", "retrain with C=0.3", cwd=repo, env=ada, show=False)
-
-        banner("A promotion gate: one approval from someone other than the trainer (the default policy)")
-        registry = dict(ada, MLFLOW_TRACKING_URI="sqlite:///mlflow.db")
-        sh(OPENLEDGER, "gate", "model", "wine-classifier@2", "--promote", "champion", cwd=repo, env=registry,
-           check=False)
-        sh(OPENLEDGER, "review", "approve", "model:wine-classifier@2", "-m", "held-out accuracy is fine",
-           cwd=repo, env=dict(registry, OPENLEDGER_HOME=bob["OPENLEDGER_HOME"]))
-        sh(OPENLEDGER, "gate", "model", "wine-classifier@2", "--promote", "champion", cwd=repo, env=registry)
-        sh(OPENLEDGER, "feedback", "dataset:data/raw", "--label", "mislabelled", "-m", "row 17 is class 2",
-           cwd=repo, env=dict(registry, OPENLEDGER_HOME=bob["OPENLEDGER_HOME"]))
-        sh("git", "add", "-A", cwd=repo, env=ada, show=False)
-        sh("git", "commit", "-qm", "review and promotion", cwd=repo, env=ada, show=False)
-
+        project = build(workdir)
+        repo, ada, run = project.repo, project.ada, project.run
         banner("Who did what")
         sh(OPENLEDGER, "log", cwd=repo, env=ada)
+
+        banner("Who helped make it good: credit per contributor, every number backed by record ids")
+        sh(OPENLEDGER, "report", "contributors", "--model", "wine-classifier", cwd=repo, env=ada)
+
+        banner("The provenance of the promoted model, for a pull request (Markdown) and a browser (HTML)")
+        for fmt in ("md",):
+            sh(OPENLEDGER, "report", "model", "wine-classifier@champion", "--format", fmt, "-o",
+               str(workdir / f"provenance.{fmt}"), cwd=repo, env=ada)
+        markdown = (workdir / "provenance.md").read_text()
+        print(markdown[:markdown.index("## Datasets")].rstrip() + "\n…")
 
         banner("Verify: every hash, signature, feed and signer")
         sh(OPENLEDGER, "verify", cwd=repo, env=ada)

@@ -31,14 +31,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from filelock import FileLock, Timeout
 
 from openledger._internal.files import TMP_PREFIX, write_atomic
 from openledger._internal.index import LOOSE, LedgerIndex, Location, iter_pack
+from openledger.canonical import parse_canonical
 from openledger.config import LedgerConfig
-from openledger.dsse import PAYLOAD_TYPE, pae
+from openledger.dsse import PAYLOAD_TYPE, pae, parse_envelope
 from openledger.errors import (
     BadInputError,
     IntegrityError,
@@ -58,7 +59,7 @@ from openledger.records import (
 )
 from openledger.trust import TrustFact, TrustState
 
-__all__ = ["LEDGER_DIR", "Draft", "FsckReport", "Ledger"]
+__all__ = ["LEDGER_DIR", "Draft", "Fact", "FsckReport", "Ledger"]
 
 LEDGER_DIR = ".openledger"
 ENV_LEDGER_DIR = "OPENLEDGER_DIR"
@@ -122,6 +123,17 @@ def find_ledger_dir(start: Path | None = None) -> Path:
         f"no {LEDGER_DIR}/ in {here} or any parent directory",
         hint=f"run `openledger init` in your repository, or set {ENV_LEDGER_DIR}",
     )
+
+
+class Fact(NamedTuple):
+    """A record's content as :meth:`Ledger.scan` reads it: hash checked, signature not (yet)."""
+
+    id: str
+    kind: str
+    actor: str
+    time: str
+    links: tuple[str, ...]
+    body: dict[str, Any]
 
 
 @dataclass
@@ -383,6 +395,35 @@ class Ledger:
                 if damaged is None:
                     raise
                 damaged.append((record_id, exc.message))
+
+    def scan(self, kinds: Sequence[str], damaged: list[tuple[str, str]] | None = None) -> list[Fact]:
+        """Every record of ``kinds``, fast: each pack read once, each record's hash checked, its signature not.
+
+        For reports over the whole ledger (100k records in about a second, where checking every signature
+        takes several): they check the records they show with :meth:`get`, and `verify` checks them all.
+        Records that fail the hash or do not parse are left out and listed in ``damaged`` when given.
+        """
+        self.index.sync()
+        facts: list[Fact] = []
+        pack_name, pack_data = None, b""
+        for record_id, location, offset, length in self.index.locations(kinds):
+            try:
+                if location == LOOSE:
+                    data = self._object_path(record_id).read_bytes()
+                else:
+                    if location != pack_name:
+                        pack_name, pack_data = location, (self.packs / location).read_bytes()
+                    data = pack_data[offset:offset + length]
+                envelope = parse_envelope(data)
+                if record_id_of(envelope.payload) != record_id:
+                    raise IntegrityError("content hash does not match its id")
+                payload = parse_canonical(envelope.payload)
+                facts.append(Fact(record_id, payload["kind"], payload["actor"], payload["time"],
+                                  tuple(payload["links"]), payload["body"]))
+            except (OSError, ValueError, KeyError, TypeError, IntegrityError) as exc:
+                if damaged is not None:
+                    damaged.append((record_id, getattr(exc, "message", str(exc))))
+        return facts
 
     def ids(self, *, kind: str | None = None, links_to: str | None = None) -> list[str]:
         """Ids of the records matching the filters, oldest first, without reading the records."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from openledger.canonical import tag_nonfinite
-from openledger.ledger import Ledger
+from openledger.ledger import Fact, Ledger
 from openledger.records import Record
 from openledger.trust import Identity, TrustState
 
@@ -62,7 +62,7 @@ def _identity_for(source_id: str, trust: TrustState) -> Identity | None:
     return None
 
 
-def credited_identity(record: Record, trust: TrustState) -> tuple[str, str | None] | None:
+def credited_identity(record: Record | Fact, trust: TrustState) -> tuple[str, str | None] | None:
     """(contributor, key or None) that a review or feedback record credits; None for automated feedback."""
     source = record.body.get("source") if record.kind == "feedback" else None
     if isinstance(source, Mapping) and source.get("type") is not None:

@@ -1,0 +1,297 @@
+"""The lineage graph: what went into a model version, joined from the ledger's records.
+
+registered model version -> logged model -> run -> dataset versions -> stages -> source data, plus code (the
+commit the run or stage ran at, and the git authors of the code files the training stage depends on), reviews
+and feedback. Joins are by MLflow run id, content digest, the links stage records carry (dataset records,
+upstream stages, MLflow runs) and git commit. Several records about one thing (a run captured by the client
+and by the server) are one node with several attestations.
+
+The graph reads the whole ledger once with :meth:`Ledger.scan` (hashes checked, signatures not) and builds
+dictionaries; a lineage is then a walk over them. Reports check the signatures of the records they show.
+
+>>> import tempfile; from pathlib import Path
+>>> graph = LedgerGraph.load(Ledger.init(Path(tempfile.mkdtemp())))
+>>> graph.model_versions()
+[]
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from openledger.errors import NotFoundError
+from openledger.joins import input_digest
+from openledger.ledger import Fact, Ledger
+from openledger.trust import TrustFact, TrustState, instant
+
+__all__ = ["CodeAuthor", "LedgerGraph", "Lineage", "Node"]
+
+_COMMIT = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
+LINEAGE_KINDS = ("identity", "revocation", "dataset", "stage", "run", "model", "review", "feedback", "commit")
+
+
+@dataclass
+class Node:
+    """One thing in a lineage (a model version, a run, a dataset version, a stage execution, a commit), with
+    every record that attests it (newest last)."""
+
+    key: str  # stable: model:NAME@V, run:<id>, dataset:<path>@<digest>, stage:<dvcfile>:<name>@<record>, commit:<sha>
+    kind: str
+    label: str
+    records: list[Fact] = field(default_factory=list)
+
+    @property
+    def body(self) -> Mapping[str, Any]:
+        return self.records[-1].body if self.records else {}
+
+    @property
+    def record_ids(self) -> list[str]:
+        return [r.id for r in self.records]
+
+
+@dataclass(frozen=True, slots=True)
+class CodeAuthor:
+    name: str
+    email: str
+    commits: tuple[str, ...]
+    files: tuple[str, ...]
+
+
+@dataclass
+class Lineage:
+    """Everything that went into one model version, and who reviewed and commented on it."""
+
+    model: Node
+    runs: list[Node] = field(default_factory=list)
+    datasets: list[Node] = field(default_factory=list)
+    stages: list[Node] = field(default_factory=list)
+    commits: list[Node] = field(default_factory=list)
+    edges: list[tuple[str, str, str]] = field(default_factory=list)  # (from key, to key, relation)
+    code_authors: list[CodeAuthor] = field(default_factory=list)
+    code_files: list[str] = field(default_factory=list)
+    reviews: list[Fact] = field(default_factory=list)
+    feedback: list[Fact] = field(default_factory=list)
+    promotions: list[Fact] = field(default_factory=list)
+
+    @property
+    def nodes(self) -> list[Node]:
+        return [self.model, *self.runs, *self.stages, *self.datasets, *self.commits]
+
+    def record_ids(self) -> list[str]:
+        ids = [rid for node in self.nodes for rid in node.record_ids]
+        ids += [f.id for f in (*self.reviews, *self.feedback, *self.promotions)]
+        return list(dict.fromkeys(ids))
+
+
+def _version_of(body: Mapping[str, Any]) -> str:
+    return str(body.get("version", "?"))
+
+
+class LedgerGraph:
+    """The ledger's records indexed for lineage walks."""
+
+    def __init__(self, ledger: Ledger, facts: Iterable[Fact], damaged: list[tuple[str, str]] | None = None) -> None:
+        self.ledger = ledger
+        self.damaged = damaged or []
+        self.facts: dict[str, Fact] = {}
+        self.by_kind: dict[str, list[Fact]] = defaultdict(list)
+        self.linked_from: dict[str, list[Fact]] = defaultdict(list)  # link target -> records linking it
+        self.runs: dict[str, list[Fact]] = defaultdict(list)
+        self.versions: dict[tuple[str, str], list[Fact]] = defaultdict(list)
+        self.promotions: dict[tuple[str, str], list[Fact]] = defaultdict(list)
+        self.datasets: dict[str, list[Fact]] = defaultdict(list)  # digest -> dataset records
+        ordered = sorted(facts, key=lambda f: (instant(f.time), f.id))
+        for fact in ordered:
+            self.facts[fact.id] = fact
+            self.by_kind[fact.kind].append(fact)
+            for target in fact.links:
+                self.linked_from[target].append(fact)
+            body = fact.body
+            if fact.kind == "run" and isinstance(body.get("run_id"), str):
+                self.runs[body["run_id"]].append(fact)
+            elif fact.kind == "model" and isinstance(body.get("name"), str):
+                key = (body["name"], _version_of(body))
+                (self.promotions if "action" in body else self.versions)[key].append(fact)
+            elif fact.kind == "dataset" and isinstance(body.get("digest"), str):
+                self.datasets[body["digest"]].append(fact)
+        self.trust = TrustState.evaluate(
+            [TrustFact(f.id, f.kind, f.actor, f.time, f.body) for f in (*self.by_kind["identity"],
+                                                                        *self.by_kind["revocation"])],
+            mode=ledger.config.trust_mode, roots=ledger.config.trust_roots)
+
+    @classmethod
+    def load(cls, ledger: Ledger) -> LedgerGraph:
+        damaged: list[tuple[str, str]] = []
+        return cls(ledger, ledger.scan(LINEAGE_KINDS, damaged), damaged)
+
+    # -- model versions -------------------------------------------------------------------------------------
+
+    def model_versions(self, name: str | None = None) -> list[tuple[str, str]]:
+        """(name, version) of every recorded model version, by name then numeric version."""
+        keys = [k for k in self.versions if name is None or k[0] == name]
+        return sorted(keys, key=lambda k: (k[0], int(k[1]) if k[1].isdigit() else 0, k[1]))
+
+    def resolve(self, name: str, version: str | None) -> tuple[str, str]:
+        """A model version by number (``None``: the newest recorded one)."""
+        candidates = self.model_versions(name)
+        if not candidates:
+            raise NotFoundError(f"no model named {name!r} in the ledger",
+                                hint="`openledger log --kind model` lists the recorded models")
+        if version is None:
+            return candidates[-1]
+        if (name, version) not in self.versions:
+            known = ", ".join(v for _, v in candidates)
+            raise NotFoundError(f"no record of {name} version {version} (recorded versions: {known})",
+                                hint="record it with `openledger capture mlflow`")
+        return name, version
+
+    # -- lineage --------------------------------------------------------------------------------------------
+
+    def lineage(self, name: str, version: str) -> Lineage:
+        model_records = self.versions[(name, version)]
+        model = Node(f"model:{name}@{version}", "model", f"{name} v{version}", list(model_records))
+        lineage = Lineage(model, promotions=list(self.promotions.get((name, version), ())))
+        seen: dict[str, Node] = {model.key: model}
+
+        def add(node: Node, bucket: list[Node]) -> Node:
+            if node.key in seen:
+                existing = seen[node.key]
+                existing.records += [r for r in node.records if r.id not in existing.record_ids]
+                return existing
+            seen[node.key] = node
+            bucket.append(node)
+            return node
+
+        run_ids = list(dict.fromkeys(str(r.body["run_id"]) for r in model_records if r.body.get("run_id")))
+        training_stages: list[Fact] = []
+        for run_id in run_ids:
+            run_facts = self.runs.get(run_id, [])
+            body = run_facts[-1].body if run_facts else {}
+            run = add(Node(f"run:{run_id}", "run", str(body.get("run_name") or run_id), list(run_facts)),
+                      lineage.runs)
+            lineage.edges.append((model.key, run.key, "trained by"))
+            for dataset_input in body.get("inputs") or []:
+                digest = input_digest(dataset_input) if isinstance(dataset_input, Mapping) else None
+                if isinstance(digest, str):
+                    dataset = self._dataset_node(digest, dataset_input)
+                    lineage.edges.append((run.key, add(dataset, lineage.datasets).key, "used"))
+            for fact in run_facts:
+                for stage in self.linked_from.get(fact.id, []):
+                    if stage.kind == "stage" and stage not in training_stages:
+                        training_stages.append(stage)
+                        lineage.edges.append((self._stage_key(stage), run.key, "ran"))
+            self._add_commit(lineage, add, run.key, (body.get("git") or {}).get("commit"))
+        queue = list(training_stages)
+        while queue:
+            stage = queue.pop(0)
+            node = Node(self._stage_key(stage), "stage", str(stage.body.get("name")), [stage])
+            if node.key in seen:
+                continue
+            add(node, lineage.stages)
+            self._add_commit(lineage, add, node.key, (stage.body.get("git") or {}).get("commit"))
+            for target in stage.links:
+                linked = self.facts.get(target)
+                if linked is None:
+                    continue
+                if linked.kind == "stage" and linked.body.get("name") != stage.body.get("name"):
+                    lineage.edges.append((node.key, self._stage_key(linked), "after"))
+                    queue.append(linked)
+                elif linked.kind == "dataset":
+                    dataset = add(self._dataset_node(str(linked.body.get("digest")), None), lineage.datasets)
+                    lineage.edges.append((node.key, dataset.key, "read"))
+        self._link_outputs(lineage)
+        if training_stages:
+            commit = (training_stages[-1].body.get("git") or {}).get("commit")
+            lineage.code_files = self._code_files(training_stages[-1])
+            lineage.code_authors = self._code_authors(commit, lineage.code_files)
+        self._attach_activity(lineage, name, version)
+        return lineage
+
+    @staticmethod
+    def _link_outputs(lineage: Lineage) -> None:
+        """A dataset that is a pipeline output (no dataset record of its own) points at the stage that made it."""
+        for dataset in lineage.datasets:
+            digest = dataset.key.rpartition("@")[2]
+            for stage in lineage.stages:
+                if any(isinstance(o, Mapping) and o.get("hash") == digest for o in stage.body.get("outs") or []):
+                    lineage.edges.append((dataset.key, stage.key, "output of"))
+
+    def _attach_activity(self, lineage: Lineage, name: str, version: str) -> None:
+        """Reviews and feedback on any record of the lineage (or naming the model version as their target)."""
+        record_ids = set(lineage.record_ids())
+        for kind, bucket in (("review", lineage.reviews), ("feedback", lineage.feedback)):
+            for fact in self.by_kind.get(kind, []):
+                if record_ids.intersection(fact.links) or self._targets_model(fact, name, version):
+                    bucket.append(fact)
+
+    @staticmethod
+    def _targets_model(fact: Fact, name: str, version: str) -> bool:
+        return fact.kind == "feedback" and fact.body.get("target") == f"model:{name}@{version}"
+
+    @staticmethod
+    def _stage_key(stage: Fact) -> str:
+        return f"stage:{stage.body.get('dvcfile', 'dvc.yaml')}:{stage.body.get('name')}@{stage.id[7:19]}"
+
+    def _dataset_node(self, digest: str, dataset_input: Mapping[str, Any] | None) -> Node:
+        records = self.datasets.get(digest, [])
+        path = str(records[-1].body.get("path")) if records else str((dataset_input or {}).get("name") or digest)
+        return Node(f"dataset:{path}@{digest}", "dataset", f"{path} {digest[:16]}", list(records))
+
+    def _add_commit(self, lineage: Lineage, add: Any, source: str, commit: Any) -> None:
+        if not isinstance(commit, str) or not commit:
+            return
+        bindings = [f for f in self.by_kind.get("commit", []) if f.body.get("commit") == commit]
+        node = add(Node(f"commit:{commit}", "commit", commit[:10], bindings), lineage.commits)
+        edge = (source, node.key, "at")
+        if edge not in lineage.edges:
+            lineage.edges.append(edge)
+
+    def _code_files(self, stage: Fact) -> list[str]:
+        """The training stage's deps that git tracks (code, configs), not DVC-tracked data."""
+        deps = [str(d.get("path")) for d in stage.body.get("deps") or [] if isinstance(d, Mapping)]
+        root = self.ledger.root.parent
+        tracked = subprocess.run(["git", "ls-files", "--", *deps], cwd=root, capture_output=True, text=True,
+                                 check=False).stdout.split() if deps else []
+        return sorted(set(tracked))
+
+    def _code_authors(self, commit: Any, files: list[str]) -> list[CodeAuthor]:
+        """Who wrote the code files, up to the commit the stage ran at (git log; every commit that touched them)."""
+        if not files or not isinstance(commit, str) or not _COMMIT.fullmatch(commit):
+            return []
+        root = self.ledger.root.parent
+        log = subprocess.run(["git", "log", "--format=%H%x00%an%x00%ae", "--name-only", commit, "--", *files],
+                             cwd=root, capture_output=True, text=True, check=False)
+        if log.returncode != 0:
+            return []
+        authors: dict[str, tuple[str, str, list[str], set[str]]] = {}
+        current: tuple[str, str, str] | None = None
+        for line in log.stdout.splitlines():
+            if "\0" in line:
+                sha, name, email = line.split("\0")
+                current = (sha, name, email)
+                entry = authors.setdefault(email.lower(), (name, email, [], set()))
+                entry[2].append(sha)
+            elif line.strip() and current is not None:
+                authors[current[2].lower()][3].add(line.strip())
+        return [CodeAuthor(name, email, tuple(commits), tuple(sorted(touched)))
+                for name, email, commits, touched in sorted(authors.values(), key=lambda a: (-len(a[2]), a[1]))]
+
+    def person(self, keyid: str) -> str:
+        return self.trust.describe(keyid)
+
+    def key_for_email(self, email: str) -> str | None:
+        wanted = email.lower()
+        for identity in self.trust.identities.values():
+            emails = {identity.email.lower(), *(g.rpartition("<")[2].rstrip(">").lower() for g in identity.git)}
+            if wanted in emails:
+                return identity.keyid
+        return None
+
+    def root_path(self) -> Path:
+        return self.ledger.root.parent
