@@ -56,6 +56,10 @@ class DatasetVersion:
         """Each author with the files credited to them in this version (sorted by files, then email)."""
         if not self.artifact.is_dir:
             return [_contributor(self.author, [self.commit], None, self.artifact.size, identities)]
+        if self.manifest is None:  # the .dir manifest is not in this cache: the version as a whole
+            whole = _contributor(self.author, [self.commit], None, self.artifact.size, identities)
+            whole["files"] = self.artifact.nfiles or 0
+            return [whole]
         by_author: dict[str, tuple[Author, set[str | None], list[str]]] = {}
         for relpath, (author, commit) in self.owners.items():
             entry = by_author.setdefault(author.key, (author, set(), []))
@@ -156,9 +160,11 @@ def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def git_state(root: Path) -> dict[str, Any]:
-    """HEAD's commit, branch and whether tracked files differ from it (data DVC tracks is git-ignored).
+    """HEAD's commit, branch and whether tracked files (other than dvc.lock and the ledger) differ from it.
     Plain git commands: the record stage runs on every repro and gitpython costs more to import."""
     head = _git(root, "rev-parse", "--verify", "-q", "HEAD").stdout.strip() or None  # None: no commit yet
     branch = _git(root, "symbolic-ref", "-q", "--short", "HEAD").stdout.strip() or None  # None: detached
-    dirty = _git(root, "diff-index", "--quiet", "HEAD", "--").returncode == 1 if head else False
+    # dvc.lock files are rewritten by the repro being recorded, and the ledger by the recording itself
+    dirty = head is not None and _git(root, "diff-index", "--quiet", "HEAD", "--", ".", ":(exclude,glob)**/dvc.lock",
+                                      ":(exclude).openledger").returncode == 1
     return {"commit": head, "branch": branch, "dirty": dirty}

@@ -46,8 +46,7 @@ _SAFE_SCALAR = re.compile(r"[A-Za-z0-9_./@+-]+")
 
 @dataclass
 class InstallReport:
-    pipelines: list[str] = field(default_factory=list)  # dvc.yaml files changed
-    unchanged: list[str] = field(default_factory=list)
+    pipelines: dict[str, str] = field(default_factory=dict)  # dvc.yaml -> added | updated | unchanged | no-stages
     hook: str = ""
     warnings: list[str] = field(default_factory=list)
 
@@ -61,8 +60,12 @@ def terminal_outputs(project: DvcProject, pipeline: str) -> tuple[list[str], lis
 
     DVC's own index resolves ``foreach``/``matrix`` and ``${}`` templating.
     """
-    from dvc.exceptions import DvcException
-    from dvc.repo import Repo
+    try:
+        from dvc.exceptions import DvcException
+        from dvc.repo import Repo
+    except ImportError:
+        raise BadInputError("DVC is not installed in this environment",
+                            hint="pip install 'openledger-mlops[dvc]'") from None
 
     base = project.root / PurePosixPath(pipeline).parent
     dvcfile = (project.root / pipeline).resolve()
@@ -163,14 +166,15 @@ def _without_stage(project: DvcProject, lines: list[str]) -> tuple[list[str], bo
     return rest, True
 
 
-def install_stage(project: DvcProject, pipeline: str) -> tuple[bool, list[str]]:
-    """Add (or bring up to date) the record stage of one ``dvc.yaml``. Returns (changed, warnings)."""
+def install_stage(project: DvcProject, pipeline: str) -> tuple[str, list[str]]:
+    """Add (or bring up to date) the record stage of one ``dvc.yaml``.
+    Returns what happened (``added``, ``updated``, ``unchanged`` or ``no-stages``) and warnings."""
     path = project.root / pipeline
     before = _read_lines(path)
-    lines, _ = _without_stage(project, before)
+    lines, existed = _without_stage(project, before)
     block = _stages_block(lines)
     if block is None:
-        return False, [f"{pipeline} has no stages: nothing to record there"]
+        return "no-stages", [f"{pipeline} has no stages: nothing to record there"]
     deps, silent = terminal_outputs(project, pipeline)
     end, _, indent = block
     added_newline = not lines[end - 1].endswith("\n")
@@ -181,11 +185,11 @@ def install_stage(project: DvcProject, pipeline: str) -> tuple[bool, list[str]]:
     warnings = [f"{pipeline}: stage {name} has no outputs, so the record stage may run before it; "
                 "its dvc.lock entry is recorded by the next repro" for name in silent]
     if lines == before:
-        return False, warnings
+        return "unchanged", warnings
     _write_text(path, "".join(lines))
     if added_newline:
         _remember_newline(project, rest)
-    return True, warnings
+    return ("updated" if existed else "added"), warnings
 
 
 def uninstall_stage(project: DvcProject, pipeline: str) -> bool:
@@ -302,8 +306,8 @@ def install(project: DvcProject) -> InstallReport:
     Ledger.open(project.root / ".openledger")  # a clear error, before anything is changed, when there is none
     report = InstallReport()
     for pipeline in project.pipeline_files():
-        changed, warnings = install_stage(project, pipeline)
-        (report.pipelines if changed else report.unchanged).append(pipeline)
+        outcome, warnings = install_stage(project, pipeline)
+        report.pipelines[pipeline] = outcome
         report.warnings += warnings
     report.hook = install_hook(project)
     return report
@@ -338,6 +342,8 @@ def status(project: DvcProject, ledger: Ledger) -> Status:
             continue
         installed = _our_stage(lines) is not None
         info: dict[str, Any] = {"record_stage": installed}
+        lock = project.root / PurePosixPath(pipeline).parent / "dvc.lock"
+        stages = read_lock(lock, dvcfile=pipeline) if lock.exists() else None  # a broken one: said first
         result.pipelines[pipeline] = info
         if not installed:
             result.warnings.append(f"{pipeline} has no record stage: run `openledger dvc install`")
@@ -349,13 +355,12 @@ def status(project: DvcProject, ledger: Ledger) -> Status:
                 info["missing_deps"] = missing
                 result.warnings.append(f"{pipeline}: the record stage no longer depends on every terminal output "
                                        f"({', '.join(missing)}); run `openledger dvc install` to update it")
-        lock = project.root / PurePosixPath(pipeline).parent / "dvc.lock"
-        info["reproduced"] = lock.exists()
-        if not lock.exists():
+        info["reproduced"] = stages is not None
+        if stages is None:
             result.warnings.append(f"{pipeline} has no dvc.lock yet: its stages are recorded by the first "
                                    "`dvc repro`")
             continue
-        for stage in read_lock(lock, dvcfile=pipeline):
+        for stage in stages:
             if stage.name == RECORD_STAGE:
                 continue
             recorded = ledger.ids(kind="stage", links_to=dvc_stage_key(pipeline, stage.name))

@@ -187,7 +187,9 @@ def read_dvcfile(root: Path, relpath: str) -> DvcFile:
                       "rev": repo.get("rev"), "rev_lock": repo.get("rev_lock")}
         else:
             source = {"type": "import-url", "url": dep.get("path")}
-            for key in ("md5", "etag", "checksum", "version_id"):
+            if isinstance(dep.get("md5"), str):
+                source["digest"] = f"md5:{dep['md5']}"
+            for key in ("etag", "checksum", "version_id"):
                 if key in dep:
                     source[key] = dep[key]
     if "frozen" in data:

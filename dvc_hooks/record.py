@@ -33,6 +33,8 @@ from openledger.records import Record
 if TYPE_CHECKING:
     import git
 
+DVC_EXPERIMENT_COMMIT = "dvc: commit experiment"
+
 __all__ = [
     "DvcProject",
     "bind_commit",
@@ -203,7 +205,7 @@ def _find_tracked(project: DvcProject, relpath: str) -> tuple[Artifact, str, dic
                 if str(PurePosixPath(pipeline).parent / out.path) == relpath and out.digest:
                     return out, pipeline, {"type": "dvc-stage", "stage": stage.name}
     raise NotFoundError(f"{relpath} is not tracked by DVC here",
-                        hint=f"`dvc add {relpath}` first (or make it a stage output and `dvc repro`)")
+                        hint=f"`dvc add {relpath}` first, or make it a stage output and `dvc repro`")
 
 
 def _overlaps(a: str, b: str) -> bool:
@@ -304,10 +306,12 @@ def _rooted(artifact: Artifact, base: PurePosixPath) -> dict[str, Any]:
 def bind_commit(project: DvcProject, recorder: Recorder) -> Record | None:
     """One ``commit`` record binding HEAD to every record no commit record links to yet (``None`` if none)."""
     ledger = recorder.ledger
+    commit = project.repo.head.commit
+    if str(commit.message).startswith(DVC_EXPERIMENT_COMMIT):
+        return None  # DVC's own commit of an experiment (refs/exps): the next commit on a branch binds them
     unbound = ledger.unreferenced("commit")
     if not unbound:
         return None
-    commit = project.repo.head.commit
     body = {
         "commit": commit.hexsha,
         "parents": [parent.hexsha for parent in commit.parents],

@@ -63,6 +63,7 @@ def dvc() -> None:
     record       record them now (what the record stage and the hook do automatically)
     record-data  record data someone else supplied, crediting them
     uninstall    remove both, leaving dvc.yaml and the hooks as they were
+    record-stage what the record stage runs (not by hand)
     """
 
 
@@ -78,14 +79,15 @@ def install() -> None:
     from dvc_hooks.install import install as do_install  # noqa: PLC0415
 
     report = do_install(_project())
-    for pipeline in report.pipelines:
-        render.say(f"Added the record stage to {pipeline}")
-    for pipeline in report.unchanged:
-        render.say(f"{pipeline}: the record stage is up to date")
+    said = {"added": "Added the record stage to {}", "updated": "Updated the record stage in {}",
+            "unchanged": "{}: the record stage is up to date"}
+    for pipeline, outcome in report.pipelines.items():
+        if outcome in said:
+            render.say(said[outcome].format(pipeline))
     for warning in report.warnings:
         render.say(f"[yellow]warning:[/yellow] {warning}")
     render.say(f"Installed the post-commit hook: {report.hook}")
-    if report.pipelines:
+    if {"added", "updated"} & set(report.pipelines.values()):
         render.say("Commit the changed dvc.yaml so your team records too; run `dvc repro` as usual.")
 
 
@@ -106,7 +108,10 @@ def uninstall() -> None:
 @click.pass_context
 def status(ctx: click.Context, fmt: str) -> None:
     """Stages and dataset versions that have no record yet, and whether the capture is installed correctly
-    (for example: the record stage no longer depends on every terminal output). Exit 0."""
+    (for example: the record stage no longer depends on every terminal output).
+
+    Exit 0, also when something is unrecorded; 2 when a dvc.lock is corrupt or from a newer DVC, or there
+    is no DVC project or ledger."""
     from dvc_hooks.install import status as do_status  # noqa: PLC0415
 
     result = do_status(_project(), _ledger(ctx))
@@ -139,12 +144,18 @@ def _record_all(project: DvcProject, recorder: Recorder, *, require_lock: bool) 
     from dvc_hooks.lockfile import read_lock  # noqa: PLC0415
     from dvc_hooks.record import record_datasets, record_stages  # noqa: PLC0415
 
-    pipelines = []
+    pipelines, never_run = [], []
     for pipeline in project.pipeline_files():
         lock = project.root / PurePosixPath(pipeline).parent / "dvc.lock"
-        if lock.exists() or require_lock:
+        if lock.exists():
             read_lock(lock, dvcfile=pipeline)
             pipelines.append(pipeline)
+        else:
+            never_run.append(pipeline)
+    if require_lock and never_run:
+        if not pipelines:  # nothing reproduced at all: the user expects stage records and gets none
+            read_lock(project.root / PurePosixPath(never_run[0]).parent / "dvc.lock", dvcfile=never_run[0])
+        render.say(f"[yellow]warning:[/yellow] not reproduced yet (no dvc.lock): {', '.join(never_run)}")
     written = record_datasets(project, recorder)
     for pipeline in pipelines:
         # DVC_STAGE spells stages as `dvc repro` run from the top would (for the MLflow join).
@@ -195,7 +206,8 @@ def record_data(ctx: click.Context, path: Path, contributors: tuple[str, ...], d
 @click.pass_context
 def record_stage(ctx: click.Context) -> None:
     """Run by the record stage in dvc.yaml (not by hand): record the stages of this pipeline whose dvc.lock
-    entry changed, the dataset versions they read, and the MLflow runs they logged. Fails open."""
+    entry changed (with the MLflow runs they logged) and any dataset version in the repository not recorded
+    yet. Fails open: a problem is a warning and the repro goes on."""
     from dvc_hooks.lockfile import RECORD_STAGE  # noqa: PLC0415
     from dvc_hooks.record import record_stages  # noqa: PLC0415
 

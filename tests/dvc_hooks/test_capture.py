@@ -347,3 +347,52 @@ def test_imported_data_records_where_it_came_from(dvc_repo: DvcRepo, tmp_path: P
     assert labels["path"] == "labels"
     assert labels["rev_lock"] == upstream.git("rev-parse", "HEAD").strip()
     assert datasets["labels"]["digest"].endswith(".dir")
+
+
+def test_a_version_whose_manifest_is_not_cached_is_credited_as_a_whole(dvc_repo: DvcRepo) -> None:
+    dvc_repo.write("data/a.txt", "a\n")
+    dvc_repo.dvc("add", "-q", "data")
+    dvc_repo.commit("ana's file", author=("Ana", "ana@example.org"))
+    first = yaml.safe_load((dvc_repo.root / "data.dvc").read_text())["outs"][0]["md5"]
+    dvc_repo.write("data/b.txt", "b\n")
+    dvc_repo.dvc("add", "-q", "data")
+    dvc_repo.commit("ben's file", author=("Ben", "ben@example.org"))
+    # the first version's .dir manifest is gone from this cache (a fresh clone that never fetched it)
+    (dvc_repo.root / ".dvc" / "cache" / "files" / "md5" / first[:2] / first[2:]).unlink()
+    dvc_repo.openledger("dvc", "record")
+    old, new = dvc_repo.records("dataset")
+    assert [(c["email"], c["files"]) for c in old.body["contributors"]] == [("ana@example.org", 1)]
+    assert "paths" not in old.body["contributors"][0]
+    assert old.body["complete"] is False and new.body["complete"] is False  # the file-level credit is unsure
+
+
+def test_dvc_experiment_commits_do_not_bind_records(pipeline: DvcRepo) -> None:
+    pipeline.openledger("dvc", "install")
+    pipeline.commit("install")
+    pipeline.dvc("repro")
+    pipeline.commit("baseline")
+    pipeline.dvc("exp", "run", "-S", "lr=0.9", "-n", "bolder")
+    experiment = [r.id for r in pipeline.records("stage") if r.body["experiment"] == "bolder"]
+    assert experiment
+    bound = {rid for b in pipeline.records("commit") for rid in b.links}
+    assert not bound & set(experiment)  # not bound to DVC's commit under refs/exps ...
+    pipeline.write("notes.md", "tried a bolder lr\n")
+    sha = pipeline.commit("notes")
+    [binding] = [b for b in pipeline.records("commit") if b.body["commit"] == sha]
+    assert set(experiment) <= set(binding.links)  # ... but to the next commit on the branch
+
+
+def test_status_names_a_corrupt_lock_file(pipeline: DvcRepo) -> None:
+    pipeline.openledger("dvc", "install")
+    (pipeline.root / "dvc.lock").write_text("schema: '2.0'\nstages: [broken\n")
+    result = pipeline.openledger("dvc", "status", check=False)
+    assert result.returncode == 2
+    assert "dvc.lock" in result.stderr and "dvc.yaml" not in result.stderr.split("(")[0]
+
+
+def test_record_skips_a_pipeline_never_reproduced_when_others_were(pipeline: DvcRepo) -> None:
+    pipeline.openledger("dvc", "install")
+    pipeline.dvc("repro")
+    pipeline.write("other/dvc.yaml", "stages:\n  echo:\n    cmd: echo hi > hi.txt\n    outs: [hi.txt]\n")
+    result = pipeline.openledger("dvc", "record")
+    assert "not reproduced yet (no dvc.lock): other/dvc.yaml" in result.stderr
