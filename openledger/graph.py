@@ -106,6 +106,7 @@ class LedgerGraph:
         self.versions: dict[tuple[str, str], list[Fact]] = defaultdict(list)
         self.promotions: dict[tuple[str, str], list[Fact]] = defaultdict(list)
         self.datasets: dict[str, list[Fact]] = defaultdict(list)  # digest -> dataset records
+        self.by_target: dict[str, list[Fact]] = defaultdict(list)  # "model:NAME@V" -> feedback naming it
         ordered = sorted(facts, key=lambda f: (instant(f.time), f.id))
         for fact in ordered:
             self.facts[fact.id] = fact
@@ -120,6 +121,8 @@ class LedgerGraph:
                 (self.promotions if "action" in body else self.versions)[key].append(fact)
             elif fact.kind == "dataset" and isinstance(body.get("digest"), str):
                 self.datasets[body["digest"]].append(fact)
+            elif fact.kind == "feedback" and isinstance(body.get("target"), str):
+                self.by_target[body["target"]].append(fact)
         self.trust = TrustState.evaluate(
             [TrustFact(f.id, f.kind, f.actor, f.time, f.body) for f in (*self.by_kind["identity"],
                                                                         *self.by_kind["revocation"])],
@@ -224,15 +227,15 @@ class LedgerGraph:
 
     def _attach_activity(self, lineage: Lineage, name: str, version: str) -> None:
         """Reviews and feedback on any record of the lineage (or naming the model version as their target)."""
-        record_ids = set(lineage.record_ids())
-        for kind, bucket in (("review", lineage.reviews), ("feedback", lineage.feedback)):
-            for fact in self.by_kind.get(kind, []):
-                if record_ids.intersection(fact.links) or self._targets_model(fact, name, version):
-                    bucket.append(fact)
-
-    @staticmethod
-    def _targets_model(fact: Fact, name: str, version: str) -> bool:
-        return fact.kind == "feedback" and fact.body.get("target") == f"model:{name}@{version}"
+        found: dict[str, Fact] = {}
+        for record_id in lineage.record_ids():
+            for fact in self.linked_from.get(record_id, []):
+                if fact.kind in ("review", "feedback"):
+                    found.setdefault(fact.id, fact)
+        for fact in self.by_target.get(f"model:{name}@{version}", []):
+            found.setdefault(fact.id, fact)
+        for fact in sorted(found.values(), key=lambda f: (instant(f.time), f.id)):
+            (lineage.reviews if fact.kind == "review" else lineage.feedback).append(fact)
 
     @staticmethod
     def _stage_key(stage: Fact) -> str:
