@@ -23,7 +23,7 @@ FORMATS = click.Choice(["text", "md", "json", "html"])
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z)?")
 
 
-def _emit(text: str, output: Path | None) -> None:
+def emit(text: str, output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=False)
         return
@@ -34,7 +34,7 @@ def _emit(text: str, output: Path | None) -> None:
     render.say(f"Wrote {output}")
 
 
-def _json(report: dict[str, Any]) -> str:
+def to_json(report: dict[str, Any]) -> str:
     return json.dumps(tag_nonfinite(report), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
@@ -90,13 +90,13 @@ def report_model(ctx: click.Context, target: str, fmt: str, output: Path | None,
         version = _alias_version(graph, name, version, tracking_uri)
     data = model_report(graph, name, version or None)
     if fmt == "json":
-        _emit(_json(data), output)
+        emit(to_json(data), output)
     elif fmt == "md":
-        _emit(report_md.model_markdown(data), output)
+        emit(report_md.model_markdown(data), output)
     elif fmt == "html":
-        _emit(_html("model", data), output)
+        emit(_html("model", data), output)
     elif output is not None:
-        _emit(report_md.model_markdown(data), output)
+        emit(report_md.model_markdown(data), output)
     else:
         render.stdout.print(Markdown(report_md.model_markdown(data)))
     if not data["verified"]:
@@ -120,11 +120,11 @@ def report_contributors(ctx: click.Context, model: str | None, since: str | None
     graph = LedgerGraph.load(_ledger(ctx))
     data = contributors_report(graph, model=model, since=since)
     if fmt == "json":
-        _emit(_json(data), output)
+        emit(to_json(data), output)
     elif fmt == "md" or (fmt == "text" and output is not None):
-        _emit(report_md.contributors_markdown(data), output)
+        emit(report_md.contributors_markdown(data), output)
     elif fmt == "html":
-        _emit(_html("contributors", data), output)
+        emit(_html("contributors", data), output)
     else:
         render.stdout.print(contributors_table(data))
         for step in data["impact"]:

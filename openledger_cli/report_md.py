@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["contributors_markdown", "mermaid", "model_markdown", "pct", "short"]
+__all__ = ["contributors_markdown", "mermaid", "model_markdown", "pct", "short", "table"]
 
 _SHAPES = {"model": ("[[", "]]"), "run": ("(", ")"), "stage": ("[/", "/]"), "dataset": ("[(", ")]"),
            "commit": ("{{", "}}")}
@@ -24,7 +24,7 @@ def _cell(value: Any) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _table(headers: list[str], rows: Iterable[list[Any]]) -> list[str]:
+def table(headers: list[str], rows: Iterable[list[Any]]) -> list[str]:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
     return lines
@@ -59,18 +59,18 @@ def model_markdown(report: Mapping[str, Any]) -> str:
     lines += [f"Model record {short(model['records'][-1])} · run `{model['run_id']}`{aliases} · {status}", ""]
     lines += ["## Lineage", "", *mermaid(report["graph"]), ""]
     lines += ["## Contributors", ""]
-    lines += _table(["Contributor", "Roles", "Evidence"],
+    lines += table(["Contributor", "Roles", "Evidence"],
                     [[c["person"]["name"] + (f" <{c['person']['email']}>" if c["person"].get("email") else ""),
                       ", ".join(sorted(c["roles"])),
                       " ".join(short(e) for evidence in c["roles"].values() for e in evidence[:3])]
                      for c in report["contributors"]])
     lines += ["", "## Datasets", ""]
-    lines += _table(["Path", "Digest", "Files", "Contributors (files)", "Record"],
+    lines += table(["Path", "Digest", "Files", "Contributors (files)", "Record"],
                     [[d["path"], d["digest"][:24], d["files"],
                       ", ".join(f"{c['person']['name']} ({c['files']})" for c in d["contributors"]),
                       short(d["records"][-1]) if d["records"] else "no record"] for d in report["datasets"]])
     lines += ["", "## Pipeline stages", ""]
-    lines += _table(["Stage", "Command", "Experiment", "Commit", "Record"],
+    lines += table(["Stage", "Command", "Experiment", "Commit", "Record"],
                     [[s["name"], s["cmd"], s["experiment"] or "", (s["git"] or {}).get("commit", "")[:10],
                       short(s["records"][-1])] for s in report["stages"]])
     lines += ["", "## Runs", ""]
@@ -85,7 +85,7 @@ def model_markdown(report: Mapping[str, Any]) -> str:
     lines += ["", "## Code", ""]
     lines += [f"Commits: {', '.join(c[:10] for c in code['commits']) or 'unknown'}; "
               f"files the training stage depends on: {', '.join(code['files']) or 'none tracked by git'}", ""]
-    lines += _table(["Author", "Commits", "Files"], [[a["person"]["name"], len(a["commits"]), ", ".join(a["files"])]
+    lines += table(["Author", "Commits", "Files"], [[a["person"]["name"], len(a["commits"]), ", ".join(a["files"])]
                                                      for a in code["authors"]])
     lines += ["", "## Reviews and feedback", ""]
     if not report["reviews"] and not report["feedback"]:
@@ -101,7 +101,7 @@ def model_markdown(report: Mapping[str, Any]) -> str:
     for promotion in report["promotions"]:
         lines.append(f"- promoted to @{promotion['alias']} by {promotion['by']} ({short(promotion['record'])})")
     lines += ["", "## Records", ""]
-    lines += _table(["Record", "Kind", "Signer", "Time", "Status"],
+    lines += table(["Record", "Kind", "Signer", "Time", "Status"],
                     [[short(rid), r["kind"], r["signer"], r["time"],
                       r["status"] + (f": {r['detail']}" if r.get("detail") else "")] for rid, r in records.items()])
     return "\n".join(lines) + "\n"
@@ -125,7 +125,7 @@ def contributors_markdown(report: Mapping[str, Any]) -> str:
         cells += [pct(c["overall"]), f"{c['impact']:+.4g}" if c["impact"] else "",
                   " ".join(short(r) for entry in c["roles"].values() for r in entry["records"][:2])]
         rows.append(cells)
-    lines += _table(["Contributor", "Data (files)", "Code (commits)", "Training (runs)", "Review", "Feedback",
+    lines += table(["Contributor", "Data (files)", "Code (commits)", "Training (runs)", "Review", "Feedback",
                      "Overall", "Impact", "Records"], rows)
     if report["impact"]:
         lines += ["", "## Impact along the lineage", ""]
