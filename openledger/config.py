@@ -60,7 +60,16 @@ _SCHEMA = {
         "durability": {"enum": ["process", "fsync"]},
         "policies": _POLICIES,
         "scoring": {"type": "object"},
-        "ci": {"type": "object"},
+        "ci": {
+            "type": "object",
+            "properties": {
+                "models": {"type": "array", "items": {"type": "string", "pattern": "^[^@]+@[^@]+$"}},
+                "default_branch": {"type": "string", "minLength": 1},
+                "strict": {"type": "boolean"},
+                "checkpoint": {"type": "boolean"},
+            },
+            "additionalProperties": False,
+        },
     },
     "required": ["version"],
     "additionalProperties": False,

@@ -180,7 +180,7 @@ def reconcile(graph: LedgerGraph, *, tracking: TrackingState | None = None, dvc:
     report = ReconcileReport()
     found = report.discrepancies
     facts = list(graph.facts.values())
-    report.checked["records"] = len(facts) + len(graph.damaged)
+    report.checked["lineage_records"] = len(facts) + len(graph.damaged)  # checkpoints are verify's
     found += [_damaged(where, problem) for where, problem in graph.damaged]
     found += _untrusted(graph, facts)
     if tracking is not None:

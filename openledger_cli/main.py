@@ -602,6 +602,7 @@ def main() -> None:
 
 # Command groups that live in their own modules register themselves on `cli` when imported (last: they use
 # this module's helpers): `dvc …`, `report …`, `reconcile`, and `review`, `gate`, `feedback`.
+from openledger_cli import ci as _ci  # noqa: E402, F401
 from openledger_cli import dvc as _dvc  # noqa: E402, F401
 from openledger_cli import reconcile as _reconcile  # noqa: E402, F401
 from openledger_cli import report as _report  # noqa: E402, F401

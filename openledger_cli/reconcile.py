@@ -10,13 +10,14 @@ from rich.table import Table
 
 from openledger.errors import BadInputError, NotFoundError
 from openledger.graph import LedgerGraph
+from openledger.ledger import Ledger
 from openledger.reconcile import DvcState, ReconcileReport, TrackingState, reconcile
 from openledger_cli import render
 from openledger_cli.main import _ledger, cli
 from openledger_cli.report import emit, to_json
 from openledger_cli.report_md import table as md_table
 
-__all__ = ["reconcile_command", "reconcile_markdown", "run_reconcile"]
+__all__ = ["observe_sources", "reconcile_command", "reconcile_markdown"]
 
 
 def _tracking(tracking_uri: str | None, report_skipped: list[str]) -> TrackingState | None:
@@ -44,10 +45,10 @@ def _dvc(root: Path, skipped: list[str]) -> DvcState | None:
         return None
 
 
-def run_reconcile(ctx: click.Context, tracking_uri: str | None, *, use_dvc: bool = True,
-                  use_git: bool = True) -> ReconcileReport:
-    """Reconcile the ledger of ``ctx`` with every source available (shared with `openledger ci`)."""
-    ledger = _ledger(ctx)
+def observe_sources(ledger: Ledger, tracking_uri: str | None, *, use_dvc: bool = True, use_git: bool = True
+                    ) -> tuple[TrackingState | None, DvcState | None, Path | None, list[str]]:
+    """What to reconcile the ledger with: MLflow (with a tracking URI), DVC (in a DVC project), git (at the
+    top of a repository); and a note for each source left out. Shared with `openledger ci`."""
     root = ledger.root.parent
     skipped: list[str] = []
     tracking = _tracking(tracking_uri, skipped)
@@ -55,11 +56,7 @@ def run_reconcile(ctx: click.Context, tracking_uri: str | None, *, use_dvc: bool
     git_root = root if use_git and (root / ".git").exists() else None
     if use_git and git_root is None:
         skipped.append(f"git: {root} is not the top of a git repository")
-    graph = LedgerGraph.load(ledger)
-    with render.progress_bar("Reading MLflow runs") as progress:
-        report = reconcile(graph, tracking=tracking, dvc=dvc, git_root=git_root, progress=progress)
-    report.skipped = skipped + report.skipped
-    return report
+    return tracking, dvc, git_root, skipped
 
 
 def _text(report: ReconcileReport, strict: bool) -> None:
@@ -122,7 +119,11 @@ def reconcile_command(ctx: click.Context, *, tracking_uri: str | None, strict: b
                        record; records by untrusted or revoked keys; commits the repository lacks
     Example:  openledger reconcile --tracking-uri sqlite:///mlflow.db --strict
     """
-    report = run_reconcile(ctx, tracking_uri, use_dvc=not no_dvc, use_git=not no_git)
+    ledger = _ledger(ctx)
+    tracking, dvc, git_root, skipped = observe_sources(ledger, tracking_uri, use_dvc=not no_dvc, use_git=not no_git)
+    with render.progress_bar("Reading MLflow runs") as progress:
+        report = reconcile(LedgerGraph.load(ledger), tracking=tracking, dvc=dvc, git_root=git_root, progress=progress)
+    report.skipped = skipped + report.skipped
     data = report.to_json(strict=strict)
     if fmt == "json":
         emit(to_json(data), output)
