@@ -61,7 +61,8 @@ footer{margin-top:2.5rem;color:var(--muted);font-size:.8em}
  figure{border:none;padding:0}
  h2{break-after:avoid}
  tr,figure{break-inside:avoid}
- td{word-break:break-word}
+ td{overflow-wrap:break-word}
+ table{font-size:9pt}
 }
 """
 
