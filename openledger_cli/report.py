@@ -138,10 +138,6 @@ def contributors_table(data: dict[str, Any]) -> Table:
     for column in ("contributor", *ROLES, "overall", "impact"):
         table.add_column(column, justify="left" if column == "contributor" else "right")
     for row in data["contributors"]:
-        cells = [row["person"]["name"]]
-        for role in ROLES:
-            entry = row["roles"].get(role)
-            cells.append(f"{report_md.pct(entry['share'])} ({entry['amount']:g})" if entry else "")
-        cells += [report_md.pct(row["overall"]), f"{row['impact']:+.4g}" if row["impact"] else ""]
-        table.add_row(*cells)
+        cells = [row["person"]["name"], *(report_md.role_cell(row["roles"].get(role)) for role in ROLES)]
+        table.add_row(*cells, report_md.pct(row["overall"]), report_md.impact_cell(row["impact"]))
     return table
