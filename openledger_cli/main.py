@@ -601,7 +601,8 @@ def main() -> None:
 
 
 # Command groups that live in their own modules register themselves on `cli` when imported (last: they use
-# this module's helpers): `dvc …`, `report …`, and `review`, `gate`, `feedback`.
+# this module's helpers): `dvc …`, `report …`, `export …`, and `review`, `gate`, `feedback`.
 from openledger_cli import dvc as _dvc  # noqa: E402, F401
+from openledger_cli import export as _export  # noqa: E402, F401
 from openledger_cli import report as _report  # noqa: E402, F401
 from openledger_cli import review as _review  # noqa: E402, F401
