@@ -200,7 +200,11 @@ class _ProvBuilder:
                 pairs += [(self.ol[key], item) for item in value if item is not None]
             elif value is not None:
                 pairs.append((self.ol[key], value))
-        pairs += [(self.ol["record"], rid) for rid in records]
+        for rid in records:
+            pairs.append((self.ol["record"], rid))
+            status = (self.report["records"].get(rid) or {}).get("status")
+            if status not in (None, "verified"):
+                pairs.append((self.ol["unverifiedRecord"], f"{rid} {status}"))
         return pairs
 
     def role(self, role: str, records: Iterable[str] = (), **values: Any) -> list[tuple[Any, Any]]:
@@ -268,7 +272,8 @@ class _ProvBuilder:
                                 label=str(out.get("path")))
         bindings = report["code"].get("commit_records") or {}
         for sha in report["code"]["commits"]:
-            self.entity(f"commit:{sha}", "CodeCommit", {"commit": sha}, bindings.get(sha, []), label=sha[:10])
+            evidence = bindings.get(sha) or self.records_naming(f"commit:{sha}")
+            self.entity(f"commit:{sha}", "CodeCommit", {"commit": sha}, evidence, label=sha[:10])
 
     def records_naming(self, node_id: str) -> list[str]:
         """For an element with no record of its own (a pipeline output): the records that name it."""
@@ -605,7 +610,9 @@ def _model_card(report: Mapping[str, Any]) -> dict[str, Any]:
     metrics = [{"type": name, "value": repr(float(value))} for run in report["runs"]
                for name, value in sorted(run["metrics"].items())
                if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)]
-    card: dict[str, Any] = {"modelParameters": {"datasets": [{"ref": d["id"]} for d in report["datasets"]]}}
+    card: dict[str, Any] = {}
+    if report["datasets"]:
+        card["modelParameters"] = {"datasets": [{"ref": d["id"]} for d in report["datasets"]]}
     if metrics:
         card["quantitativeAnalysis"] = {"performanceMetrics": metrics}
     params = [{"name": f"openledger:param:{name}", "value": str(value)} for run in report["runs"]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from openledger import (
@@ -55,12 +56,13 @@ class LedgerGroup(click.Group):
         try:
             return super().invoke(ctx)
         except OpenLedgerError as exc:
-            render.say(f"[red]error:[/red] {exc.diagnostics()}")
+            # escaped: a message may hold brackets (pip install 'openledger-mlops[export]') that rich reads as markup
+            render.say(f"[red]error:[/red] {escape(exc.diagnostics())}")
             ctx.exit(exc.exit_code)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    render.say(f"[red]error:[/red] {message}")
+    render.say(f"[red]error:[/red] {escape(message)}")
     sys.exit(code)
 
 
