@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-import uuid
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -135,7 +135,7 @@ def _time(text: Any) -> datetime | None:
 
 
 def _json_text(value: Any) -> str:
-    """A structured value (params, metrics) as one attribute: canonical JSON, non-finite numbers tagged."""
+    """A structured value (params, metrics) as one attribute: compact sorted JSON, non-finite numbers tagged."""
     return json.dumps(tag_nonfinite(value), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -368,37 +368,35 @@ class _ProvBuilder:
             else:
                 self.doc.usage(self.q(activity), self.q(subject), other_attributes=[("prov:role", self.ol["subject"])])
 
+    def record_activity(self, kind: str, item: Mapping[str, Any], values: Mapping[str, Any], role: str,
+                        person: Mapping[str, Any] | None) -> str:
+        """A review, feedback or promotion: an activity at its record's time, associated with its author."""
+        ident = f"{kind.lower()}:{item['record']}"
+        when = _time(item.get("time"))
+        self.doc.activity(self.q(ident), when, when, self.attrs(kind, values, [item["record"]]))
+        self.activities.add(ident)
+        if person:
+            self.doc.association(self.q(ident), self.agent(person["id"]),
+                                 other_attributes=self.role(role, [item["record"]]))
+        return ident
+
     def activity_on_lineage(self) -> None:
         report = self.report
         model = _model_id(report)
         for review in report["reviews"]:
-            ident = f"review:{review['record']}"
-            when = _time(review.get("time"))
             values = {"decision": review.get("decision"), "message": review.get("message"),
                       "target": review.get("target"), "trusted": review.get("trusted")}
-            self.doc.activity(self.q(ident), when, when, self.attrs("Review", values, [review["record"]]))
-            self.activities.add(ident)
-            self.doc.association(self.q(ident), self.agent(review["reviewer"]["id"]),
-                                 other_attributes=self.role("review", [review["record"]]))
+            ident = self.record_activity("Review", review, values, "review", review["reviewer"])
             self.on_subjects(ident, review.get("links") or [], model)
         for item in report["feedback"]:
-            ident = f"feedback:{item['record']}"
-            when = _time(item.get("time"))
             score = item.get("score")
             values = {"label": item.get("label"), "comment": item.get("comment"), "target": item.get("target"),
                       "score": score if isinstance(score, int | float) else None}
-            self.doc.activity(self.q(ident), when, when, self.attrs("Feedback", values, [item["record"]]))
-            self.activities.add(ident)
-            if item.get("by"):
-                self.doc.association(self.q(ident), self.agent(item["by"]["id"]),
-                                     other_attributes=self.role("feedback", [item["record"]]))
+            ident = self.record_activity("Feedback", item, values, "feedback", item.get("by"))
             self.on_subjects(ident, item.get("links") or [], None)
         for promotion in report["promotions"]:
-            ident = f"promotion:{promotion['record']}"
-            when = _time(promotion.get("time"))
-            self.doc.activity(self.q(ident), when, when,
-                              self.attrs("Promotion", {"alias": promotion.get("alias")}, [promotion["record"]]))
-            self.activities.add(ident)
+            # the promoter is the promotion record's signer, associated with it in signatures()
+            ident = self.record_activity("Promotion", promotion, {"alias": promotion.get("alias")}, "signer", None)
             self.doc.usage(self.q(ident), self.q(model), other_attributes=[("prov:role", self.ol["subject"])])
 
     def signatures(self) -> None:
@@ -466,8 +464,8 @@ def intoto_statement(report: Mapping[str, Any], *, subject_digest: str | None = 
             "subject (the artifacts were not on a local path when the version was recorded, e.g. behind a "
             "tracking server's artifact proxy)",
             hint="download the model's artifacts and pass --artifact DIR to name them by their digest")
-    algorithm, _, value = digest.partition(":")
-    if algorithm != "sha256" or len(value) != 64:
+    value = _hex_of(digest, "sha256", 64)
+    if value is None:
         raise BadInputError(f"the artifact digest of {_subject_ref(report)} is not sha256:<64 hex>: {digest}")
     predicate = {
         "model": {"name": model["name"], "version": model["version"], "run_id": model.get("run_id"),
@@ -545,7 +543,6 @@ def cyclonedx_bom(report: Mapping[str, Any]) -> Bom:
         return OrganizationalContact(name=person.get("name"), email=person.get("email"))
 
     model = report["model"]
-    people = {p["id"]: p for p in _people(report).values()}
     makers = {run["trainer"]["id"]: run["trainer"] for run in report["runs"] if run.get("trainer")}
     makers |= {a["person"]["id"]: a["person"] for a in report["code"]["authors"]}
     pairs: list[tuple[str, Any]] = [("record", rid) for rid in model["records"]]
@@ -561,25 +558,23 @@ def cyclonedx_bom(report: Mapping[str, Any]) -> Bom:
                            f"{_label(f['by']) if f.get('by') else 'unknown'} {f['record']}")
               for f in report["feedback"]]
     pairs += [("verified", str(report["verified"]).lower())]
-    authored = {sha: people.get(a["person"]["id"], a["person"]) for a in report["code"]["authors"]
-                for sha in a["commits"]}
+    authored = {sha: a["person"] for a in report["code"]["authors"] for sha in a["commits"]}
     commits = [Commit(uid=sha, author=IdentifiableAction(name=authored[sha].get("name"),
                                                          email=authored[sha].get("email"))
                       if sha in authored else None)
                for sha in dict.fromkeys([*report["code"]["commits"], *authored])]
-    artifact = model.get("artifact_digest") or ""
+    artifact = _hex_of(model.get("artifact_digest"), "sha256", 64)
     model_component = Component(
         type=ComponentType.MACHINE_LEARNING_MODEL, name=model["name"], version=str(model["version"]),
         bom_ref=_model_id(report), description=f"{model['name']} version {model['version']}, provenance "
                                                 "from its signed OpenLedger records",
-        hashes=[HashType(alg=HashAlgorithm.SHA_256, content=artifact.removeprefix("sha256:"))]
-        if artifact.startswith("sha256:") else None,
+        hashes=[HashType(alg=HashAlgorithm.SHA_256, content=artifact)] if artifact else None,
         authors=[contact(p) for p in makers.values()], properties=props(pairs),
         pedigree=Pedigree(commits=commits) if commits else None)
     datasets: dict[str, Component] = {}
     for dataset in report["datasets"]:
-        algorithm, _, value = str(dataset["digest"]).partition(":")
-        hashes = [HashType(alg=HashAlgorithm.MD5, content=value.removesuffix(".dir"))] if algorithm == "md5" else []
+        md5 = _hex_of(str(dataset["digest"]).removesuffix(".dir"), "md5", 32)
+        hashes = [HashType(alg=HashAlgorithm.MD5, content=md5)] if md5 else []
         details = [("record", rid) for rid in dataset["records"]]
         details += [("digest", dataset["digest"]), ("files", dataset.get("files")), ("size", dataset.get("size")),
                     ("commit", dataset.get("commit")), ("recorded", str(dataset["recorded"]).lower())]
@@ -589,15 +584,20 @@ def cyclonedx_bom(report: Mapping[str, Any]) -> Bom:
             type=ComponentType.DATA, name=dataset["path"], version=dataset["digest"], bom_ref=dataset["id"],
             hashes=hashes, authors=[contact(c["person"]) for c in dataset["contributors"]], properties=props(details))
     tool = Component(type=ComponentType.APPLICATION, name="openledger", version=__version__)
-    bom = Bom(components=[model_component, *datasets.values()],
-              serial_number=uuid.uuid5(uuid.NAMESPACE_URL, ID_NAMESPACE + " ".join(
-                  [_model_id(report), *sorted(report["records"])])))
+    # a fresh serialNumber on every export, as the spec asks even when the content has not changed
+    bom = Bom(components=[model_component, *datasets.values()])
     bom.metadata.tools.components.add(tool)
     bom.register_dependency(model_component, list(datasets.values()))
     for derived, sources in _dataset_sources(report).items():
         if derived in datasets:
             bom.register_dependency(datasets[derived], [datasets[s] for s in sources if s in datasets])
     return bom
+
+
+def _hex_of(digest: str | None, algorithm: str, length: int) -> str | None:
+    """The hex of ``algorithm:<hex>`` when it is that algorithm's length (CycloneDX's hash content patterns)."""
+    prefix, _, value = (digest or "").partition(":")
+    return value if prefix == algorithm and re.fullmatch(f"[0-9a-f]{{{length}}}", value) else None
 
 
 def _dataset_sources(report: Mapping[str, Any]) -> dict[str, list[str]]:
