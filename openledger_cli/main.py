@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from openledger import (
@@ -55,12 +56,13 @@ class LedgerGroup(click.Group):
         try:
             return super().invoke(ctx)
         except OpenLedgerError as exc:
-            render.say(f"[red]error:[/red] {exc.diagnostics()}")
+            # escaped: a message may hold brackets (pip install 'openledger-mlops[export]') that rich reads as markup
+            render.say(f"[red]error:[/red] {escape(exc.diagnostics())}")
             ctx.exit(exc.exit_code)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    render.say(f"[red]error:[/red] {message}")
+    render.say(f"[red]error:[/red] {escape(message)}")
     sys.exit(code)
 
 
@@ -601,9 +603,10 @@ def main() -> None:
 
 
 # Command groups that live in their own modules register themselves on `cli` when imported (last: they use
-# this module's helpers): `dvc …`, `report …`, `reconcile`, and `review`, `gate`, `feedback`.
+# this module's helpers): `dvc …`, `report …`, `export …`, `reconcile`, `ci`, and `review`, `gate`, `feedback`.
 from openledger_cli import ci as _ci  # noqa: E402, F401
 from openledger_cli import dvc as _dvc  # noqa: E402, F401
+from openledger_cli import export as _export  # noqa: E402, F401
 from openledger_cli import reconcile as _reconcile  # noqa: E402, F401
 from openledger_cli import report as _report  # noqa: E402, F401
 from openledger_cli import review as _review  # noqa: E402, F401

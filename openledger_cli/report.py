@@ -24,6 +24,7 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z)?")
 
 
 def emit(text: str, output: Path | None) -> None:
+    """Data to stdout, or to OUTPUT written atomically."""
     if output is None:
         click.echo(text, nl=False)
         return
@@ -60,6 +61,15 @@ def _alias_version(graph: LedgerGraph, name: str, alias: str, tracking_uri: str 
                         hint="give NAME@VERSION, or --tracking-uri so MLflow's registry can resolve the alias")
 
 
+def load_model_report(ctx: click.Context, target: str, tracking_uri: str | None) -> dict[str, Any]:
+    """The model report of NAME[@VERSION|@ALIAS] in this ledger."""
+    name, _, version = target.partition("@")
+    graph = LedgerGraph.load(_ledger(ctx))
+    if version and not version.isdigit():
+        version = _alias_version(graph, name, version, tracking_uri)
+    return model_report(graph, name, version or None)
+
+
 @cli.group()
 def report() -> None:
     """Provenance of a model version, and credit per contributor.
@@ -84,11 +94,7 @@ def report_model(ctx: click.Context, target: str, fmt: str, output: Path | None,
 
     Without @VERSION: the newest recorded version. Exit 0; 1 if a record shown fails verification.
     """
-    name, _, version = target.partition("@")
-    graph = LedgerGraph.load(_ledger(ctx))
-    if version and not version.isdigit():
-        version = _alias_version(graph, name, version, tracking_uri)
-    data = model_report(graph, name, version or None)
+    data = load_model_report(ctx, target, tracking_uri)
     if fmt == "json":
         emit(to_json(data), output)
     elif fmt == "md":
