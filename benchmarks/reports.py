@@ -34,9 +34,11 @@ the same shape at every size, so linear growth is what a correct implementation 
 ``--format json`` (``report model`` on the newest version of the biggest model), first once right after
 generation ("cold": index built, OS caches warm from the writes), then the median of ``--rounds`` runs;
 the baseline, measured in the same rounds, is a subprocess that opens the ledger and runs
-:meth:`Ledger.scan` over the report kinds (what every report must read). Printed: a table of seconds, each
-command's time over the scan's, and each command's growth over the record growth between the smallest and
-largest size (1.0 = linear).
+:meth:`Ledger.scan` over the report kinds (what every report must read). Printed: a table of wall seconds
+with CPU seconds beside them (user + system of the process and its git children: steadier than wall time on
+a shared machine), each command's time over the scan's, each command's growth over the record growth from
+the smallest to the largest size (1.0 = linear), and the CPU cost of each added record between successive
+sizes (flat = linear; the ratio alone is flattered by fixed costs such as interpreter start-up).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ import hashlib
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -56,6 +59,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -499,13 +503,22 @@ def user_env(home: Path) -> dict[str, str]:
     return env
 
 
-def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
+@dataclass(frozen=True)
+class Timing:
+    wall: float
+    cpu: float  # user + system of the subprocess: steadier than wall time on a shared machine
+
+
+def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[Timing, str]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {result.returncode}: {result.stderr[-2000:]}")
-    return elapsed, result.stdout
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return Timing(elapsed, cpu), result.stdout
 
 
 def commands(built: Built) -> dict[str, list[str]]:
@@ -530,8 +543,9 @@ def check_outputs(built: Built, outputs: dict[str, str]) -> None:
 class SizeResult:
     records: int
     generate_seconds: float
-    cold: dict[str, float]
-    warm: dict[str, float]
+    cold: dict[str, float]  # wall seconds of the first run after generation
+    warm: dict[str, float]  # median wall seconds
+    cpu: dict[str, float]  # median CPU seconds
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -543,39 +557,54 @@ def measure(built: Built, rounds: int, home: Path) -> SizeResult:
     cold: dict[str, float] = {}
     outputs: dict[str, str] = {}
     for name in ("contributors", "model", "scan"):
-        cold[name], outputs[name] = timed(argvs[name], built.repo, env)
+        first, outputs[name] = timed(argvs[name], built.repo, env)
+        cold[name] = first.wall
     check_outputs(built, outputs)
-    samples: dict[str, list[float]] = defaultdict(list)
+    samples: dict[str, list[Timing]] = defaultdict(list)
     for round_number in range(rounds):
         order = list(argvs)
         if round_number % 2:
             order.reverse()
         for name in order:
             samples[name].append(timed(argvs[name], built.repo, env)[0])
-        print(f"  round {round_number + 1}: " + ", ".join(f"{n} {samples[n][-1]:.2f} s" for n in argvs),
-              file=sys.stderr, flush=True)
-    return SizeResult(built.records, built.seconds, cold, {n: statistics.median(s) for n, s in samples.items()})
+        print(f"  round {round_number + 1}: " + ", ".join(
+            f"{n} {samples[n][-1].wall:.2f} s (cpu {samples[n][-1].cpu:.2f} s)" for n in argvs),
+            file=sys.stderr, flush=True)
+    return SizeResult(built.records, built.seconds, cold,
+                      {n: statistics.median(t.wall for t in s) for n, s in samples.items()},
+                      {n: statistics.median(t.cpu for t in s) for n, s in samples.items()})
 
 
 def print_table(results: list[SizeResult], rounds: int) -> None:
     print(f"\nReport benchmarks ({os.cpu_count()} cores; warm = median of {rounds} alternating rounds; "
           "each a subprocess as a user runs it)\n")
-    print("| records | generate | scan (baseline) | contributors cold | contributors warm | x scan "
-          "| model cold | model warm | x scan |")
+    print("| records | generate | scan (baseline) | contributors cold | contributors warm (cpu) | x scan "
+          "| model cold | model warm (cpu) | x scan |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        scan = r.warm["scan"]
-        print(f"| {r.records:,} | {r.generate_seconds:.0f} s | {scan:.2f} s | {r.cold['contributors']:.2f} s "
-              f"| {r.warm['contributors']:.2f} s | {r.warm['contributors'] / scan:.2f} | {r.cold['model']:.2f} s "
-              f"| {r.warm['model']:.2f} s | {r.warm['model'] / scan:.2f} |")
+        scan, w, c = r.warm["scan"], r.warm, r.cpu
+        print(f"| {r.records:,} | {r.generate_seconds:.0f} s | {scan:.2f} s ({c['scan']:.2f}) "
+              f"| {r.cold['contributors']:.2f} s | {w['contributors']:.2f} s ({c['contributors']:.2f}) "
+              f"| {w['contributors'] / scan:.2f} | {r.cold['model']:.2f} s | {w['model']:.2f} s ({c['model']:.2f}) "
+              f"| {w['model'] / scan:.2f} |")
     if len(results) >= 2:
         small, large = results[0], results[-1]
         ratio = large.records / small.records
         print(f"\nGrowth from {small.records:,} to {large.records:,} records ({ratio:.1f}x the records; "
-              "1.00 = linear):")
+              "1.00 = linear), warm wall time and CPU time:")
         for name in ("scan", "contributors", "model"):
-            grown = large.warm[name] / small.warm[name]
-            print(f"  {name:12s} {grown:5.2f}x the time = {grown / ratio:.2f} of linear")
+            grown, grown_cpu = large.warm[name] / small.warm[name], large.cpu[name] / small.cpu[name]
+            print(f"  {name:12s} {grown:5.2f}x the time = {grown / ratio:.2f} of linear; "
+                  f"cpu {grown_cpu:5.2f}x = {grown_cpu / ratio:.2f} of linear")
+    if len(results) >= 3:
+        # Fixed costs (interpreter start, imports) flatter the ratio above; the cost of each further record,
+        # between successive sizes, is the sharper test: linear growth keeps it flat.
+        print("\nCPU per added record, between successive sizes (flat = linear):")
+        for name in ("scan", "contributors", "model"):
+            slopes = [(b.cpu[name] - a.cpu[name]) / (b.records - a.records) * 1e6 for a, b in pairwise(results)]
+            steps = ", ".join(f"{a.records // 1000}k-{b.records // 1000}k {slope:.1f} µs"
+                              for (a, b), slope in zip(pairwise(results), slopes, strict=True))
+            print(f"  {name:12s} {steps}")
     for r in results:
         if r.records >= 100_000:
             for name in ("contributors", "model"):
