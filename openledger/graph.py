@@ -334,17 +334,19 @@ class LedgerGraph:
         side branches; a history with any, a single file (``log.follow`` may apply) or a commit the chains do
         not reach is left to one ``git log`` per question, as before.
         """
-        by_files: dict[tuple[str, ...], list[str]] = defaultdict(list)
+        by_files: dict[tuple[str, ...], dict[str, None]] = defaultdict(dict)  # files -> commits, in order
         for commit, files in questions:
             key = tuple(files)
-            if (len(key) > 1 and isinstance(commit, str) and _COMMIT.fullmatch(commit)
-                    and (commit, key) not in self._authors and commit not in by_files[key]):
-                by_files[key].append(commit)
+            asked = isinstance(commit, str) and _COMMIT.fullmatch(commit) and (commit, key) not in self._authors
+            if asked and len(key) > 1:
+                by_files[key][commit] = None
         for paths, commits in by_files.items():
-            if len(commits) < 2 or self._git("rev-list", "--min-parents=2", "--count", *commits, "--") != "0\n":
+            revs = "".join(f"{commit}\n" for commit in commits)  # on stdin: thousands would overflow argv
+            if len(commits) < 2 or self._git("rev-list", "--min-parents=2", "--count", "--stdin", "--",
+                                             stdin=revs) != "0\n":
                 continue
-            chains = self._git("rev-list", "--parents", *commits, "--")
-            log = self._git("log", _LOG_FORMAT, "--name-only", *commits, "--", *paths) if chains else None
+            chains = self._git("rev-list", "--parents", "--stdin", "--", stdin=revs)
+            log = self._git("log", _LOG_FORMAT, "--name-only", "--stdin", "--", *paths, stdin=revs) if chains else None
             if chains is None or log is None:
                 continue
             parent: dict[str, str | None] = {}
@@ -363,10 +365,10 @@ class LedgerGraph:
                     at = parent.get(at)
                 self._authors[(commit, paths)] = _authors(chain)
 
-    def _git(self, *args: str) -> str | None:
+    def _git(self, *args: str, stdin: str | None = None) -> str | None:
         """git's output in the repository around the ledger; None when git fails."""
-        result = subprocess.run(["git", *args], cwd=self.ledger.root.parent, capture_output=True, text=True,
-                                check=False)
+        result = subprocess.run(["git", *args], cwd=self.ledger.root.parent, input=stdin, capture_output=True,
+                                text=True, check=False)
         return result.stdout if result.returncode == 0 else None
 
     def credited(self, fact: Fact) -> tuple[str, str | None] | None:

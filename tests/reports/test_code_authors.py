@@ -52,9 +52,9 @@ def authors_together_and_alone(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) 
     logs: list[tuple[str, ...]] = []
     real_git = LedgerGraph._git
 
-    def counting_git(self: LedgerGraph, *args: str) -> str | None:
+    def counting_git(self: LedgerGraph, *args: str, stdin: str | None = None) -> str | None:
         logs.extend([args] if args[0] == "log" else [])
-        return real_git(self, *args)
+        return real_git(self, *args, stdin=stdin)
 
     with monkeypatch.context() as patch:
         patch.setattr(LedgerGraph, "_git", counting_git)
