@@ -17,7 +17,7 @@ from openledger.errors import BadInputError, NotFoundError
 from openledger.graph import LedgerGraph
 from openledger.report import ROLES, contributors_report, model_report
 from openledger_cli import render, report_md
-from openledger_cli.main import _ledger, cli
+from openledger_cli.main import _ledger
 
 FORMATS = click.Choice(["text", "md", "json", "html"])
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z)?")
@@ -60,7 +60,7 @@ def _alias_version(graph: LedgerGraph, name: str, alias: str, tracking_uri: str 
                         hint="give NAME@VERSION, or --tracking-uri so MLflow's registry can resolve the alias")
 
 
-@cli.group()
+@click.group()
 def report() -> None:
     """Provenance of a model version, and credit per contributor.
 
