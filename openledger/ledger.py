@@ -33,8 +33,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from filelock import FileLock, Timeout
-
 from openledger._internal.files import TMP_PREFIX, write_atomic
 from openledger._internal.index import LOOSE, LedgerIndex, Location, iter_pack
 from openledger.canonical import parse_canonical
@@ -189,6 +187,10 @@ class Ledger:
 
     @contextlib.contextmanager
     def _feed_lock(self, feed: str) -> Iterator[None]:
+        # imported on the first append: its import costs about as much as all the work of a record stage
+        # that appends nothing
+        from filelock import FileLock, Timeout  # noqa: PLC0415
+
         locks = self.local / "locks"
         locks.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(locks / f"{feed}.lock"), timeout=120)
