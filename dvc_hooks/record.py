@@ -255,7 +255,7 @@ def record_stages(project: DvcProject, recorder: Recorder, pipeline: str, *, exp
         if previous:
             latest[stage.name] = previous[-1]
         runs = _runs_of(ledger, stage_prefix + stage.name, experiment) if stage_prefix is not None else []
-        if previous and not runs and ledger.get(previous[-1]).body.get("lock_digest") == stage.lock_digest:
+        if previous and not runs and ledger.body(previous[-1]).get("lock_digest") == stage.lock_digest:
             continue
         if state is None:
             state = git_state(project.root)
