@@ -20,18 +20,20 @@ import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
 
-from dvc_hooks.lockfile import RECORD_STAGE, read_dvcfile, read_lock
+from dvc_hooks.lockfile import RECORD_STAGE
+from dvc_hooks.reconcile import observe
 from dvc_hooks.record import DvcProject
 from openledger._internal.files import write_atomic
 from openledger.errors import BadInputError
-from openledger.joins import dataset_key, dvc_stage_key
 from openledger.ledger import Ledger
+from openledger.reconcile import Newest, dvc_discrepancies
 
 __all__ = ["HOOK_MARKER", "InstallReport", "Status", "install", "status", "terminal_outputs", "uninstall"]
 
@@ -332,18 +334,27 @@ class Status:
                 "warnings": self.warnings}
 
 
+def _newest_indexed(ledger: Ledger) -> Newest:
+    """Record look-ups through the index: status runs often and must not read the whole ledger."""
+
+    def newest(link: str, kind: str) -> tuple[str, Mapping[str, Any]] | None:
+        ids = ledger.ids(kind=kind, links_to=link)
+        return (ids[-1], ledger.get(ids[-1]).body) if ids else None
+
+    return newest
+
+
 def status(project: DvcProject, ledger: Ledger) -> Status:
     result = Status(hook_installed=HOOK_MARKER in _read_hook(hooks_dir(project) / "post-commit"))
     if not result.hook_installed:
         result.warnings.append("the post-commit hook is not installed: run `openledger dvc install`")
+    state = observe(project)  # reads every dvc.lock first, so a corrupt one is named before DVC is asked
     for pipeline in project.pipeline_files():
         lines = _read_lines(project.root / pipeline)
         if _stages_block(lines) is None:
             continue
         installed = _our_stage(lines) is not None
-        info: dict[str, Any] = {"record_stage": installed}
-        lock = project.root / PurePosixPath(pipeline).parent / "dvc.lock"
-        stages = read_lock(lock, dvcfile=pipeline) if lock.exists() else None  # a broken one: said first
+        info: dict[str, Any] = {"record_stage": installed, "reproduced": pipeline not in state.unreproduced}
         result.pipelines[pipeline] = info
         if not installed:
             result.warnings.append(f"{pipeline} has no record stage: run `openledger dvc install`")
@@ -355,25 +366,17 @@ def status(project: DvcProject, ledger: Ledger) -> Status:
                 info["missing_deps"] = missing
                 result.warnings.append(f"{pipeline}: the record stage no longer depends on every terminal output "
                                        f"({', '.join(missing)}); run `openledger dvc install` to update it")
-        info["reproduced"] = stages is not None
-        if stages is None:
+        if pipeline in state.unreproduced:
             result.warnings.append(f"{pipeline} has no dvc.lock yet: its stages are recorded by the first "
                                    "`dvc repro`")
-            continue
-        for stage in stages:
-            if stage.name == RECORD_STAGE:
-                continue
-            recorded = ledger.ids(kind="stage", links_to=dvc_stage_key(pipeline, stage.name))
-            if not recorded:
-                result.unrecorded_stages.append({"dvcfile": pipeline, "stage": stage.name, "why": "never recorded"})
-            elif ledger.get(recorded[-1]).body.get("lock_digest") != stage.lock_digest:
-                result.unrecorded_stages.append({"dvcfile": pipeline, "stage": stage.name,
-                                                 "why": "dvc.lock changed since it was recorded"})
-    for dvcfile in project.data_files():
-        for out in read_dvcfile(project.root, dvcfile).outs:
-            path = str(PurePosixPath(dvcfile).parent / out.path)
-            if out.digest and not ledger.ids(kind="dataset", links_to=dataset_key(path, out.digest)):
-                result.unrecorded_datasets.append({"path": path, "digest": out.digest, "dvcfile": dvcfile})
+    for found in dvc_discrepancies(state, _newest_indexed(ledger)):
+        where = found.details
+        if found.code == "unrecorded-dataset":
+            result.unrecorded_datasets.append({k: str(where[k]) for k in ("path", "digest", "dvcfile")})
+        else:
+            why = "never recorded" if found.code == "unrecorded-stage" else "dvc.lock changed since it was recorded"
+            result.unrecorded_stages.append({"dvcfile": str(where["dvcfile"]), "stage": str(where["stage"]),
+                                             "why": why})
     return result
 
 

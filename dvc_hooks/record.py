@@ -263,8 +263,8 @@ def record_stages(project: DvcProject, recorder: Recorder, pipeline: str, *, exp
             "name": stage.name,
             "dvcfile": pipeline,
             "cmd": stage.cmd,
-            "deps": [_rooted(dep, base) for dep in stage.deps],
-            "outs": [_rooted(out, base) for out in stage.outs],
+            "deps": [rooted(dep, base) for dep in stage.deps],
+            "outs": [rooted(out, base) for out in stage.outs],
             "params": dict(stage.params),
             "experiment": experiment,
             "lock_digest": stage.lock_digest,
@@ -287,7 +287,7 @@ def record_stages(project: DvcProject, recorder: Recorder, pipeline: str, *, exp
     return written
 
 
-def _rooted(artifact: Artifact, base: PurePosixPath) -> dict[str, Any]:
+def rooted(artifact: Artifact, base: PurePosixPath) -> dict[str, Any]:
     """An artifact with its path relative to the repository root (dvc.lock's are relative to its dvc.yaml)."""
     data = artifact.to_json()
     data["path"] = str(base / artifact.path) if str(base) != "." else artifact.path

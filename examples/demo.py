@@ -7,8 +7,10 @@ unchanged MLflow script logging through ``MLFLOW_TRACKING_URI=ledger+sqlite:///m
 `openledger dvc install`, then `dvc repro` signs a stage record per stage, joined to the MLflow run and the
 registered model version; a param change re-records only the stages it affected; a promotion gate that
 fails until someone other than the trainer approves, then sets the MLflow alias; feedback on the data;
-`verify`; then one object tampered with and the failing `verify` that names it, and a truncated history
-caught against a checkpoint. Every step runs the real commands in subprocesses and prints their output.
+the contributor table and the provenance reports (Markdown and HTML, kept in ``demo-output/``);
+`reconcile` and what `openledger ci` runs, then a metric edited in the tracking database that `reconcile`
+names; `verify`; then one object tampered with and the failing `verify` that names it, and a truncated
+history caught against a checkpoint. Every step runs the real commands in subprocesses and prints their output.
 
 Run it with `make demo` (or `python examples/demo.py` inside the project's virtualenv).
 """
@@ -19,6 +21,7 @@ import base64
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -29,6 +32,7 @@ BIN = Path(sys.executable).parent
 OPENLEDGER = shutil.which("openledger", path=str(BIN)) or "openledger"
 DVC = shutil.which("dvc", path=str(BIN)) or "dvc"
 PIPELINE = Path(__file__).with_name("wine-pipeline")
+OUTPUT = Path.cwd() / "demo-output"  # the reports, kept after the demo (make demo runs in the project root)
 
 
 def banner(text: str) -> None:
@@ -160,11 +164,34 @@ def main() -> int:
         sh(OPENLEDGER, "report", "contributors", "--model", "wine-classifier", cwd=repo, env=ada)
 
         banner("The provenance of the promoted model, for a pull request (Markdown) and a browser (HTML)")
-        for fmt in ("md",):
+        OUTPUT.mkdir(exist_ok=True)
+        for fmt in ("md", "html"):
             sh(OPENLEDGER, "report", "model", "wine-classifier@champion", "--format", fmt, "-o",
-               str(workdir / f"provenance.{fmt}"), cwd=repo, env=ada)
-        markdown = (workdir / "provenance.md").read_text()
+               str(OUTPUT / f"provenance.{fmt}"), cwd=repo, env=ada)
+        sh(OPENLEDGER, "report", "contributors", "--format", "html", "-o", str(OUTPUT / "contributors.html"),
+           cwd=repo, env=ada)
+        markdown = (OUTPUT / "provenance.md").read_text()
         print(markdown[:markdown.index("## Datasets")].rstrip() + "\n…")
+
+        banner("Reconcile: the ledger against MLflow, dvc.lock and git")
+        plain = dict(ada, MLFLOW_TRACKING_URI="sqlite:///mlflow.db")
+        sh(OPENLEDGER, "reconcile", "--strict", cwd=repo, env=plain)
+        banner("What CI runs: verify, reconcile, gate @champion, credit (read-only here: no checkpoint)")
+        config = repo / ".openledger" / "config.yaml"
+        config.write_text(config.read_text() + "ci:\n  models: [wine-classifier@champion]\n")
+        sh(OPENLEDGER, "ci", "--no-checkpoint", "--summary", str(OUTPUT / "ci-summary.md"), cwd=repo, env=plain)
+        sh("git", "checkout", "-q", "--", ".openledger/config.yaml", cwd=repo, env=ada, show=False)
+
+        banner("Someone with access to the tracking database raises the accuracy of version 1's run")
+        first_run = json.loads(sh(OPENLEDGER, "show", run, "--format", "json", cwd=repo, env=ada,
+                                  show=False).stdout)["body"]["run_id"]
+        with sqlite3.connect(repo / "mlflow.db") as db:
+            db.execute("UPDATE latest_metrics SET value = 0.999 WHERE run_uuid = ? AND key = 'accuracy'",
+                       (first_run,))
+        print(f"sqlite3 mlflow.db: accuracy of run {first_run} set to 0.999")
+        result = sh(OPENLEDGER, "reconcile", "--strict", cwd=repo, env=plain, check=False)
+        if result.returncode != 1 or "metric accuracy was signed as" not in result.stdout:
+            raise SystemExit("demo expected reconcile to name the edited metric")
 
         banner("Verify: every hash, signature, feed and signer")
         sh(OPENLEDGER, "verify", cwd=repo, env=ada)
@@ -195,7 +222,7 @@ def main() -> int:
             raise SystemExit("demo expected verify --against to fail")
         keep = os.environ.get("OPENLEDGER_DEMO_KEEP") == "1"
         where = f"The demo repository is in {repo}" if keep else "Set OPENLEDGER_DEMO_KEEP=1 to keep it."
-        banner(f"Done. {where}")
+        banner(f"Done. Reports: {OUTPUT}/provenance.md, provenance.html, contributors.html, ci-summary.md. {where}")
         return 0
     finally:
         if os.environ.get("OPENLEDGER_DEMO_KEEP") != "1":

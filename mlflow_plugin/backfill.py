@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlflow_plugin.capture import RunCapture, logged_model_id, public_backend
+from mlflow_plugin.registry import first_line
 from mlflow_plugin.store import PREFIX
 from openledger.errors import BadInputError
 from openledger.recorder import Recorder
 
-__all__ = ["BackfillResult", "capture_history"]
+__all__ = ["BackfillResult", "capture_history", "list_experiments", "list_runs", "open_stores"]
 
 AFTER_THE_FACT = "after-the-fact"
 _PAGE = 1000
@@ -41,17 +42,55 @@ class BackfillResult:
         }
 
 
-def _stores(tracking_uri: str) -> tuple[Any, Any]:
+def open_stores(tracking_uri: str) -> tuple[Any, Any]:
+    """MLflow's tracking and registry stores for ``tracking_uri`` (without ``ledger+``: nothing is captured).
+    A store MLflow cannot open (unknown scheme, database unreachable) is bad input, in one line."""
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking._model_registry.utils import _get_store as registry_store
     from mlflow.tracking._tracking_service.utils import _get_store as tracking_store
+    from sqlalchemy.exc import SQLAlchemyError
 
     plain = tracking_uri[len(PREFIX):] if tracking_uri.startswith(PREFIX) else tracking_uri
-    return tracking_store(plain), registry_store(plain, plain)
+    try:
+        return tracking_store(plain), registry_store(plain, plain)
+    except MlflowException as exc:
+        raise BadInputError(f"MLflow at {public_backend(plain)}: {first_line(exc)}",
+                            hint="check --tracking-uri / MLFLOW_TRACKING_URI") from None
+    except SQLAlchemyError as exc:  # MLflow gives up connecting after its retries and lets this through
+        raise BadInputError(f"MLflow at {public_backend(plain)}: cannot open the database: "
+                            f"{first_line(getattr(exc, 'orig', None) or exc)}",
+                            hint="check --tracking-uri / MLFLOW_TRACKING_URI") from None
+
+
+def list_experiments(store: Any) -> list[Any]:
+    """Every experiment, deleted ones included."""
+    from mlflow.entities import ViewType
+
+    experiments, token = [], None
+    while True:  # explicit paging: REST stores reject max_results=None, SQL stores stop at 1000
+        page = store.search_experiments(view_type=ViewType.ALL, max_results=_PAGE, page_token=token)
+        experiments += list(page)
+        token = page.token
+        if not token:
+            return experiments
+
+
+def list_runs(store: Any, experiment_ids: list[str], *, deleted: bool = False) -> list[Any]:
+    """Every run of the experiments (``deleted``: deleted runs too), page by page."""
+    from mlflow.entities import ViewType
+
+    runs: list[Any] = []
+    token = None
+    view = ViewType.ALL if deleted else ViewType.ACTIVE_ONLY
+    while True:
+        page = store.search_runs(experiment_ids, "", view, _PAGE, None, token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
 
 
 def _runs(store: Any, tracking_uri: str, experiment: str | None, run_id: str | None) -> list[Any]:
-    from mlflow.entities import ViewType
-
     if run_id is not None:
         return [store.get_run(run_id)]
     if experiment is not None:
@@ -60,21 +99,8 @@ def _runs(store: Any, tracking_uri: str, experiment: str | None, run_id: str | N
             raise BadInputError(f"no MLflow experiment named {experiment!r} at {public_backend(tracking_uri)}")
         experiment_ids = [found.experiment_id]
     else:
-        experiment_ids, token = [], None
-        while True:  # explicit paging: REST stores reject max_results=None, SQL stores stop at 1000
-            page = store.search_experiments(view_type=ViewType.ALL, max_results=_PAGE, page_token=token)
-            experiment_ids += [e.experiment_id for e in page]
-            token = page.token
-            if not token:
-                break
-    runs: list[Any] = []
-    token = None
-    while True:
-        page = store.search_runs(experiment_ids, "", ViewType.ACTIVE_ONLY, _PAGE, None, token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
+        experiment_ids = [e.experiment_id for e in list_experiments(store)]
+    return list_runs(store, experiment_ids)
 
 
 def capture_history(
@@ -88,7 +114,7 @@ def capture_history(
     from mlflow.entities import RunStatus
     from mlflow.exceptions import MlflowException
 
-    store, registry = _stores(tracking_uri)
+    store, registry = open_stores(tracking_uri)
     capture = RunCapture(recorder, public_backend(tracking_uri.removeprefix(PREFIX)))
     result = BackfillResult()
     try:

@@ -23,7 +23,7 @@ from openledger.records import Record
 from openledger.targets import run_join_key
 
 __all__ = ["RunCapture", "logged_model_id", "model_body", "model_version_link", "public_backend", "run_body",
-           "run_link"]
+           "run_link", "version_run_id"]
 
 
 def logged_model_id(version: Any) -> str | None:
@@ -35,6 +35,20 @@ def logged_model_id(version: Any) -> str | None:
     if source.startswith("models:/m-"):
         return source[len("models:/"):].split("/", maxsplit=1)[0]
     return None
+
+def version_run_id(version: Any, store: Any) -> str | None:
+    """The run a model version came from: its ``run_id``, or (MLflow 3 leaves that empty) the source run of
+    its logged model, asked of ``store`` (a tracking store or an ``MlflowClient``)."""
+    from mlflow.exceptions import MlflowException
+
+    model_id = logged_model_id(version)
+    if version.run_id or not model_id:
+        return version.run_id or None
+    try:
+        return store.get_logged_model(model_id).source_run_id or None
+    except MlflowException:
+        return None
+
 
 # Tags MLflow or OpenLedger set themselves; the record keeps them in their own sections.
 _SYSTEM_TAG_PREFIXES = ("mlflow.", "openledger.")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlflow_plugin.capture import logged_model_id
+from mlflow_plugin.capture import logged_model_id, version_run_id
 from mlflow_plugin.store import PREFIX
 from openledger.errors import NotFoundError, OpenLedgerError
 from openledger.targets import ModelVersionRef
@@ -22,7 +22,7 @@ class AliasError(OpenLedgerError):
     """The registry refused to set (or restore) an alias."""
 
 
-def _first_line(exc: Exception) -> str:
+def first_line(exc: Exception) -> str:
     text = str(getattr(exc, "message", None) or exc)
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
@@ -45,15 +45,9 @@ class MlflowRegistry:
             else:
                 version = self.client.get_model_version_by_alias(name, ref)
         except MlflowException as exc:
-            raise NotFoundError(f"MLflow: {_first_line(exc)}", hint=f"no model version {name}@{ref}") from None
-        run_id = version.run_id
-        model_id = logged_model_id(version)
-        if not run_id and model_id:
-            try:
-                run_id = self.client.get_logged_model(model_id).source_run_id
-            except MlflowException:
-                run_id = None
-        return ModelVersionRef(version.name, int(version.version), run_id or None, model_id)
+            raise NotFoundError(f"MLflow: {first_line(exc)}", hint=f"no model version {name}@{ref}") from None
+        return ModelVersionRef(version.name, int(version.version), version_run_id(version, self.client),
+                               logged_model_id(version))
 
     def alias_version(self, name: str, alias: str) -> int | None:
         """The version ``alias`` points to now, or None."""
@@ -71,7 +65,7 @@ class MlflowRegistry:
             self.client.set_registered_model_alias(name, alias, str(version))
         except MlflowException as exc:
             raise AliasError(f"MLflow refused to set alias {alias!r} on {name} version {version}: "
-                             f"{_first_line(exc)}") from None
+                             f"{first_line(exc)}") from None
 
     def restore_alias(self, name: str, alias: str, previous: int | None) -> None:
         """Put an alias back where it was (or remove it) after a promotion could not be recorded."""
@@ -83,4 +77,4 @@ class MlflowRegistry:
             else:
                 self.client.set_registered_model_alias(name, alias, str(previous))
         except MlflowException as exc:
-            raise AliasError(f"could not restore alias {alias!r} of {name}: {_first_line(exc)}") from None
+            raise AliasError(f"could not restore alias {alias!r} of {name}: {first_line(exc)}") from None

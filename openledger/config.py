@@ -62,7 +62,16 @@ _SCHEMA = {
         "durability": {"enum": ["process", "fsync"]},
         "policies": {"type": "object"},  # checked against _POLICIES when present (see _validate_policies)
         "scoring": {"type": "object"},
-        "ci": {"type": "object"},
+        "ci": {
+            "type": "object",
+            "properties": {
+                "models": {"type": "array", "items": {"type": "string", "pattern": "^[^@]+@[^@]+$"}},
+                "default_branch": {"type": "string", "minLength": 1},
+                "strict": {"type": "boolean"},
+                "checkpoint": {"type": "boolean"},
+            },
+            "additionalProperties": False,
+        },
     },
     "required": ["version"],
     "additionalProperties": False,

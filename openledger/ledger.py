@@ -419,9 +419,12 @@ class Ledger:
 
         For reports over the whole ledger (100k records in about a second, where checking every signature
         takes several): they check the records they show with :meth:`get`, and `verify` checks them all.
-        Records that fail the hash or do not parse are left out and listed in ``damaged`` when given.
+        Records that fail the hash or do not parse are left out and listed in ``damaged`` when given, with the
+        objects the index could not read at all.
         """
         self.index.sync()
+        if damaged is not None:
+            damaged.extend(self.index.skipped())
         facts: list[Fact] = []
         pack_name, pack_data = None, b""
         for record_id, location, offset, length in self.index.locations(kinds):

@@ -181,14 +181,14 @@ def _review_json(graph: LedgerGraph, fact: Fact) -> dict[str, Any]:
     person = _by_key(graph, fact.actor)
     return {"record": fact.id, "decision": fact.body.get("decision"), "target": fact.body.get("target"),
             "message": fact.body.get("message"), "reviewer": person.to_json(), "time": fact.time,
-            "trusted": graph.trust.status(fact.actor, fact.time) is None}
+            "trusted": graph.trust.status(fact.actor, fact.time) is None, "links": list(fact.links)}
 
 
 def _feedback_json(graph: LedgerGraph, fact: Fact) -> dict[str, Any]:
     person = _credited(graph, fact)
     return {"record": fact.id, "target": fact.body.get("target"), "label": fact.body.get("label"),
             "score": tag_nonfinite(fact.body.get("score")), "comment": fact.body.get("comment"),
-            "by": person.to_json() if person else None, "time": fact.time}
+            "by": person.to_json() if person else None, "time": fact.time, "links": list(fact.links)}
 
 
 def _lineage_people(graph: LedgerGraph, lineage: Lineage) -> dict[str, dict[str, Any]]:
@@ -243,6 +243,7 @@ def model_report(graph: LedgerGraph, name: str, version: str | None = None) -> d
         "datasets": [_dataset_json(graph, node) for node in lineage.datasets],
         "code": {"commits": [node.key.removeprefix("commit:") for node in lineage.commits],
                  "files": lineage.code_files,
+                 "commit_records": {node.key.removeprefix("commit:"): node.record_ids for node in lineage.commits},
                  "authors": [{"person": _by_email(graph, a.name, a.email).to_json(), "commits": list(a.commits),
                               "files": list(a.files)} for a in lineage.code_authors]},
         "reviews": [_review_json(graph, f) for f in lineage.reviews],

@@ -34,6 +34,7 @@ from openledger.records import Record
 from openledger.trust import instant
 
 __all__ = [
+    "LedgerRegistry",
     "ModelRegistry",
     "ModelVersionRef",
     "Subject",
@@ -108,6 +109,33 @@ class ModelRegistry(Protocol):
     def model_version(self, name: str, ref: str) -> ModelVersionRef:
         """The version ``ref`` (digits) or the version alias ``ref`` points to; NotFoundError if none."""
         ...
+
+
+class LedgerRegistry:
+    """A :class:`ModelRegistry` answered from the ledger's own records, for CI jobs without access to MLflow:
+    a version is what its newest ``model`` record says, an alias points where its newest promotion record
+    put it. What MLflow holds now may differ; with a tracking URI the MLflow registry is asked instead."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def model_version(self, name: str, ref: str) -> ModelVersionRef:
+        models = [r for r in self.ledger.select(kind="model") if r.body.get("name") == name]
+        if not models:
+            raise NotFoundError(f"no model named {name!r} in the ledger",
+                                hint="`openledger log --kind model` lists the recorded models")
+        if not ref.isdigit():
+            promoted = [r for r in models if r.body.get("action") == "promote" and r.body.get("alias") == ref]
+            if not promoted:
+                raise NotFoundError(f"no promotion of {name} to @{ref} is recorded",
+                                    hint="give NAME@VERSION, or a tracking URI so MLflow can resolve the alias")
+            ref = str(_newest_first(promoted)[0].body.get("version"))
+        versions = [r for r in models if is_model_version_record(r) and str(r.body.get("version")) == ref]
+        if not versions:
+            raise NotFoundError(f"no record of {name} version {ref} in the ledger",
+                                hint="record it with `openledger capture mlflow`")
+        newest = _newest_first(versions)[0].body
+        return ModelVersionRef(name, int(ref), newest.get("run_id"), newest.get("model_id"))
 
 
 def is_model_version_record(record: Record) -> bool:

@@ -35,9 +35,12 @@ from openledger_cli import render
 # the short help `openledger --help` shows without importing the module). Register a command with one line
 # here, in alphabetical order; define it in its module with a plain `@click.command()` / `@click.group()`.
 LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "ci": ("openledger_cli.ci", "ci", "Everything a pipeline checks, in one step."),
     "dvc": ("openledger_cli.dvc", "dvc", "Record DVC pipelines and dataset versions as you run DVC."),
+    "export": ("openledger_cli.export", "export", "Provenance in standard formats, for other tools."),
     "feedback": ("openledger_cli.review", "feedback", "Record feedback on TARGET (same TARGET forms as `review`)."),
     "gate": ("openledger_cli.review", "gate", "Check the review policy for a model version, run or dataset."),
+    "reconcile": ("openledger_cli.reconcile", "reconcile_command", "List what does not fit with MLflow, DVC, git."),
     "report": ("openledger_cli.report", "report", "Provenance of a model version, and credit per contributor."),
     "review": ("openledger_cli.review", "review", "Sign a review of a model version, run, dataset or record."),
 }
@@ -61,7 +64,8 @@ class LedgerGroup(click.Group):
         try:
             return super().invoke(ctx)
         except OpenLedgerError as exc:
-            render.say(f"[red]error:[/red] {exc.diagnostics()}")
+            # escaped: a message may hold brackets (pip install 'openledger-mlops[export]') that rich reads as markup
+            render.say(f"[red]error:[/red] {render.escape(exc.diagnostics())}")
             ctx.exit(exc.exit_code)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -94,7 +98,7 @@ class LedgerGroup(click.Group):
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    render.say(f"[red]error:[/red] {message}")
+    render.say(f"[red]error:[/red] {render.escape(message)}")
     sys.exit(code)
 
 

@@ -52,6 +52,13 @@ def say(message: str) -> None:
     console("stderr").print(message, highlight=False)
 
 
+def escape(text: str) -> str:
+    """``text`` with rich markup escaped (brackets such as ``openledger-mlops[export]`` are not markup)."""
+    from rich.markup import escape as rich_escape  # noqa: PLC0415 - see console()
+
+    return rich_escape(text)
+
+
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(tag_nonfinite(data), indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 

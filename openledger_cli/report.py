@@ -23,7 +23,8 @@ FORMATS = click.Choice(["text", "md", "json", "html"])
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z)?")
 
 
-def _emit(text: str, output: Path | None) -> None:
+def emit(text: str, output: Path | None) -> None:
+    """Data to stdout, or to OUTPUT written atomically."""
     if output is None:
         click.echo(text, nl=False)
         return
@@ -34,7 +35,7 @@ def _emit(text: str, output: Path | None) -> None:
     render.say(f"Wrote {output}")
 
 
-def _json(report: dict[str, Any]) -> str:
+def to_json(report: dict[str, Any]) -> str:
     return json.dumps(tag_nonfinite(report), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
@@ -58,6 +59,15 @@ def _alias_version(graph: LedgerGraph, name: str, alias: str, tracking_uri: str 
             return str(resolved)
     raise NotFoundError(f"no promotion to @{alias} of {name} is recorded",
                         hint="give NAME@VERSION, or --tracking-uri so MLflow's registry can resolve the alias")
+
+
+def load_model_report(ctx: click.Context, target: str, tracking_uri: str | None) -> dict[str, Any]:
+    """The model report of NAME[@VERSION|@ALIAS] in this ledger."""
+    name, _, version = target.partition("@")
+    graph = LedgerGraph.load(_ledger(ctx))
+    if version and not version.isdigit():
+        version = _alias_version(graph, name, version, tracking_uri)
+    return model_report(graph, name, version or None)
 
 
 @click.group()
@@ -84,19 +94,15 @@ def report_model(ctx: click.Context, target: str, fmt: str, output: Path | None,
 
     Without @VERSION: the newest recorded version. Exit 0; 1 if a record shown fails verification.
     """
-    name, _, version = target.partition("@")
-    graph = LedgerGraph.load(_ledger(ctx))
-    if version and not version.isdigit():
-        version = _alias_version(graph, name, version, tracking_uri)
-    data = model_report(graph, name, version or None)
+    data = load_model_report(ctx, target, tracking_uri)
     if fmt == "json":
-        _emit(_json(data), output)
+        emit(to_json(data), output)
     elif fmt == "md":
-        _emit(report_md.model_markdown(data), output)
+        emit(report_md.model_markdown(data), output)
     elif fmt == "html":
-        _emit(_html("model", data), output)
+        emit(_html("model", data), output)
     elif output is not None:
-        _emit(report_md.model_markdown(data), output)
+        emit(report_md.model_markdown(data), output)
     else:
         render.stdout.print(Markdown(report_md.model_markdown(data)))
     if not data["verified"]:
@@ -120,11 +126,11 @@ def report_contributors(ctx: click.Context, model: str | None, since: str | None
     graph = LedgerGraph.load(_ledger(ctx))
     data = contributors_report(graph, model=model, since=since)
     if fmt == "json":
-        _emit(_json(data), output)
+        emit(to_json(data), output)
     elif fmt == "md" or (fmt == "text" and output is not None):
-        _emit(report_md.contributors_markdown(data), output)
+        emit(report_md.contributors_markdown(data), output)
     elif fmt == "html":
-        _emit(_html("contributors", data), output)
+        emit(_html("contributors", data), output)
     else:
         render.stdout.print(contributors_table(data))
         for step in data["impact"]:
@@ -138,10 +144,6 @@ def contributors_table(data: dict[str, Any]) -> Table:
     for column in ("contributor", *ROLES, "overall", "impact"):
         table.add_column(column, justify="left" if column == "contributor" else "right")
     for row in data["contributors"]:
-        cells = [row["person"]["name"]]
-        for role in ROLES:
-            entry = row["roles"].get(role)
-            cells.append(f"{report_md.pct(entry['share'])} ({entry['amount']:g})" if entry else "")
-        cells += [report_md.pct(row["overall"]), f"{row['impact']:+.4g}" if row["impact"] else ""]
-        table.add_row(*cells)
+        cells = [row["person"]["name"], *(report_md.role_cell(row["roles"].get(role)) for role in ROLES)]
+        table.add_row(*cells, report_md.pct(row["overall"]), report_md.impact_cell(row["impact"]))
     return table

@@ -25,7 +25,7 @@ TRACKING_URI = click.option(
 )
 
 
-def _registry(tracking_uri: str | None) -> Any:
+def registry_for(tracking_uri: str | None) -> Any:
     if not tracking_uri:
         raise BadInputError("a model: target needs the MLflow registry",
                             hint="give --tracking-uri or set MLFLOW_TRACKING_URI")
@@ -38,7 +38,7 @@ def _registry(tracking_uri: str | None) -> Any:
 
 def _resolve(ledger: Ledger, target: str, tracking_uri: str | None) -> tuple[Subject, Any]:
     spec = parse_target(target)
-    registry: ModelRegistry | None = _registry(tracking_uri) if spec.kind == "model" else None
+    registry: ModelRegistry | None = registry_for(tracking_uri) if spec.kind == "model" else None
     return resolve_target(ledger, spec, registry), registry
 
 

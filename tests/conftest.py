@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,3 +106,21 @@ def store_newer_version_object(ledger_root: Path, signer: Signer) -> str:
 def publish(ledger: Ledger, signer: Signer, name: str) -> str:
     body = {"key": signer.keyid, "name": name, "email": f"{name.lower()}@example.org"}
     return ledger.append(signer, "identity", body).id
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _demo_module() -> Any:
+    spec = importlib.util.spec_from_file_location("openledger_demo", ROOT / "examples" / "demo.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["openledger_demo"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    project = _demo_module().build(tmp_path_factory.mktemp("demo"), show=False)
+    yield project

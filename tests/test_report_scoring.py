@@ -10,7 +10,7 @@ import pytest
 from openledger import Ledger, LedgerConfig
 from openledger.errors import ConfigError
 from openledger.graph import LedgerGraph
-from openledger.report import ScoringPolicy, contributors_report
+from openledger.report import ScoringPolicy, contributors_report, model_report
 from tests.conftest import make_signer, publish
 
 ANN, BEN, CAT = make_signer(31), make_signer(32), make_signer(33)
@@ -88,3 +88,22 @@ def test_since_counts_only_later_work(scored: tuple[Ledger, dict[str, str]]) -> 
 def test_a_bad_scoring_policy_is_a_config_error(scoring: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         ScoringPolicy.from_config(scoring)
+
+
+def test_a_run_captured_twice_is_one_node_with_both_attestations(scored: tuple[Ledger, dict[str, str]]) -> None:
+    """A server's live record and someone's after-the-fact capture of the same run merge; training credit goes
+    to the first attestation only, so capturing a run again does not double anyone's credit."""
+    ledger, ids = scored
+    run_id = f"{2:032x}"
+    again = ledger.append(ANN, "run", {"run_id": run_id, "status": "FINISHED", "params": {"C": "1"},
+                                       "metrics": {"accuracy": 0.90}, "captured": "after-the-fact"},
+                          [f"mlflowrun:{run_id}"])
+    graph = LedgerGraph.load(ledger)
+    report = model_report(graph, "m", "2")
+    [run] = report["runs"]
+    assert run["records"] == [ids["r2"], again.id]
+    assert [a["captured"] for a in run["attestations"]] == [None, "after-the-fact"]
+    assert [n["id"] for n in report["graph"]["nodes"]].count(f"run:{run_id}") == 1
+    training = by_name(contributors_report(graph, model="m"))
+    assert "training" not in training["Ann"]["roles"]
+    assert training["Cat"]["roles"]["training"]["runs"] == 3

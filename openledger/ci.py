@@ -1,0 +1,203 @@
+"""One pass for CI pipelines: verify, reconcile, gate the configured models, report credit, and checkpoint.
+
+:func:`run_ci` is what ``openledger ci`` runs. Every step runs even when an earlier one failed, so the job
+summary shows everything at once; the exit code is the worst of them (0 ok, 1 tampering, a failed gate or
+a reconcile error — or warnings under ``strict`` —, 2 records this version cannot read). A checkpoint is
+appended only on the default branch, outside pull requests, with a signing key, and when verification found
+no error. Without a key the run is read-only: it writes nothing to the ledger.
+
+What to gate and the defaults come from ``config.yaml``::
+
+    ci:
+      models: [wine-classifier@champion]   # NAME@VERSION or NAME@ALIAS, gated by the review policy
+      default_branch: main                 # where checkpoints are appended (else CI_DEFAULT_BRANCH, else main)
+      strict: false                        # fail on reconcile and verify warnings too
+      checkpoint: true                     # append a checkpoint on the default branch
+
+>>> push = {"GITHUB_ACTIONS": "true", "GITHUB_REF_NAME": "main", "GITHUB_EVENT_NAME": "push"}
+>>> CiContext.detect(push).on_default_branch
+True
+>>> CiContext.detect({"GITLAB_CI": "true", "CI_MERGE_REQUEST_IID": "7", "CI_DEFAULT_BRANCH": "trunk"}).pull_request
+True
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from openledger.checkpoint import append_checkpoint
+from openledger.errors import NotFoundError, OpenLedgerError
+from openledger.graph import LedgerGraph
+from openledger.ledger import Ledger
+from openledger.policy import GateResult, gate_subject
+from openledger.reconcile import DvcState, ReconcileReport, TrackingState, reconcile
+from openledger.records import RecordSigner
+from openledger.report import contributors_report
+from openledger.targets import ModelRegistry, parse_target, resolve_target
+from openledger.verify import VerificationReport, verify_ledger
+
+__all__ = ["CiContext", "CiRun", "GateOutcome", "ci_settings", "run_ci"]
+
+SCHEMA = "openledger.ci/1"
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class CiContext:
+    """Where the job runs: the CI provider, the branch, the default branch, and whether it is a pull or
+    merge request (whose changes are not yet the project's history, so nothing is checkpointed)."""
+
+    provider: str
+    branch: str | None
+    default_branch: str
+    pull_request: bool
+
+    @classmethod
+    def detect(cls, environ: Mapping[str, str], *, default_branch: str | None = None,
+               git_root: Path | None = None) -> CiContext:
+        if environ.get("GITHUB_ACTIONS") == "true":
+            pull = environ.get("GITHUB_EVENT_NAME", "").startswith("pull_request")
+            branch = None if pull else environ.get("GITHUB_REF_NAME") or None
+            provider = "github"
+        elif environ.get("GITLAB_CI") == "true":
+            pull = bool(environ.get("CI_MERGE_REQUEST_IID"))
+            branch = environ.get("CI_COMMIT_BRANCH") or None  # unset for tags and merge request pipelines
+            provider = "gitlab"
+        else:
+            pull, branch, provider = False, _git_branch(git_root), "local"
+        default = default_branch or environ.get("CI_DEFAULT_BRANCH") or "main"
+        return cls(provider, branch, default, pull)
+
+    @property
+    def on_default_branch(self) -> bool:
+        return not self.pull_request and self.branch == self.default_branch
+
+    def to_json(self) -> dict[str, Any]:
+        return {"provider": self.provider, "branch": self.branch, "default_branch": self.default_branch,
+                "pull_request": self.pull_request}
+
+
+def _git_branch(root: Path | None) -> str | None:
+    if root is None:
+        return None
+    result = subprocess.run(["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=root,  # noqa: S607
+                            capture_output=True, text=True, check=False)
+    branch = result.stdout.strip()
+    return branch if result.returncode == 0 and branch and branch != "HEAD" else None
+
+
+@dataclass(frozen=True, slots=True)
+class CiSettings:
+    models: tuple[str, ...] = ()
+    default_branch: str | None = None
+    strict: bool = False
+    checkpoint: bool = True
+
+
+def ci_settings(config: Mapping[str, Any]) -> CiSettings:
+    """``ci:`` from config.yaml (its shape is checked when the file is read)."""
+    models = tuple(str(m) for m in config.get("models") or ())
+    for model in models:
+        parse_target(f"model:{model}")  # a malformed entry is bad input now, not a failed gate later
+    return CiSettings(models, config.get("default_branch"), bool(config.get("strict", False)),
+                      bool(config.get("checkpoint", True)))
+
+
+@dataclass(frozen=True, slots=True)
+class GateOutcome:
+    """The gate of one configured model: its result, or why it could not be evaluated (a failure too)."""
+
+    model: str
+    result: GateResult | None
+    problem: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.result is not None and self.result.passed
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "passed": self.passed, "problem": self.problem,
+                "gate": self.result.to_json() if self.result else None}
+
+
+@dataclass
+class CiRun:
+    context: CiContext
+    strict: bool
+    verification: VerificationReport
+    reconciliation: ReconcileReport
+    gates: list[GateOutcome]
+    contributors: dict[str, Any]
+    registry: str  # "mlflow" or "ledger": where model versions and aliases were resolved
+    checkpoint: str | None = None
+    notes: list[str] = field(default_factory=list)
+    read_only: bool = False
+
+    def exit_code(self) -> int:
+        verified = self.verification.exit_code(strict=self.strict)
+        if verified == 2:
+            return 2
+        failed = (verified == 1 or self.reconciliation.exit_code(strict=self.strict) == 1
+                  or not all(g.passed for g in self.gates))
+        return 1 if failed else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "ok": self.exit_code() == 0,
+            "exit_code": self.exit_code(),
+            "strict": self.strict,
+            "context": self.context.to_json(),
+            "read_only": self.read_only,
+            "checkpoint": self.checkpoint,
+            "notes": self.notes,
+            "verify": self.verification.to_json(strict=self.strict),
+            "reconcile": self.reconciliation.to_json(strict=self.strict),
+            "registry": self.registry,
+            "gates": [g.to_json() for g in self.gates],
+            "contributors": self.contributors,
+        }
+
+
+def _gate(ledger: Ledger, model: str, registry: ModelRegistry) -> GateOutcome:
+    try:
+        return GateOutcome(model, gate_subject(ledger, resolve_target(ledger, f"model:{model}", registry)))
+    except NotFoundError as exc:  # no such version, or no record of it: the gate cannot pass
+        return GateOutcome(model, None, exc.message)
+
+
+def run_ci(ledger: Ledger, *, context: CiContext, settings: CiSettings, registry: ModelRegistry,
+           registry_name: str, signer: RecordSigner | None, against: str | None = None,
+           tracking: TrackingState | None = None, dvc: DvcState | None = None, git_root: Path | None = None,
+           skipped: Sequence[str] = (), progress: Progress | None = None) -> CiRun:
+    verification = verify_ledger(ledger, against=against, progress=progress)
+    graph = LedgerGraph.load(ledger)
+    reconciliation = reconcile(graph, tracking=tracking, dvc=dvc, git_root=git_root)
+    reconciliation.skipped = [*skipped, *reconciliation.skipped]
+    gates = [_gate(ledger, model, registry) for model in settings.models]
+    names = sorted({model.rpartition("@")[0] for model in settings.models})
+    contributors = contributors_report(graph, model=names[0] if len(names) == 1 else None)
+    run = CiRun(context, settings.strict, verification, reconciliation, gates, contributors, registry_name)
+    if signer is None:
+        run.read_only = True
+        run.notes.append("read-only: no signing key (set OPENLEDGER_SIGNING_KEY from the CI's secrets to "
+                         "checkpoint); nothing was written to the ledger")
+    elif not settings.checkpoint:
+        run.notes.append("no checkpoint: turned off (--no-checkpoint, or ci.checkpoint: false in config.yaml)")
+    elif context.pull_request:
+        run.notes.append("no checkpoint: a pull/merge request is not the project's history yet")
+    elif not context.on_default_branch:
+        run.notes.append(f"no checkpoint: branch {context.branch or '(detached)'} is not the default branch "
+                         f"{context.default_branch}")
+    elif verification.exit_code(strict=settings.strict) != 0:
+        run.notes.append("no checkpoint: verification failed" + (" (strict)" if not verification.errors else ""))
+    else:
+        try:
+            run.checkpoint = append_checkpoint(ledger, signer, verification).id
+        except OpenLedgerError as exc:
+            run.notes.append(f"no checkpoint: {exc.message}")
+    return run

@@ -1,0 +1,187 @@
+"""``openledger ci``: verify, reconcile, gate, report and checkpoint in one step, with a job summary."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from openledger._internal.files import write_atomic
+from openledger.ci import CiContext, CiRun, ci_settings, run_ci
+from openledger.errors import BadInputError
+from openledger.keys import ENV_SIGNING_KEY, KeyStore
+from openledger.records import RecordSigner
+from openledger.targets import LedgerRegistry, ModelRegistry
+from openledger_cli import render, report_md
+from openledger_cli.main import _ledger, _signer
+from openledger_cli.reconcile import observe_sources, reconcile_markdown
+from openledger_cli.report import contributors_table, to_json
+
+__all__ = ["ci", "ci_markdown"]
+
+
+def _optional_signer() -> RecordSigner | None:
+    """The CI key when there is one (the secret, or a key on this machine); None makes the run read-only.
+    A secret that is set but broken is an error: it must not silently turn into a read-only run."""
+    if os.environ.get(ENV_SIGNING_KEY) or KeyStore().list():
+        return _signer()
+    return None
+
+
+def _registry(ledger: Any, tracking_uri: str | None) -> tuple[ModelRegistry, str]:
+    if not tracking_uri:
+        return LedgerRegistry(ledger), "ledger"
+    from openledger_cli.review import registry_for  # noqa: PLC0415 - MLflow is an optional extra
+
+    return registry_for(tracking_uri), "mlflow"
+
+
+def _verification_lines(data: dict[str, Any]) -> list[str]:
+    verify = data["verify"]
+    problems = verify["problems"]
+    lines = [f"{'✅' if verify['ok'] else '❌'} {verify['records']} records in {verify['feeds']} feeds, "
+             f"{verify['checkpoints']} checkpoints; {sum(p['severity'] == 'error' for p in problems)} errors, "
+             f"{sum(p['severity'] == 'warning' for p in problems)} warnings", ""]
+    if problems:
+        lines += report_md.table(["Severity", "Problem", "Record", "What"],
+                                 [[p["severity"], p["code"], f"`{p['record'] or p.get('location') or ''}`",
+                                   p["message"]] for p in problems[:50]])
+        if len(problems) > 50:
+            lines.append(f"\n… and {len(problems) - 50} more (`openledger verify`)")
+        lines.append("")
+    return lines
+
+
+def _gate_lines(data: dict[str, Any]) -> list[str]:
+    if not data["gates"]:
+        return ["No models to gate (list them under `ci: models:` in `.openledger/config.yaml`).", ""]
+    rows = []
+    for outcome in data["gates"]:
+        gate = outcome["gate"] or {}
+        counted = [r for r in gate.get("reviews", []) if r["status"] == "counted"]
+        why = "; ".join(gate.get("unmet", [])) or outcome["problem"] or ""
+        rows.append([f"`{outcome['model']}`", "✅ passed" if outcome["passed"] else "❌ failed",
+                     ", ".join(r["who"] for r in counted) or "none", why])
+    source = "MLflow's registry" if data["registry"] == "mlflow" else "the ledger's own records (no tracking URI)"
+    return [*report_md.table(["Model", "Gate", "Approved by", "Unmet"], rows), "",
+            f"Versions and aliases resolved from {source}.", ""]
+
+
+def ci_markdown(data: dict[str, Any]) -> str:
+    """The job summary: verdict, verification, gates, reconcile, contributors (pastes into a pull request)."""
+    context = data["context"]
+    verdict = "✅ passed" if data["ok"] else "❌ failed"
+    where = context["branch"] or ("pull request" if context["pull_request"] else "detached HEAD")
+    lines = [f"# OpenLedger: {verdict}", "",
+             f"Branch `{where}` (default `{context['default_branch']}`, {context['provider']})"
+             + (f" · checkpoint `{data['checkpoint']}`" if data["checkpoint"] else "")
+             + (" · read-only" if data["read_only"] else "") + (" · strict" if data["strict"] else ""), ""]
+    lines += [f"- {note}" for note in data["notes"]]
+    lines += ["", "## Verification", "", *_verification_lines(data), "## Models", "", *_gate_lines(data)]
+    lines += [*reconcile_markdown(data["reconcile"]).splitlines(), ""]
+    contributors = report_md.contributors_markdown(data["contributors"]).splitlines()
+    lines += ["## Contributors", "", *contributors[2:]]  # without its own title
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _write(path: Path, text: str, *, append: bool = False) -> None:
+    """GitHub's step summary and output files are appended to (other steps write there too); files of our
+    own are replaced atomically."""
+    try:
+        if append:
+            with path.open("a", encoding="utf-8") as handle:
+                handle.write(text)
+        else:
+            write_atomic(path.absolute(), text.encode("utf-8"))
+    except OSError as exc:
+        raise BadInputError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _print(run: CiRun, data: dict[str, Any]) -> None:
+    verify = data["verify"]
+    render.stdout.print(f"verify: {'OK' if verify['ok'] else 'FAILED'} ({verify['records']} records, "
+                        f"{len(verify['problems'])} problems)", highlight=False)
+    for problem in verify["problems"][:20]:
+        render.stdout.print(f"  {problem['severity']} {problem['code']} {problem['record'] or ''} "
+                            f"{problem['message']}", highlight=False, markup=False)
+    rec = data["reconcile"]
+    render.stdout.print(f"reconcile: {'OK' if rec['ok'] else 'FAILED'} ({len(rec['discrepancies'])} listed)",
+                        highlight=False)
+    for item in rec["discrepancies"][:20]:
+        render.stdout.print(f"  {item['severity']} {item['code']} {item['message']}", highlight=False,
+                            markup=False)
+    for outcome in data["gates"]:
+        state = "passed" if outcome["passed"] else "FAILED"
+        why = "; ".join((outcome["gate"] or {}).get("unmet", [])) or outcome["problem"] or ""
+        render.stdout.print(f"gate {outcome['model']}: {state}" + (f" ({why})" if why else ""), highlight=False,
+                            markup=False)
+    render.stdout.print(contributors_table(data["contributors"]))
+    if run.checkpoint:
+        render.stdout.print(f"checkpoint: {run.checkpoint}", highlight=False)
+    render.stdout.print("OK" if data["ok"] else "FAILED", highlight=False)
+
+
+@click.command("ci")
+@click.option("--against", metavar="CHECKPOINT", envvar="OPENLEDGER_CHECKPOINT", show_envvar=True,
+              help="A checkpoint id kept outside the repository: fail if history was rewritten or truncated.")
+@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True, metavar="URI",
+              help="The MLflow store to reconcile with and resolve models in (without it: the ledger's records).")
+@click.option("--strict/--no-strict", default=None, help="Fail on warnings too (default: ci.strict in config.yaml).")
+@click.option("--checkpoint/--no-checkpoint", "checkpoint", default=None,
+              help="Append a checkpoint on the default branch when a key is available (default: yes).")
+@click.option("--default-branch", metavar="BRANCH", help="Default: ci.default_branch, $CI_DEFAULT_BRANCH, main.")
+@click.option("--summary", "summary_path", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="GITHUB_STEP_SUMMARY", show_envvar=True, help="Write the Markdown summary here.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the whole result as JSON here (for later steps).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "md"]), default="text", show_default=True,
+              help="What goes to stdout.")
+@click.pass_context
+def ci(ctx: click.Context, *, against: str | None, tracking_uri: str | None, strict: bool | None,
+       checkpoint: bool | None, default_branch: str | None, summary_path: Path | None, json_path: Path | None,
+       fmt: str) -> None:
+    """Everything a pipeline checks, in one step: verify (against a pinned checkpoint if given), reconcile
+    with MLflow, DVC and git, gate the models under `ci: models:` in config.yaml, report credit, and on the
+    default branch append a checkpoint. Writes a Markdown summary to $GITHUB_STEP_SUMMARY (or --summary)
+    and JSON for machines (--json).
+
+    \b
+    Exit 0 all good; 1 tampering, a failed gate, a reconcile error (or, strict, any warning); 2 bad input.
+    Without a signing key (OPENLEDGER_SIGNING_KEY) the run is read-only: it verifies and reports, writes
+    nothing to the ledger, and says so.
+    """
+    against = against or None  # an unset CI variable arrives as an empty string
+    ledger = _ledger(ctx)
+    settings = ci_settings(ledger.config.ci)
+    settings = type(settings)(settings.models, default_branch or settings.default_branch,
+                              settings.strict if strict is None else strict,
+                              settings.checkpoint if checkpoint is None else checkpoint)
+    root = ledger.root.parent
+    signer = _optional_signer()
+    tracking, dvc, git_root, skipped = observe_sources(ledger, tracking_uri)
+    registry, registry_name = _registry(ledger, tracking_uri)
+    context = CiContext.detect(os.environ, default_branch=settings.default_branch, git_root=root)
+    with render.progress_bar("Verifying") as progress:
+        run = run_ci(ledger, context=context, settings=settings, registry=registry, registry_name=registry_name,
+                     signer=signer, against=against, tracking=tracking, dvc=dvc, git_root=git_root,
+                     skipped=skipped, progress=progress)
+    data = run.to_json()
+    markdown = ci_markdown(data)
+    if summary_path is not None:
+        _write(summary_path, markdown, append=str(summary_path) == os.environ.get("GITHUB_STEP_SUMMARY"))
+    if json_path is not None:
+        _write(json_path, to_json(data))
+    if os.environ.get("GITHUB_OUTPUT"):  # for later steps: ${{ steps.<id>.outputs.checkpoint }}
+        _write(Path(os.environ["GITHUB_OUTPUT"]), f"checkpoint={run.checkpoint or ''}\nok={str(data['ok']).lower()}\n",
+               append=True)
+    if fmt == "json":
+        click.echo(to_json(data), nl=False)
+    elif fmt == "md":
+        click.echo(markdown, nl=False)
+    else:
+        _print(run, data)
+    for note in run.notes:
+        render.say(note)
+    ctx.exit(run.exit_code())
