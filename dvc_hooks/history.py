@@ -14,16 +14,14 @@ import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from dvc_hooks.lockfile import Artifact, cached_size, read_dir_manifest
+from openledger.errors import BadInputError
 
-if TYPE_CHECKING:
-    import git
-
-__all__ = ["Author", "DatasetVersion", "dataset_versions", "git_state"]
+__all__ = ["Author", "Commit", "DatasetVersion", "dataset_versions", "git_branch", "git_state", "head_commit"]
 
 # Paths credited per contributor are listed in full up to this many; beyond it, counts and bytes only.
 MAX_LISTED_PATHS = 1000
@@ -66,13 +64,29 @@ class DatasetVersion:
             entry[1].add(commit)
             entry[2].append(relpath)
         manifest = self.manifest or {}
-        result = []
-        for author, commits, paths in by_author.values():
-            sizes = [cached_size(cache, manifest[p]) if p in manifest else None for p in paths]
-            size = sum(s for s in sizes if s is not None) if all(s is not None for s in sizes) else None
-            result.append(_contributor(author, sorted(commits, key=str), sorted(paths), size, identities))
+        # Bytes per author from the cached objects' sizes, except for the author with the most files, who
+        # gets what is left of the size DVC summed for the whole version: one stat per file of the others
+        # only (a directory of 10,000 files grown by one person costs none).
+        entries = sorted(by_author.values(), key=lambda entry: -len(entry[2]))
+        sizes = [_cached_total(cache, manifest, paths) for _, _, paths in entries[1:]]
+        rest = self.artifact.size - sum(s for s in sizes if s is not None) if self.artifact.size is not None else None
+        if rest is None or None in sizes or rest < 0:
+            rest = _cached_total(cache, manifest, entries[0][2])
+        result = [_contributor(author, sorted(commits, key=str), sorted(paths), size, identities)
+                  for (author, commits, paths), size in zip(entries, [rest, *sizes], strict=True)]
         result.sort(key=lambda c: (-c["files"], c["email"]))
         return result
+
+
+def _cached_total(cache: Path, manifest: dict[str, str], paths: list[str]) -> int | None:
+    """The bytes of these files of a directory version, from the local cache; ``None`` if any is missing."""
+    total = 0
+    for path in paths:
+        size = cached_size(cache, manifest[path]) if path in manifest else None
+        if size is None:
+            return None
+        total += size
+    return total
 
 
 def _contributor(author: Author, commits: Iterable[str | None], paths: list[str] | None, size: int | None,
@@ -100,35 +114,58 @@ def _out_in(document: Any, out_path: str) -> Artifact | None:
     return None
 
 
-def git_user(repo: git.Repo) -> Author:
-    reader = repo.config_reader()
-    return Author(str(reader.get_value("user", "name", "unknown")), str(reader.get_value("user", "email", "")))
+def git_user(root: Path) -> Author:
+    """Who is committing here (git's ``user.name`` and ``user.email``): the author of a version not committed yet."""
+    name = _git(root, "config", "--get", "user.name").stdout.strip() or "unknown"
+    return Author(name, _git(root, "config", "--get", "user.email").stdout.strip())
 
 
-def dataset_versions(repo: git.Repo, root: Path, dvcfile: str, out: Artifact, cache: Path) -> list[DatasetVersion]:
+def _dvcfile_history(root: Path, dvcfile: str) -> list[tuple[str, Author, str, bytes | None]]:
+    """Each commit that changed ``dvcfile``, oldest first (as ``git log --reverse --topo-order`` lists them):
+    (commit, author, author time in ISO 8601, the file's bytes in that commit or ``None`` where it was deleted).
+    Two git processes whatever the length of the history; no commits yet is an empty history."""
+    log = _git(root, "log", "--reverse", "--topo-order", "--format=%H%x00%an%x00%ae%x00%aI", "--", dvcfile)
+    if log.returncode != 0:
+        return []
+    commits = [line.split("\0") for line in log.stdout.splitlines() if line]
+    if not commits:
+        return []
+    # every version of the file in one `git cat-file --batch`: "<oid> blob <size>\n<bytes>\n", or "... missing\n"
+    request = "".join(f"{sha}:{dvcfile}\n" for sha, *_ in commits).encode()
+    output = subprocess.run(["git", "cat-file", "--batch"], cwd=root, input=request, capture_output=True,
+                            check=True).stdout
+    history: list[tuple[str, Author, str, bytes | None]] = []
+    at = 0
+    for sha, name, email, when in commits:
+        header_end = output.index(b"\n", at)
+        header = output[at:header_end].split()
+        content: bytes | None = None
+        at = header_end + 1
+        if header[-1] != b"missing":
+            size = int(header[2])
+            content = output[at:at + size]
+            at += size + 1
+        history.append((sha, Author(name, email), when, content))
+    return history
+
+
+def dataset_versions(root: Path, dvcfile: str, out: Artifact, cache: Path) -> list[DatasetVersion]:
     """Every version of ``out`` (an out of the ``.dvc`` file ``dvcfile``), oldest first: one per commit that
     changed its hash, then the working tree's if it differs from the last commit's."""
     dataset_path = str(PurePosixPath(dvcfile).parent / out.path)
     versions: list[DatasetVersion] = []
-    import git
-
-    try:
-        commits = list(repo.iter_commits(paths=dvcfile, reverse=True, topo_order=True))
-    except (git.GitCommandError, ValueError):  # no commits yet
-        commits = []
-    for commit in commits:
+    for sha, author, when, content in _dvcfile_history(root, dvcfile):
+        if content is None:
+            continue  # the .dvc file was deleted in this commit
         try:
-            blob = commit.tree / dvcfile
-            artifact = _out_in(yaml.safe_load(blob.data_stream.read()), out.path)
-        except (KeyError, yaml.YAMLError):
-            continue  # the .dvc file was deleted or broken in this commit
+            artifact = _out_in(yaml.safe_load(content), out.path)
+        except yaml.YAMLError:
+            continue  # broken in this commit
         if artifact is None or (versions and versions[-1].artifact.digest == artifact.digest):
             continue
-        author = Author(str(commit.author.name or ""), str(commit.author.email or ""))
-        versions.append(DatasetVersion(dataset_path, artifact, commit.hexsha, author,
-                                       commit.authored_datetime.isoformat()))
+        versions.append(DatasetVersion(dataset_path, artifact, sha, author, when))
     if not versions or versions[-1].artifact.digest != out.digest:
-        versions.append(DatasetVersion(dataset_path, out, None, git_user(repo), None))
+        versions.append(DatasetVersion(dataset_path, out, None, git_user(root), None))
     _credit_files(versions, cache)
     return versions
 
@@ -159,12 +196,35 @@ def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
 
 
+def git_branch(root: Path) -> str | None:
+    """The checked-out branch; ``None`` when HEAD is detached."""
+    return _git(root, "symbolic-ref", "-q", "--short", "HEAD").stdout.strip() or None
+
+
 def git_state(root: Path) -> dict[str, Any]:
     """HEAD's commit, branch and whether tracked files (other than dvc.lock and the ledger) differ from it.
     Plain git commands: the record stage runs on every repro and gitpython costs more to import."""
     head = _git(root, "rev-parse", "--verify", "-q", "HEAD").stdout.strip() or None  # None: no commit yet
-    branch = _git(root, "symbolic-ref", "-q", "--short", "HEAD").stdout.strip() or None  # None: detached
     # dvc.lock files are rewritten by the repro being recorded, and the ledger by the recording itself
     dirty = head is not None and _git(root, "diff-index", "--quiet", "HEAD", "--", ".", ":(exclude,glob)**/dvc.lock",
                                       ":(exclude).openledger").returncode == 1
-    return {"commit": head, "branch": branch, "dirty": dirty}
+    return {"commit": head, "branch": git_branch(root), "dirty": dirty}
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """What the post-commit hook binds to: HEAD as git describes it."""
+
+    hexsha: str
+    parents: tuple[str, ...]
+    author: Author
+    message: str
+
+
+def head_commit(root: Path) -> Commit:
+    """HEAD, from one ``git log`` (the post-commit hook runs on every commit: no gitpython import)."""
+    found = _git(root, "log", "-1", "--format=%H%x00%P%x00%an%x00%ae%x00%B")
+    if found.returncode != 0:
+        raise BadInputError(f"cannot read HEAD in {root}: {found.stderr.strip()}")
+    hexsha, parents, name, email, message = found.stdout.split("\0", 4)
+    return Commit(hexsha, tuple(parents.split()), Author(name, email), message)

@@ -18,20 +18,16 @@ import os
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from dvc_hooks.history import DatasetVersion, dataset_versions, git_state
+from dvc_hooks.history import DatasetVersion, dataset_versions, git_branch, git_state, head_commit
 from dvc_hooks.lockfile import RECORD_STAGE, Artifact, LockStage, cache_dir, read_dvcfile, read_lock
 from openledger.errors import BadInputError, NotFoundError
 from openledger.joins import dataset_key, dvc_run_key, dvc_stage_key
 from openledger.ledger import Ledger
 from openledger.recorder import Recorder
 from openledger.records import Record
-
-if TYPE_CHECKING:
-    import git
 
 DVC_EXPERIMENT_COMMIT = "dvc: commit experiment"
 
@@ -67,13 +63,6 @@ class DvcProject:
                 return cls(candidate, Path(found.stdout.strip()))
         raise NotFoundError(f"no DVC project in {here} or any parent directory",
                             hint="run `dvc init` in your git repository first")
-
-    @cached_property
-    def repo(self) -> git.Repo:
-        """gitpython's view, for history walks (importing it costs more than the record stage's own work)."""
-        import git
-
-        return git.Repo(self.root, search_parent_directories=True)
 
     def relpath(self, path: Path) -> str:
         return path.absolute().relative_to(self.root).as_posix()
@@ -146,7 +135,7 @@ def record_datasets(project: DvcProject, recorder: Recorder, dvcfiles: Iterable[
             if identities is None:
                 identities = _identities(ledger)
             previous: str | None = None
-            for version in dataset_versions(project.repo, project.root, dvcfile, out, project.cache):
+            for version in dataset_versions(project.root, dvcfile, out, project.cache):
                 key = dataset_key(version.path, version.artifact.digest or "")
                 existing = ledger.ids(kind="dataset", links_to=key)
                 if existing:
@@ -257,7 +246,7 @@ def record_stages(project: DvcProject, recorder: Recorder, pipeline: str, *, exp
     stages = [s for s in read_lock(lock_path, dvcfile=pipeline) if s.name != RECORD_STAGE]
     ledger = recorder.ledger
     written = record_datasets(project, recorder)  # first: stage records link to them
-    state = git_state(project.root)
+    state: dict[str, Any] | None = None  # asked of git once a stage has changed (three git commands)
     base = PurePosixPath(pipeline).parent
     latest: dict[str, str] = {}  # stage name -> its newest record id
     for stage in _topological(stages):
@@ -266,8 +255,10 @@ def record_stages(project: DvcProject, recorder: Recorder, pipeline: str, *, exp
         if previous:
             latest[stage.name] = previous[-1]
         runs = _runs_of(ledger, stage_prefix + stage.name, experiment) if stage_prefix is not None else []
-        if previous and not runs and ledger.get(previous[-1]).body.get("lock_digest") == stage.lock_digest:
+        if previous and not runs and ledger.body(previous[-1]).get("lock_digest") == stage.lock_digest:
             continue
+        if state is None:
+            state = git_state(project.root)
         body: dict[str, Any] = {
             "name": stage.name,
             "dvcfile": pipeline,
@@ -306,17 +297,17 @@ def rooted(artifact: Artifact, base: PurePosixPath) -> dict[str, Any]:
 def bind_commit(project: DvcProject, recorder: Recorder) -> Record | None:
     """One ``commit`` record binding HEAD to every record no commit record links to yet (``None`` if none)."""
     ledger = recorder.ledger
-    commit = project.repo.head.commit
-    if str(commit.message).startswith(DVC_EXPERIMENT_COMMIT):
+    commit = head_commit(project.root)
+    if commit.message.startswith(DVC_EXPERIMENT_COMMIT):
         return None  # DVC's own commit of an experiment (refs/exps): the next commit on a branch binds them
     unbound = ledger.unreferenced("commit")
     if not unbound:
         return None
     body = {
         "commit": commit.hexsha,
-        "parents": [parent.hexsha for parent in commit.parents],
-        "branch": git_state(project.root)["branch"],
-        "author": {"name": str(commit.author.name or ""), "email": str(commit.author.email or "")},
+        "parents": list(commit.parents),
+        "branch": git_branch(project.root),
+        "author": {"name": commit.author.name, "email": commit.author.email},
         "records": len(unbound),
     }
     return recorder.record("commit", body, unbound)

@@ -13,8 +13,15 @@ and the CLI (``openledger_cli``) build on it.
 []
 """
 
-from openledger.checkpoint import append_checkpoint, check_proof, prove_inclusion
-from openledger.config import LedgerConfig
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+# The errors are small and every caller needs them; everything else is imported on first use (PEP 562), so
+# `import openledger.ledger` from the record stage `dvc repro` runs does not pay for verification
+# (multiprocessing), checkpoints and trust it never uses. The block below is the same imports for type
+# checkers and readers; `_LAZY` must name the same module for each name (tests/test_layering.py checks).
 from openledger.errors import (
     BadInputError,
     ConfigError,
@@ -27,11 +34,40 @@ from openledger.errors import (
     SignatureError,
     UnsupportedVersionError,
 )
-from openledger.keys import KeyInfo, KeyStore, Signer, generate_signer, signer_from_seed
-from openledger.ledger import LEDGER_DIR, Draft, FsckReport, Ledger
-from openledger.records import KINDS, SCHEMA_VERSION, Payload, Record, open_record, sign_record
-from openledger.trust import Identity, TrustState
-from openledger.verify import Problem, VerificationReport, verify_ledger
+
+if TYPE_CHECKING:
+    from openledger.checkpoint import append_checkpoint, check_proof, prove_inclusion
+    from openledger.config import LedgerConfig
+    from openledger.keys import KeyInfo, KeyStore, Signer, generate_signer, signer_from_seed
+    from openledger.ledger import LEDGER_DIR, Draft, FsckReport, Ledger
+    from openledger.records import KINDS, SCHEMA_VERSION, Payload, Record, open_record, sign_record
+    from openledger.trust import Identity, TrustState
+    from openledger.verify import Problem, VerificationReport, verify_ledger
+
+_LAZY = {
+    **dict.fromkeys(("append_checkpoint", "check_proof", "prove_inclusion"), "openledger.checkpoint"),
+    "LedgerConfig": "openledger.config",
+    **dict.fromkeys(("KeyInfo", "KeyStore", "Signer", "generate_signer", "signer_from_seed"), "openledger.keys"),
+    **dict.fromkeys(("LEDGER_DIR", "Draft", "FsckReport", "Ledger"), "openledger.ledger"),
+    **dict.fromkeys(("KINDS", "SCHEMA_VERSION", "Payload", "Record", "open_record", "sign_record"),
+                    "openledger.records"),
+    **dict.fromkeys(("Identity", "TrustState"), "openledger.trust"),
+    **dict.fromkeys(("Problem", "VerificationReport", "verify_ledger"), "openledger.verify"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'openledger' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # later lookups are plain module attributes
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __version__ = "0.1.0"
 

@@ -9,7 +9,9 @@ The file is committed with the ledger, so everyone who clones the repository ver
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +60,7 @@ _SCHEMA = {
             "additionalProperties": False,
         },
         "durability": {"enum": ["process", "fsync"]},
-        "policies": _POLICIES,
+        "policies": {"type": "object"},  # checked against _POLICIES when present (see _validate_policies)
         "scoring": {"type": "object"},
         "ci": {
             "type": "object",
@@ -75,6 +77,14 @@ _SCHEMA = {
     "additionalProperties": False,
 }
 _validate = fastjsonschema.compile(_SCHEMA)
+
+
+@cache
+def _validate_policies() -> Callable[..., Any]:
+    """The policies' validator, compiled on first use: compiling it costs more than everything else a ledger
+    does when the record stage opens it, and most configurations have no policies."""
+    validate: Callable[..., Any] = fastjsonschema.compile(_POLICIES)
+    return validate
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +123,8 @@ class LedgerConfig:
             )
         try:
             _validate(data)
+            if data.get("policies"):
+                _validate_policies()(data["policies"], name_prefix="data.policies")
         except fastjsonschema.JsonSchemaException as exc:
             text = getattr(exc, "message", str(exc))
             raise ConfigError(f"{source}: {text.replace('data', 'config', 1)}") from None

@@ -29,7 +29,6 @@ import nacl.pwhash
 import nacl.secret
 import nacl.utils
 from nacl.signing import SigningKey
-from platformdirs import user_config_dir
 
 from openledger._internal.files import write_atomic
 from openledger.errors import BadInputError, KeyMaterialError, NotFoundError
@@ -142,6 +141,8 @@ PassphraseSource = Callable[[str], str]
 
 
 def _default_home() -> Path:
+    from platformdirs import user_config_dir  # noqa: PLC0415 - not needed when OPENLEDGER_HOME is set
+
     return Path(user_config_dir("openledger", appauthor=False))
 
 

@@ -26,13 +26,10 @@ import hashlib
 import os
 import time as _time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
-
-from filelock import FileLock, Timeout
 
 from openledger._internal.files import TMP_PREFIX, write_atomic
 from openledger._internal.index import LOOSE, LedgerIndex, Location, iter_pack
@@ -52,6 +49,7 @@ from openledger.records import (
     Record,
     RecordSigner,
     assemble_record,
+    decode_stored,
     format_time,
     open_record,
     record_id_of,
@@ -189,6 +187,10 @@ class Ledger:
 
     @contextlib.contextmanager
     def _feed_lock(self, feed: str) -> Iterator[None]:
+        # imported on the first append: its import costs about as much as all the work of a record stage
+        # that appends nothing
+        from filelock import FileLock, Timeout  # noqa: PLC0415
+
         locks = self.local / "locks"
         locks.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(locks / f"{feed}.lock"), timeout=120)
@@ -235,6 +237,8 @@ class Ledger:
         """
         messages = [pae(PAYLOAD_TYPE, payload_bytes) for _, payload_bytes, _ in chained]
         half = len(messages) // 2
+        from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 - only batches this large use it
+
         with ThreadPoolExecutor(max_workers=1) as pool:
             second_half = pool.submit(lambda: [signer.sign(m) for m in messages[half:]])
             signatures = [signer.sign(m) for m in messages[:half]]
@@ -332,6 +336,20 @@ class Ledger:
             return open_record(data, expected_id=record_id)
         except IntegrityError as exc:
             raise type(exc)(f"record {record_id}: {exc.message}", hint="run `openledger verify`") from None
+
+    def body(self, record_id: str) -> dict[str, Any]:
+        """A stored record's body, its hash, canonical form and signature checked but not its schema: for
+        comparisons on hot paths (the record stage asks whether a stage changed since its last record on every
+        repro, and compiling a kind's schema costs more than the rest of that check). :meth:`get` checks all."""
+        data = self._read(record_id)
+        try:
+            payload = decode_stored(data, expected_id=record_id)[2]
+            body = payload.get("body") if isinstance(payload, dict) else None
+            if not isinstance(body, dict):
+                raise IntegrityError("payload is not a record")
+        except IntegrityError as exc:
+            raise type(exc)(f"record {record_id}: {exc.message}", hint="run `openledger verify`") from None
+        return body
 
     def _read(self, record_id: str) -> bytes:
         for attempt in range(2):

@@ -48,17 +48,22 @@ class Recorder:
         self._signer = signer
         self._warned: set[str] = set()
 
-    def _open(self) -> tuple[Ledger, Signer]:
+    def _open_ledger(self) -> Ledger:
         if self._ledger is None:
             self._ledger = Ledger.open(self.ledger_dir)
+        return self._ledger
+
+    def _open(self) -> tuple[Ledger, Signer]:
+        ledger = self._open_ledger()
         if self._signer is None:
             passphrase = os.environ.get(ENV_PASSPHRASE)
             self._signer = KeyStore().load_signer(passphrase=(lambda _: passphrase) if passphrase else None)
-        return self._ledger, self._signer
+        return ledger, self._signer
 
     @property
     def ledger(self) -> Ledger:
-        return self._open()[0]
+        """The ledger, without the key: reading needs none (a repro that changed nothing signs nothing)."""
+        return self._open_ledger()
 
     @property
     def signer(self) -> Signer:

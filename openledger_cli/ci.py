@@ -15,7 +15,7 @@ from openledger.keys import ENV_SIGNING_KEY, KeyStore
 from openledger.records import RecordSigner
 from openledger.targets import LedgerRegistry, ModelRegistry
 from openledger_cli import render, report_md
-from openledger_cli.main import _ledger, _signer, cli
+from openledger_cli.main import _ledger, _signer
 from openledger_cli.reconcile import observe_sources, reconcile_markdown
 from openledger_cli.report import contributors_table, to_json
 
@@ -123,7 +123,7 @@ def _print(run: CiRun, data: dict[str, Any]) -> None:
     render.stdout.print("OK" if data["ok"] else "FAILED", highlight=False)
 
 
-@cli.command("ci")
+@click.command("ci")
 @click.option("--against", metavar="CHECKPOINT", envvar="OPENLEDGER_CHECKPOINT", show_envvar=True,
               help="A checkpoint id kept outside the repository: fail if history was rewritten or truncated.")
 @click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True, metavar="URI",

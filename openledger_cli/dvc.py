@@ -16,7 +16,7 @@ from openledger.keys import resolve_keyid
 from openledger.recorder import Recorder, strict_mode
 from openledger.records import Record
 from openledger_cli import render
-from openledger_cli.main import FORMAT_TEXT_JSON, _ledger, _signer, cli, strict_recording
+from openledger_cli.main import FORMAT_TEXT_JSON, _ledger, _signer, strict_recording
 
 if TYPE_CHECKING:
     from dvc_hooks.record import DvcProject
@@ -53,7 +53,7 @@ def _fail_open(what: str) -> Iterator[None]:
         render.say(f"[yellow]openledger: {what} not recorded:[/yellow] {type(exc).__name__}: {exc}")
 
 
-@cli.group()
+@click.group()
 def dvc() -> None:
     """Record DVC pipelines and dataset versions: run `openledger dvc install` once, then use DVC as usual.
 

@@ -11,11 +11,11 @@ import click
 from openledger.digests import directory_digest
 from openledger.export import EXPORT_FORMATS, cyclonedx_json, intoto_envelope, intoto_statement, prov_json
 from openledger_cli import render
-from openledger_cli.main import _signer, cli
+from openledger_cli.main import _signer
 from openledger_cli.report import emit, load_model_report
 
 
-@cli.group()
+@click.group()
 def export() -> None:
     """Provenance in standard formats, for other tools (the builders need the export extra:
     pip install 'openledger-mlops[export]').

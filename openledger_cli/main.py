@@ -12,36 +12,38 @@ import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from importlib import import_module
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-from rich.markup import escape
-from rich.table import Table
 
-from openledger import (
-    KINDS,
-    BadInputError,
-    KeyMaterialError,
-    KeyStore,
-    Ledger,
-    LedgerConfig,
-    OpenLedgerError,
-    Signer,
-    __version__,
-    append_checkpoint,
-    check_proof,
-    prove_inclusion,
-    verify_ledger,
-)
+from openledger import __version__
 from openledger.canonical import tag_nonfinite
-from openledger.keys import ENV_PASSPHRASE, ENV_SIGNING_KEY, resolve_keyid, short_keyid
-from openledger.ledger import LEDGER_DIR
+from openledger.config import LedgerConfig
+from openledger.errors import BadInputError, KeyMaterialError, OpenLedgerError
+from openledger.keys import ENV_PASSPHRASE, ENV_SIGNING_KEY, KeyStore, Signer, resolve_keyid, short_keyid
+from openledger.ledger import LEDGER_DIR, Ledger
 from openledger.recorder import ENV_STRICT, Recorder
-from openledger.reviews import reviews_and_feedback_on
+from openledger.records import KINDS
 from openledger_cli import render
+
+# Commands that live in a module of their own, imported only when they run: `dvc record-stage` runs on
+# every `dvc repro` and must not pay for report rendering or MLflow lookups. name -> (module, attribute,
+# the short help `openledger --help` shows without importing the module). Register a command with one line
+# here, in alphabetical order; define it in its module with a plain `@click.command()` / `@click.group()`.
+LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "ci": ("openledger_cli.ci", "ci", "Everything a pipeline checks, in one step."),
+    "dvc": ("openledger_cli.dvc", "dvc", "Record DVC pipelines and dataset versions as you run DVC."),
+    "export": ("openledger_cli.export", "export", "Provenance in standard formats, for other tools."),
+    "feedback": ("openledger_cli.review", "feedback", "Record feedback on TARGET (same TARGET forms as `review`)."),
+    "gate": ("openledger_cli.review", "gate", "Check the review policy for a model version, run or dataset."),
+    "reconcile": ("openledger_cli.reconcile", "reconcile_command", "List what does not fit with MLflow, DVC, git."),
+    "report": ("openledger_cli.report", "report", "Provenance of a model version, and credit per contributor."),
+    "review": ("openledger_cli.review", "review", "Sign a review of a model version, run, dataset or record."),
+}
 
 # Kinds with a command of their own: `record` refuses them so their rules cannot be sidestepped.
 _DEDICATED = {"identity": "openledger keys publish / endorse", "revocation": "openledger keys revoke",
@@ -50,19 +52,53 @@ FORMAT_TEXT_JSON = click.Choice(["text", "json"])
 
 
 class LedgerGroup(click.Group):
-    """Maps OpenLedger's errors onto the exit-code contract; anything else is a bug and keeps its traceback."""
+    """The root group: maps OpenLedger's errors onto the exit-code contract (anything else is a bug and keeps
+    its traceback), and imports each command of ``lazy_commands`` only when it is asked for by name."""
+
+    def __init__(self, *args: Any, lazy_commands: Mapping[str, tuple[str, str, str]] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = dict(lazy_commands or {})
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except OpenLedgerError as exc:
             # escaped: a message may hold brackets (pip install 'openledger-mlops[export]') that rich reads as markup
-            render.say(f"[red]error:[/red] {escape(exc.diagnostics())}")
+            render.say(f"[red]error:[/red] {render.escape(exc.diagnostics())}")
             ctx.exit(exc.exit_code)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy_commands and cmd_name not in self.commands:
+            module, attribute, _ = self.lazy_commands[cmd_name]
+            command = getattr(import_module(module), attribute)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"LAZY_COMMANDS[{cmd_name!r}]: {module}.{attribute} is not a click command")
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's listing, with the short help of lazy commands from the table, so `--help` imports none."""
+        names = [name for name in self.list_commands(ctx)
+                 if name in self.lazy_commands or not self.commands[name].hidden]
+        if not names:
+            return
+        limit = formatter.width - 6 - max(map(len, names))
+        rows = []
+        for name in names:
+            # a stand-in command with the table's text: the same shortening as click's own listing
+            command = (click.Command(name, help=self.lazy_commands[name][2]) if name in self.lazy_commands
+                       else self.commands[name])
+            rows.append((name, command.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    render.say(f"[red]error:[/red] {escape(message)}")
+    render.say(f"[red]error:[/red] {render.escape(message)}")
     sys.exit(code)
 
 
@@ -103,7 +139,8 @@ def _read_body(text: str) -> Any:
         raise BadInputError(f"{source} is not valid JSON: {exc}") from None
 
 
-@click.group(cls=LedgerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LedgerGroup, lazy_commands=LAZY_COMMANDS,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--ledger", "ledger_path", metavar="DIR", envvar="OPENLEDGER_DIR",
               help=f"The {LEDGER_DIR} directory (default: the nearest one above the current directory).")
 @click.version_option(__version__, prog_name="openledger")
@@ -253,6 +290,8 @@ def keys_list(ctx: click.Context, fmt: str) -> None:
         render.emit_json({"local": [dict(i.to_json(), default=i.keyid == default) for i in local],
                           "ledger": identities})
         return
+    from rich.table import Table  # noqa: PLC0415 - tables only for this text output, not every command
+
     table = Table(title="Keys on this machine", show_edge=False, header_style="bold")
     for column in ("key id", "name", "email", "passphrase", "default"):
         table.add_column(column)
@@ -411,6 +450,8 @@ def show(ctx: click.Context, record_id: str, fmt: str) -> None:
         for link in found.links:
             render.stdout.print(f"link  {link}")
         render.stdout.print_json(json.dumps(tag_nonfinite(dict(found.body))))
+        from openledger.reviews import reviews_and_feedback_on  # noqa: PLC0415 - only for the text view
+
         responses = reviews_and_feedback_on(ledger, found.id)
         if responses:
             render.stdout.print("Reviews and feedback on this record:")
@@ -431,6 +472,8 @@ def verify(ctx: click.Context, strict: bool, against: str | None, fmt: str, jobs
     Exit 0 when the ledger is intact; 1 when anything was tampered with (or, with --strict, a signer is
     not trusted); 2 when the ledger cannot be read as input (e.g. written by a newer OpenLedger).
     """
+    from openledger.verify import verify_ledger  # noqa: PLC0415 - loads multiprocessing: verify only
+
     ledger = _ledger(ctx)
     with render.progress_bar("Verifying") as progress:
         report = verify_ledger(ledger, against=against, workers=jobs, progress=progress)
@@ -469,6 +512,9 @@ def checkpoint(ctx: click.Context) -> None:
     Keep the id outside the repository (CI variable, release note) and later run
     `openledger verify --against ID` to detect rewritten or truncated history.
     """
+    from openledger.checkpoint import append_checkpoint  # noqa: PLC0415 - see `verify`
+    from openledger.verify import verify_ledger  # noqa: PLC0415
+
     ledger = _ledger(ctx)
     with render.progress_bar("Verifying") as progress:
         report = verify_ledger(ledger, progress=progress)
@@ -484,6 +530,9 @@ def checkpoint(ctx: click.Context) -> None:
 @click.pass_context
 def prove(ctx: click.Context, record_id: str, checkpoint_id: str | None) -> None:
     """Print a JSON inclusion proof that record ID is covered by a checkpoint (RFC 6962 audit path)."""
+    from openledger.checkpoint import prove_inclusion  # noqa: PLC0415 - see `verify`
+    from openledger.verify import verify_ledger  # noqa: PLC0415
+
     ledger = _ledger(ctx)
     full_id = ledger.resolve(record_id)
     full_checkpoint = ledger.resolve(checkpoint_id) if checkpoint_id else None
@@ -499,6 +548,8 @@ def prove(ctx: click.Context, record_id: str, checkpoint_id: str | None) -> None
               "carried in the proof.")
 def check_proof_command(proof_file: Any, root: str | None) -> None:
     """Check an inclusion proof made by `openledger prove` (exit 0 valid, 1 invalid). Needs no ledger."""
+    from openledger.checkpoint import check_proof  # noqa: PLC0415 - see `verify`
+
     try:
         proof = json.load(proof_file)
     except ValueError as exc:
@@ -600,13 +651,3 @@ def strict_recording() -> Iterator[None]:
 
 def main() -> None:
     cli(prog_name="openledger")
-
-
-# Command groups that live in their own modules register themselves on `cli` when imported (last: they use
-# this module's helpers): `dvc …`, `report …`, `export …`, `reconcile`, `ci`, and `review`, `gate`, `feedback`.
-from openledger_cli import ci as _ci  # noqa: E402, F401
-from openledger_cli import dvc as _dvc  # noqa: E402, F401
-from openledger_cli import export as _export  # noqa: E402, F401
-from openledger_cli import reconcile as _reconcile  # noqa: E402, F401
-from openledger_cli import report as _report  # noqa: E402, F401
-from openledger_cli import review as _review  # noqa: E402, F401

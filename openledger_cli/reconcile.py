@@ -13,7 +13,7 @@ from openledger.graph import LedgerGraph
 from openledger.ledger import Ledger
 from openledger.reconcile import DvcState, ReconcileReport, TrackingState, reconcile
 from openledger_cli import render
-from openledger_cli.main import _ledger, cli
+from openledger_cli.main import _ledger
 from openledger_cli.report import emit, to_json
 from openledger_cli.report_md import table as md_table
 
@@ -95,7 +95,7 @@ def reconcile_markdown(data: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-@cli.command("reconcile")
+@click.command("reconcile")
 @click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True, metavar="URI",
               help="The MLflow store to compare with (a ledger+ prefix is ignored). Without it, MLflow is skipped.")
 @click.option("--strict", is_flag=True, help="Exit 1 on anything listed, warnings (unattested runs, …) included.")

@@ -6,24 +6,57 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
-
-from openledger import Record, TrustState
 from openledger.canonical import tag_nonfinite
 from openledger.keys import short_keyid
 
-# Piped output (into a file, a pull request) gets room for full ids instead of wrapping at 80 columns.
-stdout = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-stderr = Console(stderr=True, soft_wrap=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from openledger.records import Record
+    from openledger.trust import TrustState
+
+    stdout: Console
+    stderr: Console
+
+
+@cache
+def console(stream: str) -> Console:
+    """The rich console for ``"stdout"`` or ``"stderr"``, made on first use (also as ``render.stdout`` and
+    ``render.stderr``): the commands DVC and git run on every repro and commit print one plain line (see
+    :func:`say`), and importing rich costs more than their work."""
+    from rich.console import Console  # noqa: PLC0415
+
+    # Piped output (into a file, a pull request) gets room for full ids instead of wrapping at 80 columns.
+    # No `:name:` emoji codes: a record's text is printed as written (and rich's emoji table is not loaded).
+    if stream == "stdout":
+        return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200, emoji=False)
+    return Console(stderr=True, soft_wrap=True, emoji=False)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("stdout", "stderr"):
+        return console(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def say(message: str) -> None:
     """A message for the person at the terminal (stderr, so stdout stays data)."""
-    stderr.print(message, highlight=False)
+    if message.isprintable() and "[" not in message:
+        # no markup, tabs or control characters: exactly what rich would print, without loading it
+        sys.stderr.write(message + "\n")
+        return
+    console("stderr").print(message, highlight=False)
+
+
+def escape(text: str) -> str:
+    """``text`` with rich markup escaped (brackets such as ``openledger-mlops[export]`` are not markup)."""
+    from rich.markup import escape as rich_escape  # noqa: PLC0415 - see console()
+
+    return rich_escape(text)
 
 
 def emit_json(data: Any) -> None:
@@ -71,6 +104,9 @@ def summarize_body(record: Record) -> str:
 
 
 def records_table(records: Iterable[Record], trust: TrustState) -> Table:
+    # rich's tables and progress bars are imported where used: the record stage and the git hook only say
+    from rich.table import Table  # noqa: PLC0415
+
     table = Table(show_edge=False, header_style="bold")
     for column in ("time", "kind", "who", "id", "what"):
         table.add_column(column, overflow="fold")
@@ -92,9 +128,12 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
     Refreshed by the callback itself rather than a background thread, so work that forks worker
     processes never forks while another thread holds a lock.
     """
+    stderr = console("stderr")
     if not stderr.is_terminal:
         yield lambda done, total: None
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: PLC0415
+
     progress = Progress(
         TextColumn(description),
         BarColumn(),

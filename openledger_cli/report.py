@@ -17,7 +17,7 @@ from openledger.errors import BadInputError, NotFoundError
 from openledger.graph import LedgerGraph
 from openledger.report import ROLES, contributors_report, model_report
 from openledger_cli import render, report_md
-from openledger_cli.main import _ledger, cli
+from openledger_cli.main import _ledger
 
 FORMATS = click.Choice(["text", "md", "json", "html"])
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z)?")
@@ -70,7 +70,7 @@ def load_model_report(ctx: click.Context, target: str, tracking_uri: str | None)
     return model_report(graph, name, version or None)
 
 
-@cli.group()
+@click.group()
 def report() -> None:
     """Provenance of a model version, and credit per contributor.
 

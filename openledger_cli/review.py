@@ -1,6 +1,6 @@
 """``openledger review``, ``gate`` and ``feedback``: signed reviews, the CI promotion gate, feedback by hand.
 
-Registered onto the main ``openledger`` group when :mod:`openledger_cli.main` is imported. Targets are
+Listed in ``LAZY_COMMANDS`` (:mod:`openledger_cli.main`): imported when one of them runs. Targets are
 resolved by :mod:`openledger.targets`; only ``model:`` targets ask MLflow (through ``--tracking-uri``).
 """
 
@@ -15,7 +15,7 @@ from openledger.policy import GateResult, ReviewPolicy, gate_subject
 from openledger.records import Record
 from openledger.targets import ModelRegistry, Subject, parse_target, resolve_target
 from openledger_cli import render
-from openledger_cli.main import FORMAT_TEXT_JSON, _ledger, _signer, cli
+from openledger_cli.main import FORMAT_TEXT_JSON, _ledger, _signer
 
 __all__ = ["feedback", "gate", "review"]
 
@@ -54,7 +54,7 @@ def _described_body(subject: Subject) -> dict[str, Any]:
 
 
 # -- review ------------------------------------------------------------------------------------------------
-@cli.group()
+@click.group()
 def review() -> None:
     """Sign a review of a model version, run, dataset or record.
 
@@ -106,7 +106,7 @@ def _print_gate(result: GateResult) -> None:
         render.stdout.print(f"- {review_verdict.describe()}", highlight=False, markup=False)
 
 
-@cli.command()
+@click.command()
 @click.argument("kind", type=click.Choice(["model", "run", "dataset"]))
 @click.argument("spec", metavar="NAME@VERSION|RUN_ID|PATH[@DIGEST]")
 @click.option("--promote", metavar="ALIAS", help="model only: set this MLflow alias on the version if the policy "
@@ -166,7 +166,7 @@ def _score(text: str | None) -> float | None:
         raise BadInputError(f"--score {text!r} is not a number") from None
 
 
-@cli.command()
+@click.command()
 @click.argument("target")
 @click.option("--label", help="A label: a category, a verdict, the correct value.")
 @click.option("--score", "score_text", metavar="X", help="A number (NaN and Infinity are allowed).")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import importlib
 import json
 import os
 import shutil
@@ -10,11 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 
 from openledger import KeyStore, Ledger
-from openledger_cli.main import cli
+from openledger_cli.main import LAZY_COMMANDS, cli
 
 
 def run(repo: Path, *args: str, env: dict[str, str] | None = None, input: str | None = None) -> Result:
@@ -220,6 +222,34 @@ def test_every_command_has_help(inited: Path) -> None:
                     "pack", "fsck"]:
         result = run(inited, *command.split(), "--help")
         assert result.exit_code == 0 and "Usage:" in result.stdout, command
+
+
+def test_help_lists_every_command_without_importing_the_lazy_ones() -> None:
+    """`openledger --help` shows each command of LAZY_COMMANDS from the table, importing none of them."""
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from openledger_cli.main import LAZY_COMMANDS, cli\n"
+        "result = CliRunner().invoke(cli, ['--help'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print(result.stdout)\n"
+        "print('imported:', sorted({m for m, _, _ in LAZY_COMMANDS.values()} & set(sys.modules)))\n"
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "imported: []" in output
+    listed = {line.split()[0] for line in output.partition("Commands:")[2].splitlines() if line.strip()}
+    assert set(LAZY_COMMANDS) | {"init", "keys", "verify", "log"} <= listed
+
+
+def test_each_lazy_command_loads_the_command_its_table_line_describes(inited: Path) -> None:
+    for name, (module, attribute, short_help) in LAZY_COMMANDS.items():
+        command = cli.get_command(click.Context(cli), name)
+        assert isinstance(command, click.Command), name
+        assert command is getattr(importlib.import_module(module), attribute)
+        # the table's text stands in for the docstring in `openledger --help`: it must say the same thing
+        assert short_help.rstrip(".").split()[:3] == (command.help or "").split()[:3], name
+        result = run(inited, name, "--help")
+        assert result.exit_code == 0 and "Usage:" in result.stdout, name
 
 
 def test_installed_entry_point(inited: Path) -> None:

@@ -20,6 +20,32 @@ def test_core_import_loads_no_mlflow_dvc_or_click() -> None:
     assert result.stdout.strip() == ""
 
 
+def test_the_core_package_resolves_every_export_lazily_from_the_module_it_names() -> None:
+    """`from openledger import X` works for every name in __all__; heavy modules load on first use only;
+    the TYPE_CHECKING imports (what mypy sees) and the runtime table `_LAZY` agree."""
+    code = (
+        "import sys, openledger\n"
+        "assert 'openledger.verify' not in sys.modules and 'openledger.ledger' not in sys.modules\n"
+        "from openledger import *\n"
+        "from openledger import __all__ as names\n"
+        "assert all(name in globals() for name in names)\n"
+        "print('ok')"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=ROOT)
+    assert result.stdout.strip() == "ok", result.stderr
+    import openledger
+
+    typed: dict[str, str] = {}
+    for node in ast.walk(ast.parse((ROOT / "openledger" / "__init__.py").read_text())):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            for imported in node.body:
+                assert isinstance(imported, ast.ImportFrom) and imported.module
+                typed.update(dict.fromkeys((alias.name for alias in imported.names), imported.module))
+    assert typed == openledger._LAZY
+    eager = {"__version__"} | {name for name in openledger.__all__ if name.endswith("Error")}
+    assert set(openledger.__all__) == set(typed) | eager
+
+
 def imported_roots(package: str, *, skip: tuple[str, ...] = ()) -> set[str]:
     roots = set()
     for path in (ROOT / package).rglob("*.py"):

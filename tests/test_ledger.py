@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from openledger import Draft, Ledger, NotFoundError, verify_ledger
+from openledger import Draft, Ledger, NotFoundError, SignatureError, verify_ledger
 from openledger.ledger import PACK_THRESHOLD
 from tests.conftest import FixedClock, git, make_signer
 
@@ -142,6 +142,18 @@ def test_fsck_reports_damage_without_deleting(ledger: Ledger) -> None:
     report = ledger.fsck()
     assert [p for p, _ in report.corrupt] == [str(path)]
     assert path.read_bytes() == b"garbage"
+
+
+def test_body_checks_hash_and_signature_but_reads_only_the_body(ledger: Ledger) -> None:
+    record = ledger.append(make_signer(2), "feedback", FEEDBACK)
+    assert ledger.body(record.id) == FEEDBACK
+    path = ledger.root / "objects" / record.id[7:9] / record.id[9:]
+    path.chmod(0o644)
+    # the same payload with a forged signature: it still hashes to its id, but the signature does not verify
+    forged = record.envelope.replace(record.envelope.split(b'"sig":"')[1].split(b'"')[0], b"A" * 86 + b"==")
+    path.write_bytes(forged)
+    with pytest.raises(SignatureError, match=record.id):
+        ledger.body(record.id)
 
 
 APPENDER = textwrap.dedent(
