@@ -222,6 +222,13 @@ def _lineage_people(graph: LedgerGraph, lineage: Lineage) -> dict[str, dict[str,
     return people
 
 
+def _producers(lineage: Lineage, key: str) -> list[str]:
+    """The names of the recorded stages whose output a dataset version is (a pipeline output has no dataset
+    record of its own: the stage record that produced it is its record)."""
+    names = {stage.key: str(stage.body.get("name")) for stage in lineage.stages}
+    return [names[b] for a, b, r in lineage.edges if a == key and r == "output of" and b in names]
+
+
 def _produced(lineage: Lineage, key: str) -> bool:
     return any(a == key and r == "output of" for a, _, r in lineage.edges)
 
@@ -239,7 +246,8 @@ def model_report(graph: LedgerGraph, name: str, version: str | None = None) -> d
                   "aliases": aliases, "records": lineage.model.record_ids},
         "runs": [_run_json(graph, node) for node in lineage.runs],
         "stages": [_stage_json(node) for node in lineage.stages],
-        "datasets": [_dataset_json(graph, node) for node in lineage.datasets],
+        "datasets": [dict(_dataset_json(graph, node), produced_by=_producers(lineage, node.key))
+                     for node in lineage.datasets],
         "code": {"commits": [node.key.removeprefix("commit:") for node in lineage.commits],
                  "files": lineage.code_files,
                  "commit_records": {node.key.removeprefix("commit:"): node.record_ids for node in lineage.commits},
@@ -323,13 +331,36 @@ class _Credit:
                     self.tallies[person.id].records["code"].append(rid)
         for run in lineage.runs:
             if run.records:
-                first = run.records[0]
-                self.tally(_by_key(graph, first.actor), "training", 1, first.id, first.time, runs=1)
+                self.training(run.records[0])
         for review in lineage.reviews:
-            if graph.trust.status(review.actor, review.time) is None:
-                self.tally(_by_key(graph, review.actor), "review", 1, review.id, review.time, reviews=1)
+            self.review(review)
         for feedback in lineage.feedback:
-            self.tally(_credited(graph, feedback), "feedback", 1, feedback.id, feedback.time, items=1)
+            self.feedback(feedback)
+
+    def training(self, run: Fact) -> None:
+        """A run credits whoever attested it first (a later capture of the same run credits nobody more)."""
+        self.tally(_by_key(self.graph, run.actor), "training", 1, run.id, run.time, runs=1)
+
+    def review(self, review: Fact) -> None:
+        if self.graph.trust.status(review.actor, review.time) is None:
+            self.tally(_by_key(self.graph, review.actor), "review", 1, review.id, review.time, reviews=1)
+
+    def feedback(self, feedback: Fact) -> None:
+        self.tally(_credited(self.graph, feedback), "feedback", 1, feedback.id, feedback.time, items=1)
+
+    def outside_lineages(self) -> None:
+        """Work no model version's lineage reaches, for the whole-ledger report: data nobody trained on yet,
+        runs that registered no model, reviews and feedback on anything (a trace, a run, a dataset). What the
+        lineages counted already counts once. Code is credited through training stages only."""
+        graph = self.graph
+        for record in graph.by_kind.get("dataset", []):
+            self.dataset(record)
+        for facts in graph.runs.values():
+            self.training(facts[0])
+        for review in graph.by_kind.get("review", []):
+            self.review(review)
+        for feedback in graph.by_kind.get("feedback", []):
+            self.feedback(feedback)
 
     def dataset(self, record: Fact) -> None:
         for entry in record.body.get("contributors") or []:
@@ -349,8 +380,9 @@ class _Credit:
 
 def contributors_report(graph: LedgerGraph, *, model: str | None = None, since: str | None = None,
                         scoring: ScoringPolicy | None = None) -> dict[str, Any]:
-    """Credit per person over the model versions in scope (one model, or all), counting contributions
-    recorded at or after ``since`` (RFC 3339 date or time)."""
+    """Credit per person: over one model's versions (``model``), or over the whole ledger (every model's
+    lineage, and the work outside them), counting contributions recorded at or after ``since`` (RFC 3339
+    date or time). Impact is attributed along model lineages only."""
     scoring = scoring or ScoringPolicy.from_config(graph.ledger.config.scoring)
     versions = graph.model_versions(model)
     if model is not None and not versions:
@@ -360,6 +392,8 @@ def contributors_report(graph: LedgerGraph, *, model: str | None = None, since: 
     lineages = graph.lineages(versions)
     for lineage in lineages.values():
         credit.lineage(lineage)
+    if model is None:
+        credit.outside_lineages()
     tallies = credit.tallies
     impact = _impact(graph, lineages, scoring, tallies, credit.before_cutoff)
     totals = {role: sum(t.amounts.get(role, 0.0) for t in tallies.values()) for role in ROLES}

@@ -180,8 +180,7 @@ def model_html(report: Mapping[str, Any]) -> str:
         _section("Datasets", _table(["Path", "Digest", "Files", "Contributors (files)", "Record"],
                                     [[d["path"], _code(d["digest"][:24], d["digest"]), d["files"],
                                       md.dataset_credit(d),
-                                      _id(d["records"][-1]) if d["records"] else Html('<span class="missing">'
-                                                                                      "no record</span>")]
+                                      md.dataset_record(d, _id) or Html('<span class="missing">no record</span>')]
                                      for d in report["datasets"]], numeric=[2])),
         _section("Pipeline stages", _table(["Stage", "Command", "Experiment", "Commit", "Record"],
                                            [[s["name"], _code(s["cmd"]), s["experiment"] or "",

@@ -9,15 +9,44 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["ROLE_HEADERS", "contributors_markdown", "credit_records", "credited_text", "dataset_credit",
-           "evidence", "feedback_text", "impact_cell", "impact_text", "mermaid", "model_markdown", "pairs", "pct",
-           "person_label", "promotion_text", "review_text", "role_cell", "scope_text", "short", "status_text",
-           "table", "trainer_name"]
+__all__ = [
+    "ROLE_HEADERS",
+    "contributors_markdown",
+    "credit_records",
+    "credited_text",
+    "dataset_credit",
+    "dataset_record",
+    "evidence",
+    "feedback_text",
+    "impact_cell",
+    "impact_text",
+    "mermaid",
+    "model_markdown",
+    "pairs",
+    "pct",
+    "person_label",
+    "promotion_text",
+    "review_text",
+    "role_cell",
+    "scope_text",
+    "short",
+    "status_text",
+    "table",
+    "trainer_name",
+]
 
 _SHAPES = {"model": ("[[", "]]"), "run": ("(", ")"), "stage": ("[/", "/]"), "dataset": ("[(", ")]"),
            "commit": ("{{", "}}")}
 ROLE_HEADERS = {"data": "Data (files)", "code": "Code (commits)", "training": "Training (runs)", "review": "Review",
                 "feedback": "Feedback"}
+
+
+def dataset_record(dataset: Mapping[str, Any], show: Any) -> Any:
+    """A dataset version's record column: its record, or the stage that output it, or "no record"."""
+    if dataset["records"]:
+        return show(dataset["records"][-1])
+    producers = dataset.get("produced_by") or []
+    return f"output of stage {', '.join(producers)}" if producers else None
 
 
 def short(record_id: str) -> str:
@@ -143,7 +172,7 @@ def model_markdown(report: Mapping[str, Any]) -> str:
     lines += ["", "## Datasets", ""]
     lines += table(["Path", "Digest", "Files", "Contributors (files)", "Record"],
                     [[d["path"], d["digest"][:24], d["files"], dataset_credit(d),
-                      short(d["records"][-1]) if d["records"] else "no record"] for d in report["datasets"]])
+                      dataset_record(d, short) or "no record"] for d in report["datasets"]])
     lines += ["", "## Pipeline stages", ""]
     lines += table(["Stage", "Command", "Experiment", "Commit", "Record"],
                     [[s["name"], s["cmd"], s["experiment"] or "", (s["git"] or {}).get("commit", "")[:10],

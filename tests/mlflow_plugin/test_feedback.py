@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
+
+from click.testing import CliRunner
 
 from openledger import verify_ledger
 from openledger.reviews import activity_by_target, contributions_by_contributor
+from openledger_cli.main import cli
 from tests.mlflow_plugin.conftest import MlflowProject
 
 
@@ -69,6 +73,14 @@ def test_human_feedback_is_recorded_and_credited(project: MlflowProject) -> None
     on_trace = activity_by_target(project.ledger)[f"trace:{trace_id}"]
     assert len(on_trace) == 3 and run_record.id in activity_by_target(project.ledger)
     assert verify_ledger(project.ledger, workers=1).exit_code(strict=True) == 0
+
+    # and in the contribution report: under feedback, credited to the people, not to the process that signed
+    report = CliRunner().invoke(cli, ["report", "contributors", "--format", "json"], catch_exceptions=False)
+    assert report.exit_code == 0, report.output
+    rows = {row["person"]["name"]: row["roles"] for row in json.loads(report.stdout)["contributors"]}
+    assert rows["Alice"]["feedback"]["items"] == 2 and rows["Dmitri"]["feedback"]["items"] == 1
+    assert rows["Alice"]["feedback"]["records"] == [records["correct"].id, records["confidence"].id]
+    assert "feedback" not in rows["Ada Lovelace"] and rows["Ada Lovelace"]["training"]["runs"] == 1
 
 
 def test_feedback_is_recorded_once_per_assessment(project: MlflowProject) -> None:

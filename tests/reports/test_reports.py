@@ -37,6 +37,8 @@ def test_model_report_names_everything_that_went_into_the_model_and_nothing_else
     listed = {d["path"]: d for d in report["datasets"]}
     assert set(listed) == {"data/raw", "data/prepared"}
     assert listed["data/raw"]["records"] == [raw[-1]["id"]]
+    # the prepared split has no dataset record of its own: the prepare stage's record is its provenance
+    assert (listed["data/prepared"]["records"], listed["data/prepared"]["produced_by"]) == ([], ["prepare"])
     assert raw[0]["body"]["digest"] not in json.dumps(report)
     credit = {c["person"]["name"]: c["files"] for c in listed["data/raw"]["contributors"]}
     assert credit == {"Ada Lovelace": 3, "Bob Dylan": 3}
