@@ -187,7 +187,7 @@ def run_ci(ledger: Ledger, *, context: CiContext, settings: CiSettings, registry
         run.notes.append("read-only: no signing key (set OPENLEDGER_SIGNING_KEY from the CI's secrets to "
                          "checkpoint); nothing was written to the ledger")
     elif not settings.checkpoint:
-        run.notes.append("no checkpoint: ci.checkpoint is false in config.yaml")
+        run.notes.append("no checkpoint: turned off (--no-checkpoint, or ci.checkpoint: false in config.yaml)")
     elif context.pull_request:
         run.notes.append("no checkpoint: a pull/merge request is not the project's history yet")
     elif not context.on_default_branch:
