@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,18 @@ from openledger_cli.main import _ledger
 
 FORMATS = click.Choice(["text", "md", "json", "html"])
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z)?")
+
+
+def _is_date(text: str) -> bool:
+    """YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS[.ffffff]Z, and a real day and time (the shape alone lets 2026-13-01
+    through, which compares after every record and silently empties the report)."""
+    if not _DATE.fullmatch(text):
+        return False
+    try:
+        datetime.strptime(text.partition(".")[0].rstrip("Z"), "%Y-%m-%dT%H:%M:%S" if "T" in text else "%Y-%m-%d")
+    except ValueError:
+        return False
+    return True
 
 
 def emit(text: str, output: Path | None) -> None:
@@ -121,7 +134,7 @@ def report_contributors(ctx: click.Context, model: str | None, since: str | None
     """Credit per contributor: roles (data, code, training, review, feedback), a share per role and overall
     (weights in config.yaml `scoring:`, see docs/scoring.md), and the impact attributed along each model's
     lineage. Every number lists the record ids behind it."""
-    if since and not _DATE.fullmatch(since):
+    if since and not _is_date(since):
         raise BadInputError(f"--since {since!r} is not a date", hint="use YYYY-MM-DD")
     graph = LedgerGraph.load(_ledger(ctx))
     data = contributors_report(graph, model=model, since=since)

@@ -111,6 +111,9 @@ def test_a_pull_request_or_another_branch_gets_no_checkpoint(demo: Any, tmp_path
                         ({"GITHUB_REF_NAME": "feature"}, "branch feature is not the default branch main")):
         data = json.loads(run(repo, github_env(demo.ada, tmp_path, **extra), "ci", "--format", "json").stdout)
         assert data["checkpoint"] is None and any(note in n for n in data["notes"]), data["notes"]
+    # on main with a key, the flag turns it off, and the note names the flag (not only config.yaml)
+    data = json.loads(run(repo, github_env(demo.ada, tmp_path), "ci", "--no-checkpoint", "--format", "json").stdout)
+    assert data["checkpoint"] is None and any("--no-checkpoint" in n for n in data["notes"]), data["notes"]
 
 
 def test_a_bad_ci_section_is_exit_2(demo: Any, tmp_path: Path) -> None:

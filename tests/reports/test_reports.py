@@ -99,7 +99,9 @@ def test_human_formats_name_the_contributors(demo: Any, fmt: str, tmp_path: Any)
 def test_bad_report_input_is_a_clear_error(demo: Any) -> None:
     for args, message in ((("model", "no-such-model"), "no model named"),
                           (("model", "wine-classifier@9"), "no record of wine-classifier version 9"),
-                          (("contributors", "--since", "yesterday"), "not a date")):
+                          (("contributors", "--since", "yesterday"), "not a date"),
+                          (("contributors", "--since", "2026-13-01"), "not a date"),
+                          (("contributors", "--since", "2026-02-30T10:00:00Z"), "not a date")):
         result = openledger(demo, "report", *args, check=False)
         assert result.returncode == 2, result.stderr
         assert message in result.stderr and "Traceback" not in result.stderr
