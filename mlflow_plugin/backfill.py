@@ -7,6 +7,7 @@ at run time. Runs still in progress are skipped (they will be recorded when they
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +52,9 @@ def open_stores(tracking_uri: str) -> tuple[Any, Any]:
     from sqlalchemy.exc import SQLAlchemyError
 
     plain = tracking_uri[len(PREFIX):] if tracking_uri.startswith(PREFIX) else tracking_uri
+    # Only the CLI's one-shot reads (reconcile, capture, ci) come here: with MLflow's default of 7 retries
+    # an unreachable tracking server takes minutes to be reported. A value the user set is kept.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     try:
         return tracking_store(plain), registry_store(plain, plain)
     except MlflowException as exc:

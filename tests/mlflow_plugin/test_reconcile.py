@@ -122,7 +122,7 @@ def test_a_run_missing_from_another_store_is_named(project: MlflowProject) -> No
     assert "is not in MLflow at sqlite://" in missing["message"]
 
 
-@pytest.mark.parametrize("uri", ["postgresql://nobody@127.0.0.1:1/none", "nosuchscheme://x"])
+@pytest.mark.parametrize("uri", ["postgresql://nobody@127.0.0.1:1/none", "nosuchscheme://x", "http://127.0.0.1:9"])
 def test_an_unreachable_store_is_exit_2_one_line(project: MlflowProject, uri: str,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow.store.db.utils
