@@ -22,6 +22,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/mlflow_overhead.py
 	$(BIN)/python benchmarks/dvc_overhead.py
+	$(BIN)/python benchmarks/reports.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check openledger openledger_cli mlflow_plugin dvc_hooks tests benchmarks examples

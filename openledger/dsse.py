@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from openledger.errors import IntegrityError
 
-__all__ = ["PAYLOAD_TYPE", "Envelope", "encode_envelope", "pae", "parse_envelope"]
+__all__ = ["PAYLOAD_TYPE", "Envelope", "encode_envelope", "envelope_payload", "pae", "parse_envelope"]
 
 PAYLOAD_TYPE = "application/vnd.openledger.record.v1+json"
 _PAYLOAD_TYPE_PREFIX = "application/vnd.openledger.record.v"
@@ -82,14 +82,37 @@ def parse_envelope(data: bytes) -> Envelope:
     the message says what is wrong. A newer ``payloadType`` version is reported as such so the caller can
     tell "written by a newer OpenLedger" from corruption.
     """
+    template = _template(data)
+    if template is not None:
+        middle, match = template
+        payload = _b64decode_strict(data[len(_HEAD):middle], "payload")
+        signature = _b64decode_strict(match.group(2), "signature")
+        return Envelope(payload=payload, keyid=match.group(1).decode(), signature=signature)
+    return _parse_envelope_slow(data)
+
+
+def envelope_payload(data: bytes) -> bytes:
+    """The payload bytes of canonical envelope bytes, for reads that do not check the signature.
+
+    The same checks as :func:`parse_envelope`, except that the signature's base64 is only matched against
+    the canonical spelling's pattern, not decoded: skipping that decode and the :class:`Envelope` saves a
+    sixth of a report's scan of 100k records. The one thing decoding adds, that the last character's spare
+    bits are zero, is checked with the signature itself by :meth:`Ledger.get` and ``verify``.
+    """
+    template = _template(data)
+    if template is not None:
+        return _b64decode_strict(data[len(_HEAD):template[0]], "payload")
+    return parse_envelope(data).payload
+
+
+def _template(data: bytes) -> tuple[int, re.Match[bytes]] | None:
+    """Where the payload ends and the signature part, when ``data`` has the canonical envelope's shape."""
     middle = len(data) - _TAIL_LENGTH - len(_MIDDLE)
     if data.startswith(_HEAD) and data.startswith(_MIDDLE, middle):
         match = _SIGNATURE_PART.fullmatch(data, middle + len(_MIDDLE))
         if match is not None:
-            payload = _b64decode_strict(data[len(_HEAD):middle], "payload")
-            signature = _b64decode_strict(match.group(2), "signature")
-            return Envelope(payload=payload, keyid=match.group(1).decode(), signature=signature)
-    return _parse_envelope_slow(data)
+            return middle, match
+    return None
 
 
 def _parse_envelope_slow(data: bytes) -> Envelope:

@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from openledger._internal.memory import paused_gc
 from openledger.errors import NotFoundError
 from openledger.joins import input_digest
 from openledger.ledger import Fact, Ledger
+from openledger.reviews import credited_identity
 from openledger.trust import TrustFact, TrustState, instant
 
 __all__ = ["CodeAuthor", "LedgerGraph", "Lineage", "Node"]
@@ -93,6 +95,33 @@ def _version_of(body: Mapping[str, Any]) -> str:
     return str(body.get("version", "?"))
 
 
+_LOG_FORMAT = "--format=%H%x00%an%x00%ae"
+_Change = tuple[str, str, str, set[str]]  # a commit in git log: sha, author name, author email, files changed
+
+
+def _parse_log(output: str) -> list[_Change]:
+    """``git log --format=%H%x00%an%x00%ae --name-only`` output, commit by commit in git's order."""
+    changes: list[_Change] = []
+    for line in output.splitlines():
+        if "\0" in line:
+            sha, name, email = line.split("\0")
+            changes.append((sha, name, email, set()))
+        elif line.strip() and changes:
+            changes[-1][3].add(line.strip())
+    return changes
+
+
+def _authors(changes: Iterable[_Change]) -> list[CodeAuthor]:
+    """Code authors from commits newest first: by commits made, then email; each with the files they touched."""
+    authors: dict[str, tuple[str, str, list[str], set[str]]] = {}
+    for sha, name, email, files in changes:
+        entry = authors.setdefault(email.lower(), (name, email, [], set()))
+        entry[2].append(sha)
+        entry[3].update(files)
+    return [CodeAuthor(name, email, tuple(commits), tuple(sorted(touched)))
+            for name, email, commits, touched in sorted(authors.values(), key=lambda a: (-len(a[2]), a[1]))]
+
+
 class LedgerGraph:
     """The ledger's records indexed for lineage walks."""
 
@@ -107,22 +136,31 @@ class LedgerGraph:
         self.promotions: dict[tuple[str, str], list[Fact]] = defaultdict(list)
         self.datasets: dict[str, list[Fact]] = defaultdict(list)  # digest -> dataset records
         self.by_target: dict[str, list[Fact]] = defaultdict(list)  # "model:NAME@V" -> feedback naming it
-        ordered = sorted(facts, key=lambda f: (instant(f.time), f.id))
-        for fact in ordered:
-            self.facts[fact.id] = fact
-            self.by_kind[fact.kind].append(fact)
-            for target in fact.links:
-                self.linked_from[target].append(fact)
-            body = fact.body
-            if fact.kind == "run" and isinstance(body.get("run_id"), str):
-                self.runs[body["run_id"]].append(fact)
-            elif fact.kind == "model" and isinstance(body.get("name"), str):
-                key = (body["name"], _version_of(body))
-                (self.promotions if "action" in body else self.versions)[key].append(fact)
-            elif fact.kind == "dataset" and isinstance(body.get("digest"), str):
-                self.datasets[body["digest"]].append(fact)
-            elif fact.kind == "feedback" and isinstance(body.get("target"), str):
-                self.by_target[body["target"]].append(fact)
+        self.bindings: dict[str, list[Fact]] = defaultdict(list)  # git commit -> commit records naming it
+        with paused_gc():  # 100k facts and their link lists, all kept: see _internal/memory.py
+            ordered = sorted(facts, key=lambda f: (instant(f.time), f.id))
+            for fact in ordered:
+                self.facts[fact.id] = fact
+                self.by_kind[fact.kind].append(fact)
+                for target in fact.links:
+                    self.linked_from[target].append(fact)
+                body = fact.body
+                if fact.kind == "run" and isinstance(body.get("run_id"), str):
+                    self.runs[body["run_id"]].append(fact)
+                elif fact.kind == "model" and isinstance(body.get("name"), str):
+                    key = (body["name"], _version_of(body))
+                    (self.promotions if "action" in body else self.versions)[key].append(fact)
+                elif fact.kind == "dataset" and isinstance(body.get("digest"), str):
+                    self.datasets[body["digest"]].append(fact)
+                elif fact.kind == "feedback" and isinstance(body.get("target"), str):
+                    self.by_target[body["target"]].append(fact)
+                elif fact.kind == "commit" and isinstance(body.get("commit"), str):
+                    self.bindings[body["commit"]].append(fact)
+        # Lineages share code: git is asked once per question, whatever the number of model versions.
+        self._tracked: dict[tuple[str, ...], list[str]] = {}
+        self._authors: dict[tuple[str, tuple[str, ...]], list[CodeAuthor]] = {}
+        self._emails: dict[str, str] | None = None
+        self._credits: dict[tuple[str, str, str], tuple[str, str | None] | None] = {}
         self.trust = TrustState.evaluate(
             [TrustFact(f.id, f.kind, f.actor, f.time, f.body) for f in (*self.by_kind["identity"],
                                                                         *self.by_kind["revocation"])],
@@ -131,7 +169,8 @@ class LedgerGraph:
     @classmethod
     def load(cls, ledger: Ledger) -> LedgerGraph:
         damaged: list[tuple[str, str]] = []
-        return cls(ledger, ledger.scan(LINEAGE_KINDS, damaged), damaged)
+        with paused_gc():
+            return cls(ledger, ledger.scan(LINEAGE_KINDS, damaged), damaged)
 
     # -- model versions -------------------------------------------------------------------------------------
 
@@ -157,6 +196,19 @@ class LedgerGraph:
     # -- lineage --------------------------------------------------------------------------------------------
 
     def lineage(self, name: str, version: str) -> Lineage:
+        return self.lineages([(name, version)])[(name, version)]
+
+    def lineages(self, versions: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Lineage]:
+        """The lineages of several model versions, keyed by (name, version). Git is asked about their code
+        together, so a report over fifty versions makes a handful of git calls rather than fifty."""
+        walked = {key: self._walk(*key) for key in dict.fromkeys(versions)}
+        self._ask_git([(commit, lineage.code_files) for lineage, commit in walked.values()])
+        for lineage, commit in walked.values():
+            lineage.code_authors = self._code_authors(commit, lineage.code_files)
+        return {key: lineage for key, (lineage, _) in walked.items()}
+
+    def _walk(self, name: str, version: str) -> tuple[Lineage, Any]:
+        """A lineage without its code authors, and the commit its training stage ran at (to ask git about)."""
         model_records = self.versions[(name, version)]
         model = Node(f"model:{name}@{version}", "model", f"{name} v{version}", list(model_records))
         lineage = Lineage(model, promotions=list(self.promotions.get((name, version), ())))
@@ -209,12 +261,12 @@ class LedgerGraph:
                     dataset = add(self._dataset_node(str(linked.body.get("digest")), None), lineage.datasets)
                     lineage.edges.append((node.key, dataset.key, "read"))
         self._link_outputs(lineage)
+        commit = None
         if training_stages:
             commit = (training_stages[-1].body.get("git") or {}).get("commit")
             lineage.code_files = self._code_files(training_stages[-1])
-            lineage.code_authors = self._code_authors(commit, lineage.code_files)
         self._attach_activity(lineage, name, version)
-        return lineage
+        return lineage, commit
 
     @staticmethod
     def _link_outputs(lineage: Lineage) -> None:
@@ -249,52 +301,96 @@ class LedgerGraph:
     def _add_commit(self, lineage: Lineage, add: Any, source: str, commit: Any) -> None:
         if not isinstance(commit, str) or not commit:
             return
-        bindings = [f for f in self.by_kind.get("commit", []) if f.body.get("commit") == commit]
-        node = add(Node(f"commit:{commit}", "commit", commit[:10], bindings), lineage.commits)
+        node = add(Node(f"commit:{commit}", "commit", commit[:10], list(self.bindings.get(commit, ()))),
+                   lineage.commits)
         edge = (source, node.key, "at")
         if edge not in lineage.edges:
             lineage.edges.append(edge)
 
     def _code_files(self, stage: Fact) -> list[str]:
         """The training stage's deps that git tracks (code, configs), not DVC-tracked data."""
-        deps = [str(d.get("path")) for d in stage.body.get("deps") or [] if isinstance(d, Mapping)]
-        root = self.ledger.root.parent
-        tracked = subprocess.run(["git", "ls-files", "--", *deps], cwd=root, capture_output=True, text=True,
-                                 check=False).stdout.split() if deps else []
-        return sorted(set(tracked))
+        deps = tuple(str(d.get("path")) for d in stage.body.get("deps") or [] if isinstance(d, Mapping))
+        if deps not in self._tracked:
+            tracked = (self._git("ls-files", "--", *deps) or "").split() if deps else []
+            self._tracked[deps] = sorted(set(tracked))
+        return list(self._tracked[deps])
 
     def _code_authors(self, commit: Any, files: list[str]) -> list[CodeAuthor]:
         """Who wrote the code files, up to the commit the stage ran at (git log; every commit that touched them)."""
         if not files or not isinstance(commit, str) or not _COMMIT.fullmatch(commit):
             return []
-        root = self.ledger.root.parent
-        log = subprocess.run(["git", "log", "--format=%H%x00%an%x00%ae", "--name-only", commit, "--", *files],
-                             cwd=root, capture_output=True, text=True, check=False)
-        if log.returncode != 0:
-            return []
-        authors: dict[str, tuple[str, str, list[str], set[str]]] = {}
-        current: tuple[str, str, str] | None = None
-        for line in log.stdout.splitlines():
-            if "\0" in line:
-                sha, name, email = line.split("\0")
-                current = (sha, name, email)
-                entry = authors.setdefault(email.lower(), (name, email, [], set()))
-                entry[2].append(sha)
-            elif line.strip() and current is not None:
-                authors[current[2].lower()][3].add(line.strip())
-        return [CodeAuthor(name, email, tuple(commits), tuple(sorted(touched)))
-                for name, email, commits, touched in sorted(authors.values(), key=lambda a: (-len(a[2]), a[1]))]
+        key = (commit, tuple(files))
+        if key not in self._authors:
+            log = self._git("log", _LOG_FORMAT, "--name-only", commit, "--", *files)
+            self._authors[key] = _authors(_parse_log(log or "")) if log is not None else []
+        return list(self._authors[key])
+
+    def _ask_git(self, questions: Iterable[tuple[Any, list[str]]]) -> None:
+        """Answer several (commit, files) questions with three git calls where that gives git's own answers.
+
+        ``git log C -- FILES`` walks C's ancestry and shows the commits that changed FILES. Without merges
+        that walk is a chain, so one ``rev-list --parents`` (the chains) and one ``git log`` of all the commits
+        together (who changed what) answer every C. Merges are where git's history simplification prunes
+        side branches; a history with any, a single file (``log.follow`` may apply) or a commit the chains do
+        not reach is left to one ``git log`` per question, as before.
+        """
+        by_files: dict[tuple[str, ...], dict[str, None]] = defaultdict(dict)  # files -> commits, in order
+        for commit, files in questions:
+            key = tuple(files)
+            asked = isinstance(commit, str) and _COMMIT.fullmatch(commit) and (commit, key) not in self._authors
+            if asked and len(key) > 1:
+                by_files[key][commit] = None
+        for paths, commits in by_files.items():
+            revs = "".join(f"{commit}\n" for commit in commits)  # on stdin: thousands would overflow argv
+            if len(commits) < 2 or self._git("rev-list", "--min-parents=2", "--count", "--stdin", "--",
+                                             stdin=revs) != "0\n":
+                continue
+            chains = self._git("rev-list", "--parents", "--stdin", "--", stdin=revs)
+            log = self._git("log", _LOG_FORMAT, "--name-only", "--stdin", "--", *paths, stdin=revs) if chains else None
+            if chains is None or log is None:
+                continue
+            parent: dict[str, str | None] = {}
+            for line in chains.splitlines():
+                child, *parents = line.split()
+                parent[child] = parents[0] if parents else None
+            changed = {change[0]: change for change in _parse_log(log)}
+            for commit in commits:
+                if commit not in parent:
+                    continue  # not a commit id as rev-list spells it (a tag's id, say): asked on its own
+                chain: list[_Change] = []
+                at: str | None = commit
+                while at is not None:
+                    if at in changed:
+                        chain.append(changed[at])
+                    at = parent.get(at)
+                self._authors[(commit, paths)] = _authors(chain)
+
+    def _git(self, *args: str, stdin: str | None = None) -> str | None:
+        """git's output in the repository around the ledger; None when git fails."""
+        result = subprocess.run(["git", *args], cwd=self.ledger.root.parent, input=stdin, capture_output=True,
+                                text=True, check=False)
+        return result.stdout if result.returncode == 0 else None
+
+    def credited(self, fact: Fact) -> tuple[str, str | None] | None:
+        """:func:`~openledger.reviews.credited_identity` of a review or feedback record, remembered per
+        (kind, signer, source): matching a source to an identity compares it with every identity, and
+        captured feedback repeats the same few sources thousands of times."""
+        key = (fact.kind, fact.actor, repr(fact.body.get("source")))
+        if key not in self._credits:
+            self._credits[key] = credited_identity(fact, self.trust)
+        return self._credits[key]
 
     def person(self, keyid: str) -> str:
         return self.trust.describe(keyid)
 
     def key_for_email(self, email: str) -> str | None:
-        wanted = email.lower()
-        for identity in self.trust.identities.values():
-            emails = {identity.email.lower(), *(g.rpartition("<")[2].rstrip(">").lower() for g in identity.git)}
-            if wanted in emails:
-                return identity.keyid
-        return None
+        """The key of the first identity (in trust order) with this email or git identity email."""
+        if self._emails is None:
+            self._emails = {}
+            for identity in self.trust.identities.values():
+                for known in (identity.email, *(g.rpartition("<")[2].rstrip(">") for g in identity.git)):
+                    self._emails.setdefault(known.lower(), identity.keyid)
+        return self._emails.get(email.lower())
 
     def root_path(self) -> Path:
         return self.ledger.root.parent

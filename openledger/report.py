@@ -24,7 +24,6 @@ from openledger.canonical import tag_nonfinite
 from openledger.errors import ConfigError, IntegrityError, OpenLedgerError
 from openledger.graph import LedgerGraph, Lineage, Node
 from openledger.ledger import Fact
-from openledger.reviews import credited_identity
 from openledger.trust import instant
 
 __all__ = ["ROLES", "ScoringPolicy", "contributors_report", "model_report"]
@@ -103,7 +102,7 @@ def _by_email(graph: LedgerGraph, name: str, email: str, key: str | None = None)
 
 
 def _credited(graph: LedgerGraph, fact: Fact) -> Person | None:
-    credit = credited_identity(fact, graph.trust)
+    credit = graph.credited(fact)
     if credit is None:
         return None
     label, key = credit
@@ -358,7 +357,7 @@ def contributors_report(graph: LedgerGraph, *, model: str | None = None, since: 
         graph.resolve(model, None)  # raises the "no model named" error
     cutoff = instant(since if "T" in (since or "") else f"{since}T00:00:00Z") if since else None
     credit = _Credit(graph, cutoff)
-    lineages = {(name, version): graph.lineage(name, version) for name, version in versions}
+    lineages = graph.lineages(versions)
     for lineage in lineages.values():
         credit.lineage(lineage)
     tallies = credit.tallies

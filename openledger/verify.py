@@ -19,7 +19,6 @@ exit 2 unless there are errors).
 from __future__ import annotations
 
 import functools
-import gc
 import multiprocessing
 import os
 import threading
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from openledger._internal.index import iter_pack
+from openledger._internal.memory import paused_gc
 from openledger.errors import BadInputError, IntegrityError, SignatureError, UnsupportedVersionError
 from openledger.ledger import Ledger
 from openledger.merkle import merkle_root
@@ -111,13 +111,8 @@ def _without_gc(function: Callable[..., list[RecordSummary | Problem]]) -> Calla
 
     @functools.wraps(function)
     def wrapper(*args: Any) -> list[RecordSummary | Problem]:
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
+        with paused_gc():
             return function(*args)
-        finally:
-            if enabled:
-                gc.enable()
 
     return wrapper
 
