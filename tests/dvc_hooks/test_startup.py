@@ -16,7 +16,8 @@ from tests.dvc_hooks.conftest import DvcRepo
 
 # Modules (and their submodules) the two hot commands must not import.
 NOT_ON_THE_HOT_PATH = ("rich.markdown", "markdown_it", "openledger_cli.report", "openledger_cli.review",
-                       "mlflow", "mlflow_plugin", "dvc", "git", "openledger.verify")
+                       "openledger_cli.ci", "openledger_cli.export", "openledger_cli.reconcile", "mlflow",
+                       "mlflow_plugin", "dvc", "git", "openledger.verify", "openledger.reconcile")
 
 
 # Runs the CLI as the `openledger` entry point does, then prints every module the process imported.
