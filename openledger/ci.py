@@ -84,10 +84,11 @@ class CiContext:
 def _git_branch(root: Path | None) -> str | None:
     if root is None:
         return None
-    result = subprocess.run(["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=root,  # noqa: S607
+    # symbolic-ref, not rev-parse: it names the branch of a repository with no commit yet too
+    result = subprocess.run(["git", "symbolic-ref", "--short", "-q", "HEAD"], cwd=root,  # noqa: S607
                             capture_output=True, text=True, check=False)
     branch = result.stdout.strip()
-    return branch if result.returncode == 0 and branch and branch != "HEAD" else None
+    return branch if result.returncode == 0 and branch else None
 
 
 @dataclass(frozen=True, slots=True)
