@@ -284,8 +284,9 @@ class _Tally:
         self.amounts[role] += amount
         for key, value in details.items():
             self.details[role][key] += value
-        if evidence not in self.records[role]:
-            self.records[role].append(evidence)
+        # no membership test: _Credit.tally counts each (person, role, evidence) once already, and a list
+        # scan here made a person with thousands of feedback items quadratic
+        self.records[role].append(evidence)
 
 
 def _metric(graph: LedgerGraph, lineage: Lineage, metric: str) -> float | None:
@@ -314,7 +315,10 @@ class _Credit:
         if person is None or self.before_cutoff(time) or (person.id, role, evidence) in self.counted:
             return
         self.counted.add((person.id, role, evidence))
-        self.tallies.setdefault(person.id, _Tally(person)).add(role, amount, evidence, **details)
+        tally = self.tallies.get(person.id)
+        if tally is None:  # not setdefault: that would build a _Tally (three dicts) for every piece of work
+            tally = self.tallies[person.id] = _Tally(person)
+        tally.add(role, amount, evidence, **details)
 
     def lineage(self, lineage: Lineage) -> None:
         graph = self.graph
