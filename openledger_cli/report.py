@@ -124,7 +124,9 @@ def report_model(ctx: click.Context, target: str, fmt: str, output: Path | None,
 
 
 @report.command("contributors")
-@click.option("--model", "model", metavar="NAME", help="Only the lineages of this model's versions (default: the whole ledger, work outside any model included).")
+@click.option("--model", "model", metavar="NAME",
+              help="Only the lineages of this model's versions (default: the whole ledger, work outside any "
+              "model included).")
 @click.option("--since", metavar="DATE", help="Only contributions recorded on or after DATE (YYYY-MM-DD).")
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here (atomically).")
