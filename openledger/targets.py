@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from openledger.errors import BadInputError, NotFoundError
-from openledger.ledger import Ledger
+from openledger.ledger import Fact, Ledger
 from openledger.records import Record
 from openledger.trust import instant
 
@@ -41,6 +41,7 @@ __all__ = [
     "TargetSpec",
     "is_model_version_record",
     "parse_target",
+    "promoted_version",
     "resolve_target",
     "run_join_key",
 ]
@@ -125,17 +126,27 @@ class LedgerRegistry:
             raise NotFoundError(f"no model named {name!r} in the ledger",
                                 hint="`openledger log --kind model` lists the recorded models")
         if not ref.isdigit():
-            promoted = [r for r in models if r.body.get("action") == "promote" and r.body.get("alias") == ref]
-            if not promoted:
+            promoted = promoted_version(models, name, ref)
+            if promoted is None:
                 raise NotFoundError(f"no promotion of {name} to @{ref} is recorded",
                                     hint="give NAME@VERSION, or a tracking URI so MLflow can resolve the alias")
-            ref = str(_newest_first(promoted)[0].body.get("version"))
+            ref = promoted
         versions = [r for r in models if is_model_version_record(r) and str(r.body.get("version")) == ref]
         if not versions:
             raise NotFoundError(f"no record of {name} version {ref} in the ledger",
                                 hint="record it with `openledger capture mlflow`")
         newest = _newest_first(versions)[0].body
         return ModelVersionRef(name, int(ref), newest.get("run_id"), newest.get("model_id"))
+
+
+def promoted_version(records: Iterable[Record | Fact], name: str, alias: str) -> str | None:
+    """The version that the newest promotion of ``name`` to ``@alias`` among ``records`` names (newest by
+    claimed time, then id), or None when none was recorded."""
+    promoted = [r for r in records if r.kind == "model" and r.body.get("action") == "promote"
+                and r.body.get("name") == name and r.body.get("alias") == alias]
+    if not promoted:
+        return None
+    return str(max(promoted, key=lambda r: (instant(r.time), r.id)).body.get("version"))
 
 
 def is_model_version_record(record: Record) -> bool:

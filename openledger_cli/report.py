@@ -17,6 +17,7 @@ from openledger.canonical import tag_nonfinite
 from openledger.errors import BadInputError, NotFoundError
 from openledger.graph import LedgerGraph
 from openledger.report import ROLES, contributors_report, model_report
+from openledger.targets import promoted_version
 from openledger_cli import render, report_md
 from openledger_cli.main import _ledger
 
@@ -60,10 +61,9 @@ def _html(kind: str, report: dict[str, Any]) -> str:
 
 def _alias_version(graph: LedgerGraph, name: str, alias: str, tracking_uri: str | None) -> str:
     """The version an alias points at: the newest promotion record for it, else MLflow's registry."""
-    promoted = [p for key, facts in graph.promotions.items() if key[0] == name for p in facts
-                if p.body.get("alias") == alias]
-    if promoted:
-        return str(promoted[-1].body.get("version"))
+    promoted = promoted_version(graph.by_kind.get("model", []), name, alias)
+    if promoted is not None:
+        return promoted
     if tracking_uri:
         from mlflow_plugin.registry import MlflowRegistry  # noqa: PLC0415 - MLflow is an optional extra
 

@@ -176,3 +176,20 @@ def test_a_model_review_is_not_a_review_of_its_run(ledger: Ledger) -> None:
     # A review written by hand (`openledger record review --link …`) is about everything it links to.
     ledger.append(bob, "review", {"decision": "approve", "target": "the run"}, [run.id])
     assert gate_subject(ledger, resolve_target(ledger, f"run:{RUN_ID}")).passed
+
+
+def test_an_alias_points_where_its_newest_promotion_put_it() -> None:
+    """Newest by time across versions: v1 promoted, then v2, then v1 again is v1 (grouping promotions by
+    version first and taking the last group's would say v2)."""
+    from openledger.ledger import Fact
+    from openledger.targets import promoted_version
+
+    def promotion(n: int, version: int, time: str) -> Fact:
+        body = {"name": "m", "version": version, "action": "promote", "alias": "champion"}
+        return Fact(f"sha256:{n:064x}", "model", "ed25519:x", time, (), body)
+
+    records = [promotion(1, 1, "2026-11-01T10:00:00Z"), promotion(2, 1, "2026-11-03T10:00:00Z"),
+               promotion(3, 2, "2026-11-02T10:00:00Z")]
+    assert promoted_version(records, "m", "champion") == "1"
+    assert promoted_version(records[:1] + records[2:], "m", "champion") == "2"
+    assert promoted_version(records, "m", "staging") is None and promoted_version(records, "n", "champion") is None
