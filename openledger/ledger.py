@@ -415,9 +415,9 @@ class Ledger:
         For reports over the whole ledger (100k records in about a second, where checking every signature
         takes several): they check the records they show with :meth:`get`, and `verify` checks them all.
         Records that fail the hash or do not parse are left out and listed in ``damaged`` when given, with the
-        objects the index could not read at all. The
-        envelope is read as :func:`~openledger.dsse.envelope_payload` reads it (the signature's spelling is
-        matched, its bytes left to the signature check). The collector is paused: see _internal/memory.py.
+        objects the index could not read at all. The envelope is read as :func:`~openledger.dsse.envelope_payload`
+        reads it (the signature's spelling is matched, its bytes left to the signature check). The collector is
+        paused: see _internal/memory.py.
         """
         self.index.sync()
         if damaged is not None:

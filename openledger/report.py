@@ -229,10 +229,6 @@ def _producers(lineage: Lineage, key: str) -> list[str]:
     return [names[b] for a, b, r in lineage.edges if a == key and r == "output of" and b in names]
 
 
-def _produced(lineage: Lineage, key: str) -> bool:
-    return any(a == key and r == "output of" for a, _, r in lineage.edges)
-
-
 def model_report(graph: LedgerGraph, name: str, version: str | None = None) -> dict[str, Any]:
     """The provenance of one model version (``version`` None: the newest recorded)."""
     name, version = graph.resolve(name, version)
@@ -259,7 +255,7 @@ def model_report(graph: LedgerGraph, name: str, version: str | None = None) -> d
                        for p in lineage.promotions],
         "contributors": sorted(_lineage_people(graph, lineage).values(), key=lambda e: e["person"]["name"]),
         "graph": {"nodes": [{"id": n.key, "kind": n.kind, "label": n.label,
-                             "recorded": bool(n.records) or n.kind == "commit" or _produced(lineage, n.key)}
+                             "recorded": bool(n.records) or n.kind == "commit" or bool(_producers(lineage, n.key))}
                             for n in lineage.nodes],
                   "edges": [{"from": a, "to": b, "relation": r} for a, b, r in lineage.edges]},
         "records": _record_status(graph, lineage.record_ids()),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -155,9 +156,9 @@ def ci(ctx: click.Context, *, against: str | None, tracking_uri: str | None, str
     against = against or None  # an unset CI variable arrives as an empty string
     ledger = _ledger(ctx)
     settings = ci_settings(ledger.config.ci)
-    settings = type(settings)(settings.models, default_branch or settings.default_branch,
-                              settings.strict if strict is None else strict,
-                              settings.checkpoint if checkpoint is None else checkpoint)
+    settings = replace(settings, default_branch=default_branch or settings.default_branch,
+                       strict=settings.strict if strict is None else strict,
+                       checkpoint=settings.checkpoint if checkpoint is None else checkpoint)
     root = ledger.root.parent
     signer = _optional_signer()
     tracking, dvc, git_root, skipped = observe_sources(ledger, tracking_uri)
