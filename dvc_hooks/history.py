@@ -19,9 +19,10 @@ from typing import Any
 import yaml
 
 from dvc_hooks.lockfile import Artifact, cached_size, read_dir_manifest
+from openledger._internal.git import current_branch
 from openledger.errors import BadInputError
 
-__all__ = ["Author", "Commit", "DatasetVersion", "dataset_versions", "git_branch", "git_state", "head_commit"]
+__all__ = ["Author", "Commit", "DatasetVersion", "dataset_versions", "git_state", "head_commit"]
 
 # Paths credited per contributor are listed in full up to this many; beyond it, counts and bytes only.
 MAX_LISTED_PATHS = 1000
@@ -196,11 +197,6 @@ def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
 
 
-def git_branch(root: Path) -> str | None:
-    """The checked-out branch; ``None`` when HEAD is detached."""
-    return _git(root, "symbolic-ref", "-q", "--short", "HEAD").stdout.strip() or None
-
-
 def git_state(root: Path) -> dict[str, Any]:
     """HEAD's commit, branch and whether tracked files (other than dvc.lock and the ledger) differ from it.
     Plain git commands: the record stage runs on every repro and gitpython costs more to import."""
@@ -208,7 +204,7 @@ def git_state(root: Path) -> dict[str, Any]:
     # dvc.lock files are rewritten by the repro being recorded, and the ledger by the recording itself
     dirty = head is not None and _git(root, "diff-index", "--quiet", "HEAD", "--", ".", ":(exclude,glob)**/dvc.lock",
                                       ":(exclude).openledger").returncode == 1
-    return {"commit": head, "branch": git_branch(root), "dirty": dirty}
+    return {"commit": head, "branch": current_branch(root), "dirty": dirty}
 
 
 @dataclass(frozen=True, slots=True)

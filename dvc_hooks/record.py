@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from dvc_hooks.history import DatasetVersion, dataset_versions, git_branch, git_state, head_commit
+from dvc_hooks.history import DatasetVersion, dataset_versions, git_state, head_commit
 from dvc_hooks.lockfile import RECORD_STAGE, Artifact, LockStage, cache_dir, read_dvcfile, read_lock
+from openledger._internal.git import current_branch
 from openledger.errors import BadInputError, NotFoundError
 from openledger.joins import dataset_key, dvc_run_key, dvc_stage_key
 from openledger.ledger import Ledger
@@ -306,7 +307,7 @@ def bind_commit(project: DvcProject, recorder: Recorder) -> Record | None:
     body = {
         "commit": commit.hexsha,
         "parents": list(commit.parents),
-        "branch": git_branch(project.root),
+        "branch": current_branch(project.root),
         "author": {"name": commit.author.name, "email": commit.author.email},
         "records": len(unbound),
     }

@@ -23,12 +23,12 @@ True
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from openledger._internal.git import current_branch
 from openledger.checkpoint import append_checkpoint
 from openledger.errors import NotFoundError, OpenLedgerError
 from openledger.graph import LedgerGraph
@@ -68,7 +68,7 @@ class CiContext:
             branch = environ.get("CI_COMMIT_BRANCH") or None  # unset for tags and merge request pipelines
             provider = "gitlab"
         else:
-            pull, branch, provider = False, _git_branch(git_root), "local"
+            pull, branch, provider = False, current_branch(git_root) if git_root else None, "local"
         default = default_branch or environ.get("CI_DEFAULT_BRANCH") or "main"
         return cls(provider, branch, default, pull)
 
@@ -79,16 +79,6 @@ class CiContext:
     def to_json(self) -> dict[str, Any]:
         return {"provider": self.provider, "branch": self.branch, "default_branch": self.default_branch,
                 "pull_request": self.pull_request}
-
-
-def _git_branch(root: Path | None) -> str | None:
-    if root is None:
-        return None
-    # symbolic-ref, not rev-parse: it names the branch of a repository with no commit yet too
-    result = subprocess.run(["git", "symbolic-ref", "--short", "-q", "HEAD"], cwd=root,  # noqa: S607
-                            capture_output=True, text=True, check=False)
-    branch = result.stdout.strip()
-    return branch if result.returncode == 0 and branch else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,13 +18,13 @@ dictionaries; a lineage is then a walk over them. Reports check the signatures o
 from __future__ import annotations
 
 import re
-import subprocess
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from openledger._internal.git import git_output
 from openledger._internal.memory import paused_gc
 from openledger.errors import NotFoundError
 from openledger.joins import input_digest
@@ -367,9 +367,7 @@ class LedgerGraph:
 
     def _git(self, *args: str, stdin: str | None = None) -> str | None:
         """git's output in the repository around the ledger; None when git fails."""
-        result = subprocess.run(["git", *args], cwd=self.ledger.root.parent, input=stdin, capture_output=True,
-                                text=True, check=False)
-        return result.stdout if result.returncode == 0 else None
+        return git_output(self.ledger.root.parent, *args, stdin=stdin)
 
     def credited(self, fact: Fact) -> tuple[str, str | None] | None:
         """:func:`~openledger.reviews.credited_identity` of a review or feedback record, remembered per

@@ -35,13 +35,13 @@ under ``--strict``. Tags are not compared: MLflow lets anyone add or change them
 from __future__ import annotations
 
 import math
-import subprocess
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from openledger._internal.git import git_output
 from openledger.canonical import tag_nonfinite
 from openledger.graph import LedgerGraph
 from openledger.joins import dataset_key, dvc_stage_key, input_digest
@@ -442,12 +442,11 @@ def _commits(graph: LedgerGraph, root: Path, checked: dict[str, int]) -> list[Di
     if not naming:
         return []
     shas = sorted(naming)
-    result = subprocess.run(["git", "cat-file", "--batch-check=%(objectname) %(objecttype)"],  # noqa: S607
-                            input="".join(f"{sha}\n" for sha in shas), cwd=root, capture_output=True,
-                            text=True, check=False)
-    if result.returncode != 0:
+    output = git_output(root, "cat-file", "--batch-check=%(objectname) %(objecttype)",
+                        stdin="".join(f"{sha}\n" for sha in shas))
+    if output is None:
         return []  # not a git repository: nothing to compare with
-    answers = result.stdout.splitlines()
+    answers = output.splitlines()
     return [Discrepancy("unknown-commit", f"commit:{sha}",
                         f"{len(naming[sha])} record(s) name commit {sha[:10]}, which this repository does not have",
                         tuple(naming[sha]), {"commit": sha})
