@@ -7,7 +7,7 @@ The issue's target: on a ledger of 100k records (1k runs, 200 contributors, 50 m
 finish in under 5 s, and their time grows no faster than linearly from 10k to 100k records.
 
 **The ledger** is written with the real :meth:`Ledger.append_many` and real keys
-(:func:`openledger.keys.signer_from_seed`) inside a real temporary git repository, in ten "weeks" of team
+(:func:`openledger.store.keys.signer_from_seed`) inside a real temporary git repository, in ten "weeks" of team
 work, each record in the shape the real capture writes it (every body is checked against its schema by the
 append):
 
@@ -67,8 +67,8 @@ from dvc_hooks.history import MAX_LISTED_PATHS
 from mlflow_plugin.capture import model_version_link, run_link
 from mlflow_plugin.feedback import assessment_link, trace_link
 from openledger import Draft, Ledger
-from openledger.joins import dataset_key, dvc_run_key, dvc_stage_key
-from openledger.keys import Signer, signer_from_seed
+from openledger.lineage.joins import dataset_key, dvc_run_key, dvc_stage_key
+from openledger.store.keys import Signer, signer_from_seed
 
 WEEKS = 10
 MODEL_NAMES = ("fraud-detector", "churn-model", "ranker")
@@ -78,7 +78,7 @@ TRAIN_DEPS = ("src/train.py", "src/model.py", "params.yaml")
 SHARDS_PER_RUN = 3
 FILES_PER_VERSION = 20  # files a week adds to a shard
 START = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
-SNIPPET_SCAN = ("from openledger.graph import LINEAGE_KINDS; from openledger.ledger import Ledger; "
+SNIPPET_SCAN = ("from openledger.lineage.graph import LINEAGE_KINDS; from openledger.store.ledger import Ledger; "
                 "print(len(Ledger.open().scan(LINEAGE_KINDS)))")
 
 

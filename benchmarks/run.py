@@ -32,7 +32,7 @@ from pathlib import Path
 from nacl.signing import VerifyKey
 
 from openledger import Draft, Ledger, generate_signer, verify_ledger
-from openledger.dsse import PAYLOAD_TYPE, pae
+from openledger.store.dsse import PAYLOAD_TYPE, pae
 
 BATCH = 1000
 LATENCY_SAMPLES = 400

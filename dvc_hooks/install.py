@@ -32,8 +32,8 @@ from dvc_hooks.reconcile import observe
 from dvc_hooks.record import DvcProject
 from openledger._internal.files import write_atomic
 from openledger.errors import BadInputError
-from openledger.ledger import Ledger
-from openledger.reconcile import Newest, dvc_discrepancies
+from openledger.lineage.reconcile import Newest, dvc_discrepancies
+from openledger.store.ledger import Ledger
 
 __all__ = ["HOOK_MARKER", "InstallReport", "Status", "install", "status", "terminal_outputs", "uninstall"]
 

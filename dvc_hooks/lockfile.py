@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 import yaml
 
-from openledger.canonical import canonical_bytes
 from openledger.errors import BadInputError, NotFoundError, UnsupportedVersionError
+from openledger.store.canonical import canonical_bytes
 
 __all__ = [
     "LOCK_SCHEMA",

@@ -1,7 +1,7 @@
 """What ``dvc.lock`` and the ``.dvc`` files say now, for ``openledger reconcile`` and ``openledger dvc status``.
 
 :func:`observe` reads every pipeline's ``dvc.lock`` (the record stage left out) and every ``.dvc`` file into an
-:class:`openledger.reconcile.DvcState`, with paths relative to the repository root and hashes spelled as stage
+:class:`openledger.lineage.reconcile.DvcState`, with paths relative to the repository root and hashes spelled as stage
 and dataset records spell them, so the core compares equal strings. DVC itself is not imported.
 """
 
@@ -11,7 +11,7 @@ from pathlib import PurePosixPath
 
 from dvc_hooks.lockfile import RECORD_STAGE, read_dvcfile, read_lock
 from dvc_hooks.record import DvcProject, rooted
-from openledger.reconcile import DvcState, ObservedDataset, ObservedStage
+from openledger.lineage.reconcile import DvcState, ObservedDataset, ObservedStage
 
 __all__ = ["observe"]
 

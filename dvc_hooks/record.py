@@ -9,7 +9,7 @@
 * :func:`bind_commit`: after ``git commit``, one ``commit`` record linking every record not yet bound to a
   commit. Records are never rewritten: binding is a new record.
 
-All of them append through a :class:`~openledger.recorder.Recorder`; the callers decide how failures surface.
+All of them append through a :class:`~openledger.capture.recorder.Recorder`; the callers decide how failures surface.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from typing import Any
 from dvc_hooks.history import DatasetVersion, dataset_versions, git_state, head_commit
 from dvc_hooks.lockfile import RECORD_STAGE, Artifact, LockStage, cache_dir, read_dvcfile, read_lock
 from openledger._internal.git import current_branch
+from openledger.capture.recorder import Recorder
 from openledger.errors import BadInputError, NotFoundError
-from openledger.joins import dataset_key, dvc_run_key, dvc_stage_key
-from openledger.ledger import Ledger
-from openledger.recorder import Recorder
-from openledger.records import Record
+from openledger.lineage.joins import dataset_key, dvc_run_key, dvc_stage_key
+from openledger.store.ledger import Ledger
+from openledger.store.records import Record
 
 DVC_EXPERIMENT_COMMIT = "dvc: commit experiment"
 

@@ -15,8 +15,8 @@ from typing import Any
 from mlflow_plugin.capture import RunCapture, logged_model_id, public_backend
 from mlflow_plugin.registry import first_line
 from mlflow_plugin.store import PREFIX
+from openledger.capture.recorder import Recorder
 from openledger.errors import BadInputError
-from openledger.recorder import Recorder
 
 __all__ = ["BackfillResult", "capture_history", "list_experiments", "list_runs", "open_stores"]
 

@@ -15,12 +15,12 @@ from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-from openledger.canonical import canonical_bytes
-from openledger.digests import directory_digest
-from openledger.joins import dvc_run_key, input_digest, is_digest
-from openledger.recorder import Recorder
-from openledger.records import Record
-from openledger.targets import run_join_key
+from openledger.capture.recorder import Recorder
+from openledger.lineage.joins import dvc_run_key, input_digest, is_digest
+from openledger.lineage.targets import run_join_key
+from openledger.store.canonical import canonical_bytes
+from openledger.store.digests import directory_digest
+from openledger.store.records import Record
 
 __all__ = ["RunCapture", "logged_model_id", "model_body", "model_version_link", "public_backend", "run_body",
            "run_link", "version_run_id"]

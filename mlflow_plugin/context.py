@@ -16,7 +16,7 @@ from pathlib import Path
 import git
 from mlflow.tracking.context.abstract_context import RunContextProvider
 
-from openledger.keys import ENV_FEED, ENV_SIGNING_KEY, KeyStore, short_keyid, signer_from_env
+from openledger.store.keys import ENV_FEED, ENV_SIGNING_KEY, KeyStore, short_keyid, signer_from_env
 
 __all__ = ["LedgerRunContext", "git_state"]
 

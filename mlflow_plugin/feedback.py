@@ -8,7 +8,7 @@ their results belong with the run, not one signed record each.
 
 The record is signed by the key of the process that stored it (the user's, or the tracking server's); the
 person who gave the feedback is the body's ``source.id``, which contribution listings credit
-(:mod:`openledger.reviews`).
+(:mod:`openledger.credit.contributions`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import hashlib
 from typing import Any
 
 from mlflow_plugin.capture import run_link
-from openledger.recorder import Recorder
-from openledger.records import Record
+from openledger.capture.recorder import Recorder
+from openledger.store.records import Record
 
 __all__ = ["assessment_body", "assessment_link", "record_assessment", "trace_link"]
 

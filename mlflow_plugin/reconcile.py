@@ -1,6 +1,6 @@
 """What an MLflow tracking store holds now, for ``openledger reconcile`` to compare with the ledger.
 
-:class:`MlflowState` implements :class:`openledger.reconcile.TrackingState`: every run of every experiment
+:class:`MlflowState` implements :class:`openledger.lineage.reconcile.TrackingState`: every run of every experiment
 (deleted ones too), each read into the same body a run record has (:func:`mlflow_plugin.capture.run_body`, so
 the comparison is field for field, metric history digest included), and every registered model version. It
 reads the store through the URI without the ``ledger+`` prefix: nothing is captured while reconciling.
@@ -16,7 +16,7 @@ from mlflow_plugin.capture import logged_model_id, public_backend, run_body, ver
 from mlflow_plugin.registry import first_line
 from mlflow_plugin.store import PREFIX
 from openledger.errors import BadInputError
-from openledger.reconcile import ObservedModelVersion, ObservedRun, Progress
+from openledger.lineage.reconcile import ObservedModelVersion, ObservedRun, Progress
 
 __all__ = ["MlflowState"]
 

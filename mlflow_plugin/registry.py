@@ -1,6 +1,6 @@
 """The model registry questions the core's target resolver cannot answer itself, and the alias a gate sets.
 
-:class:`MlflowRegistry` implements :class:`openledger.targets.ModelRegistry` on an ``MlflowClient``: which
+:class:`MlflowRegistry` implements :class:`openledger.lineage.targets.ModelRegistry` on an ``MlflowClient``: which
 logged model and run a registered version holds now, and where an alias points. It reads the store through
 the URI without the ``ledger+`` prefix (nothing here is captured), and turns MLflow's errors into
 OpenLedger's, so the CLI reports them as one line with exit 2.
@@ -13,7 +13,7 @@ from typing import Any
 from mlflow_plugin.capture import logged_model_id, version_run_id
 from mlflow_plugin.store import PREFIX
 from openledger.errors import NotFoundError, OpenLedgerError
-from openledger.targets import ModelVersionRef
+from openledger.lineage.targets import ModelVersionRef
 
 __all__ = ["AliasError", "MlflowRegistry"]
 

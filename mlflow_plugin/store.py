@@ -20,7 +20,7 @@ from typing import Any
 
 from mlflow_plugin.capture import RunCapture, logged_model_id, public_backend
 from mlflow_plugin.feedback import record_assessment
-from openledger.recorder import Recorder
+from openledger.capture.recorder import Recorder
 
 __all__ = ["PREFIX", "registry_store", "tracking_store"]
 

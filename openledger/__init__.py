@@ -19,7 +19,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 # The errors are small and every caller needs them; everything else is imported on first use (PEP 562), so
-# `import openledger.ledger` from the record stage `dvc repro` runs does not pay for verification
+# `import openledger.store.ledger` from the record stage `dvc repro` runs does not pay for verification
 # (multiprocessing), checkpoints and trust it never uses. The block below is the same imports for type
 # checkers and readers; `_LAZY` must name the same module for each name (tests/test_layering.py checks).
 from openledger.errors import (
@@ -36,23 +36,23 @@ from openledger.errors import (
 )
 
 if TYPE_CHECKING:
-    from openledger.checkpoint import append_checkpoint, check_proof, prove_inclusion
     from openledger.config import LedgerConfig
-    from openledger.keys import KeyInfo, KeyStore, Signer, generate_signer, signer_from_seed
-    from openledger.ledger import LEDGER_DIR, Draft, FsckReport, Ledger
-    from openledger.records import KINDS, SCHEMA_VERSION, Payload, Record, open_record, sign_record
-    from openledger.trust import Identity, TrustState
-    from openledger.verify import Problem, VerificationReport, verify_ledger
+    from openledger.identity.trust import Identity, TrustState
+    from openledger.store.checkpoint import append_checkpoint, check_proof, prove_inclusion
+    from openledger.store.keys import KeyInfo, KeyStore, Signer, generate_signer, signer_from_seed
+    from openledger.store.ledger import LEDGER_DIR, Draft, FsckReport, Ledger
+    from openledger.store.records import KINDS, SCHEMA_VERSION, Payload, Record, open_record, sign_record
+    from openledger.store.verify import Problem, VerificationReport, verify_ledger
 
 _LAZY = {
-    **dict.fromkeys(("append_checkpoint", "check_proof", "prove_inclusion"), "openledger.checkpoint"),
+    **dict.fromkeys(("append_checkpoint", "check_proof", "prove_inclusion"), "openledger.store.checkpoint"),
     "LedgerConfig": "openledger.config",
-    **dict.fromkeys(("KeyInfo", "KeyStore", "Signer", "generate_signer", "signer_from_seed"), "openledger.keys"),
-    **dict.fromkeys(("LEDGER_DIR", "Draft", "FsckReport", "Ledger"), "openledger.ledger"),
+    **dict.fromkeys(("KeyInfo", "KeyStore", "Signer", "generate_signer", "signer_from_seed"), "openledger.store.keys"),
+    **dict.fromkeys(("LEDGER_DIR", "Draft", "FsckReport", "Ledger"), "openledger.store.ledger"),
     **dict.fromkeys(("KINDS", "SCHEMA_VERSION", "Payload", "Record", "open_record", "sign_record"),
-                    "openledger.records"),
-    **dict.fromkeys(("Identity", "TrustState"), "openledger.trust"),
-    **dict.fromkeys(("Problem", "VerificationReport", "verify_ledger"), "openledger.verify"),
+                    "openledger.store.records"),
+    **dict.fromkeys(("Identity", "TrustState"), "openledger.identity.trust"),
+    **dict.fromkeys(("Problem", "VerificationReport", "verify_ledger"), "openledger.store.verify"),
 }
 
 

@@ -26,7 +26,7 @@ CONFIG_VERSION = 1
 TRUST_MODES = ("tofu", "endorsed")
 
 _KEYID_PATTERN = "^ed25519:[0-9a-f]{64}$"
-# One review rule per target kind (see openledger/policy.py for what each field means and the defaults).
+# One review rule per target kind (see openledger/governance/policy.py for what each field means and the defaults).
 _REVIEW_RULE = {
     "type": "object",
     "properties": {

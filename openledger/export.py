@@ -26,10 +26,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from openledger import __version__
-from openledger.canonical import canonical_bytes, tag_nonfinite
-from openledger.dsse import pae
 from openledger.errors import BadInputError, IntegrityError
-from openledger.keys import Signer
+from openledger.store.canonical import canonical_bytes, tag_nonfinite
+from openledger.store.dsse import pae
+from openledger.store.keys import Signer
 
 if TYPE_CHECKING:
     from cyclonedx.model.bom import Bom

@@ -7,7 +7,7 @@
   role and overall under the scoring policy in ``config.yaml``, and the impact attributed along each model's
   lineage. Every number carries the record ids behind it.
 
-Both are built from a :class:`~openledger.graph.LedgerGraph`; the JSON shapes are published as
+Both are built from a :class:`~openledger.lineage.graph.LedgerGraph`; the JSON shapes are published as
 ``schemas/report-model.json`` and ``schemas/report-contributors.json`` and their keys are stable.
 """
 
@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
-from openledger.canonical import tag_nonfinite
 from openledger.errors import ConfigError, IntegrityError, OpenLedgerError
-from openledger.graph import LedgerGraph, Lineage, Node
-from openledger.ledger import Fact
-from openledger.trust import instant
+from openledger.identity.trust import instant
+from openledger.lineage.graph import LedgerGraph, Lineage, Node
+from openledger.store.canonical import tag_nonfinite
+from openledger.store.ledger import Fact
 
 __all__ = ["ROLES", "ScoringPolicy", "contributors_report", "model_report"]
 

@@ -10,11 +10,11 @@ from typing import Any
 import click
 
 from openledger._internal.files import write_atomic
-from openledger.ci import CiContext, CiRun, ci_settings, run_ci
 from openledger.errors import BadInputError
-from openledger.keys import ENV_SIGNING_KEY, KeyStore
-from openledger.records import RecordSigner
-from openledger.targets import LedgerRegistry, ModelRegistry
+from openledger.governance.ci import CiContext, CiRun, ci_settings, run_ci
+from openledger.lineage.targets import LedgerRegistry, ModelRegistry
+from openledger.store.keys import ENV_SIGNING_KEY, KeyStore
+from openledger.store.records import RecordSigner
 from openledger_cli import render, report_md
 from openledger_cli.main import _ledger, _signer
 from openledger_cli.reconcile import observe_sources, reconcile_markdown

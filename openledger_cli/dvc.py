@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 import click
 
+from openledger.capture.recorder import Recorder, strict_mode
 from openledger.errors import OpenLedgerError
-from openledger.keys import resolve_keyid
-from openledger.recorder import Recorder, strict_mode
-from openledger.records import Record
+from openledger.store.keys import resolve_keyid
+from openledger.store.records import Record
 from openledger_cli import render
 from openledger_cli.main import FORMAT_TEXT_JSON, _ledger, _signer, strict_recording
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from openledger.digests import directory_digest
 from openledger.export import EXPORT_FORMATS, cyclonedx_json, intoto_envelope, intoto_statement, prov_json
+from openledger.store.digests import directory_digest
 from openledger_cli import render
 from openledger_cli.main import _signer
 from openledger_cli.report import emit, load_model_report

@@ -21,13 +21,13 @@ from typing import Any, NoReturn
 import click
 
 from openledger import __version__
-from openledger.canonical import tag_nonfinite
+from openledger.capture.recorder import ENV_STRICT, Recorder
 from openledger.config import LedgerConfig
 from openledger.errors import BadInputError, KeyMaterialError, OpenLedgerError
-from openledger.keys import ENV_PASSPHRASE, ENV_SIGNING_KEY, KeyStore, Signer, resolve_keyid, short_keyid
-from openledger.ledger import LEDGER_DIR, Ledger
-from openledger.recorder import ENV_STRICT, Recorder
-from openledger.records import KINDS
+from openledger.store.canonical import tag_nonfinite
+from openledger.store.keys import ENV_PASSPHRASE, ENV_SIGNING_KEY, KeyStore, Signer, resolve_keyid, short_keyid
+from openledger.store.ledger import LEDGER_DIR, Ledger
+from openledger.store.records import KINDS
 from openledger_cli import render
 
 # Commands that live in a module of their own, imported only when they run: `dvc record-stage` runs on
@@ -450,7 +450,7 @@ def show(ctx: click.Context, record_id: str, fmt: str) -> None:
         for link in found.links:
             render.stdout.print(f"link  {link}")
         render.stdout.print_json(json.dumps(tag_nonfinite(dict(found.body))))
-        from openledger.reviews import reviews_and_feedback_on  # noqa: PLC0415 - only for the text view
+        from openledger.credit.contributions import reviews_and_feedback_on  # noqa: PLC0415 - only for the text view
 
         responses = reviews_and_feedback_on(ledger, found.id)
         if responses:
@@ -472,7 +472,7 @@ def verify(ctx: click.Context, strict: bool, against: str | None, fmt: str, jobs
     Exit 0 when the ledger is intact; 1 when anything was tampered with (or, with --strict, a signer is
     not trusted); 2 when the ledger cannot be read as input (e.g. written by a newer OpenLedger).
     """
-    from openledger.verify import verify_ledger  # noqa: PLC0415 - loads multiprocessing: verify only
+    from openledger.store.verify import verify_ledger  # noqa: PLC0415 - loads multiprocessing: verify only
 
     ledger = _ledger(ctx)
     with render.progress_bar("Verifying") as progress:
@@ -512,8 +512,8 @@ def checkpoint(ctx: click.Context) -> None:
     Keep the id outside the repository (CI variable, release note) and later run
     `openledger verify --against ID` to detect rewritten or truncated history.
     """
-    from openledger.checkpoint import append_checkpoint  # noqa: PLC0415 - see `verify`
-    from openledger.verify import verify_ledger  # noqa: PLC0415
+    from openledger.store.checkpoint import append_checkpoint  # noqa: PLC0415 - see `verify`
+    from openledger.store.verify import verify_ledger  # noqa: PLC0415
 
     ledger = _ledger(ctx)
     with render.progress_bar("Verifying") as progress:
@@ -530,8 +530,8 @@ def checkpoint(ctx: click.Context) -> None:
 @click.pass_context
 def prove(ctx: click.Context, record_id: str, checkpoint_id: str | None) -> None:
     """Print a JSON inclusion proof that record ID is covered by a checkpoint (RFC 6962 audit path)."""
-    from openledger.checkpoint import prove_inclusion  # noqa: PLC0415 - see `verify`
-    from openledger.verify import verify_ledger  # noqa: PLC0415
+    from openledger.store.checkpoint import prove_inclusion  # noqa: PLC0415 - see `verify`
+    from openledger.store.verify import verify_ledger  # noqa: PLC0415
 
     ledger = _ledger(ctx)
     full_id = ledger.resolve(record_id)
@@ -548,7 +548,7 @@ def prove(ctx: click.Context, record_id: str, checkpoint_id: str | None) -> None
               "carried in the proof.")
 def check_proof_command(proof_file: Any, root: str | None) -> None:
     """Check an inclusion proof made by `openledger prove` (exit 0 valid, 1 invalid). Needs no ledger."""
-    from openledger.checkpoint import check_proof  # noqa: PLC0415 - see `verify`
+    from openledger.store.checkpoint import check_proof  # noqa: PLC0415 - see `verify`
 
     try:
         proof = json.load(proof_file)

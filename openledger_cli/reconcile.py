@@ -9,9 +9,9 @@ import click
 from rich.table import Table
 
 from openledger.errors import BadInputError, NotFoundError
-from openledger.graph import LedgerGraph
-from openledger.ledger import Ledger
-from openledger.reconcile import DvcState, ReconcileReport, TrackingState, reconcile
+from openledger.lineage.graph import LedgerGraph
+from openledger.lineage.reconcile import DvcState, ReconcileReport, TrackingState, reconcile
+from openledger.store.ledger import Ledger
 from openledger_cli import render
 from openledger_cli.main import _ledger
 from openledger_cli.report import emit, to_json

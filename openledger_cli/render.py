@@ -9,15 +9,15 @@ from contextlib import contextmanager
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from openledger.canonical import tag_nonfinite
-from openledger.keys import short_keyid
+from openledger.store.canonical import tag_nonfinite
+from openledger.store.keys import short_keyid
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-    from openledger.records import Record
-    from openledger.trust import TrustState
+    from openledger.identity.trust import TrustState
+    from openledger.store.records import Record
 
     stdout: Console
     stderr: Console

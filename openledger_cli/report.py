@@ -13,11 +13,11 @@ from rich.markdown import Markdown
 from rich.table import Table
 
 from openledger._internal.files import write_atomic
-from openledger.canonical import tag_nonfinite
 from openledger.errors import BadInputError, NotFoundError
-from openledger.graph import LedgerGraph
+from openledger.lineage.graph import LedgerGraph
+from openledger.lineage.targets import promoted_version
 from openledger.report import ROLES, contributors_report, model_report
-from openledger.targets import promoted_version
+from openledger.store.canonical import tag_nonfinite
 from openledger_cli import render, report_md
 from openledger_cli.main import _ledger
 

@@ -1,7 +1,7 @@
 """``openledger review``, ``gate`` and ``feedback``: signed reviews, the CI promotion gate, feedback by hand.
 
 Listed in ``LAZY_COMMANDS`` (:mod:`openledger_cli.main`): imported when one of them runs. Targets are
-resolved by :mod:`openledger.targets`; only ``model:`` targets ask MLflow (through ``--tracking-uri``).
+resolved by :mod:`openledger.lineage.targets`; only ``model:`` targets ask MLflow (through ``--tracking-uri``).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Any
 import click
 
 from openledger import BadInputError, Ledger
-from openledger.policy import GateResult, ReviewPolicy, gate_subject
-from openledger.records import Record
-from openledger.targets import ModelRegistry, Subject, parse_target, resolve_target
+from openledger.governance.policy import GateResult, ReviewPolicy, gate_subject
+from openledger.lineage.targets import ModelRegistry, Subject, parse_target, resolve_target
+from openledger.store.records import Record
 from openledger_cli import render
 from openledger_cli.main import FORMAT_TEXT_JSON, _ledger, _signer
 

@@ -89,7 +89,7 @@ def store_newer_version_object(ledger_root: Path, signer: Signer) -> str:
     import hashlib
     import json
 
-    from openledger.dsse import pae
+    from openledger.store.dsse import pae
 
     payload = b'{"v":2,"kind":"hologram"}'
     newer = "application/vnd.openledger.record.v2+json"

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from openledger.canonical import canonical_bytes, parse_canonical
+from openledger.store.canonical import canonical_bytes, parse_canonical
 
 
 def test_sorted_compact_utf8() -> None:

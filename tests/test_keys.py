@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from openledger import KeyMaterialError, KeyStore
-from openledger.keys import resolve_keyid, signer_from_seed
+from openledger.store.keys import resolve_keyid, signer_from_seed
 
 
 def test_generated_key_file_is_private(isolated_environment: Path) -> None:

@@ -12,7 +12,7 @@ ROOT = Path(__file__).parent.parent
 
 def test_core_import_loads_no_mlflow_dvc_or_click() -> None:
     code = (
-        "import sys, openledger, openledger.verify, openledger.checkpoint\n"
+        "import sys, openledger, openledger.store.verify, openledger.store.checkpoint\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'mlflow', 'dvc', 'click'})\n"
         "print(','.join(bad))"
     )
@@ -25,7 +25,7 @@ def test_the_core_package_resolves_every_export_lazily_from_the_module_it_names(
     the TYPE_CHECKING imports (what mypy sees) and the runtime table `_LAZY` agree."""
     code = (
         "import sys, openledger\n"
-        "assert 'openledger.verify' not in sys.modules and 'openledger.ledger' not in sys.modules\n"
+        "assert 'openledger.store.verify' not in sys.modules and 'openledger.store.ledger' not in sys.modules\n"
         "from openledger import *\n"
         "from openledger import __all__ as names\n"
         "assert all(name in globals() for name in names)\n"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from openledger import Draft, Ledger, NotFoundError, SignatureError, verify_ledger
-from openledger.ledger import PACK_THRESHOLD
+from openledger.store.ledger import PACK_THRESHOLD
 from tests.conftest import FixedClock, git, make_signer
 
 FEEDBACK = {"target": "model:iris@1", "label": "ok"}
@@ -293,7 +293,7 @@ def test_a_record_indexed_by_another_processs_sync_is_not_indexed_twice(ledger: 
     """Writer: object file, then index. A concurrent sync can index the file in between (seen as a duplicate
     listing with four processes appending); the writer's own insert must then add nothing."""
     from openledger._internal.index import LOOSE, Location
-    from openledger.records import Payload, sign_record
+    from openledger.store.records import Payload, sign_record
 
     signer = make_signer(2)
     first = ledger.append(signer, "feedback", FEEDBACK)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from openledger.merkle import inclusion_proof, merkle_root, verify_inclusion
+from openledger.store.merkle import inclusion_proof, merkle_root, verify_inclusion
 
 
 def rfc6962_root(leaves: list[bytes]) -> bytes:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from openledger import BadInputError, ConfigError, Ledger, LedgerConfig, NotFoundError, Signer
-from openledger.policy import ReviewPolicy, gate_subject
-from openledger.records import Record
-from openledger.reviews import activity_by_target, contributions_by_contributor
-from openledger.targets import parse_target, resolve_target
+from openledger.credit.contributions import activity_by_target, contributions_by_contributor
+from openledger.governance.policy import ReviewPolicy, gate_subject
+from openledger.lineage.targets import parse_target, resolve_target
+from openledger.store.records import Record
 from tests.conftest import make_signer, publish
 
 RUN_ID = "0123456789abcdef0123456789abcdef"
@@ -181,8 +181,8 @@ def test_a_model_review_is_not_a_review_of_its_run(ledger: Ledger) -> None:
 def test_an_alias_points_where_its_newest_promotion_put_it() -> None:
     """Newest by time across versions: v1 promoted, then v2, then v1 again is v1 (grouping promotions by
     version first and taking the last group's would say v2)."""
-    from openledger.ledger import Fact
-    from openledger.targets import promoted_version
+    from openledger.lineage.targets import promoted_version
+    from openledger.store.ledger import Fact
 
     def promotion(n: int, version: int, time: str) -> Fact:
         body = {"name": "m", "version": version, "action": "promote", "alias": "champion"}

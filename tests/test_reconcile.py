@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 from openledger import Ledger
-from openledger.graph import LedgerGraph
-from openledger.reconcile import ObservedModelVersion, ObservedRun, reconcile
+from openledger.lineage.graph import LedgerGraph
+from openledger.lineage.reconcile import ObservedModelVersion, ObservedRun, reconcile
 from tests.conftest import make_signer, publish
 
 RUN = {"run_id": "a" * 32, "status": "FINISHED", "params": {"lr": "0.1"}, "metrics": {"loss": float("nan")},

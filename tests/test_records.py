@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from nacl.signing import VerifyKey
 
 from openledger import BadInputError, IntegrityError, Payload, SignatureError, UnsupportedVersionError
-from openledger.records import KINDS, load_schema, open_record, sign_record
+from openledger.store.records import KINDS, load_schema, open_record, sign_record
 from tests.conftest import make_signer
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -72,7 +72,7 @@ def test_signature_by_another_key_is_rejected() -> None:
     payload = golden_payload()
     record = sign_record(payload, make_signer(7, feed="golden-feed"))
     forged = make_signer(8)
-    from openledger.dsse import PAYLOAD_TYPE, encode_envelope, pae
+    from openledger.store.dsse import PAYLOAD_TYPE, encode_envelope, pae
 
     envelope = encode_envelope(record.payload_bytes, forged.keyid, forged.sign(pae(PAYLOAD_TYPE, record.payload_bytes)))
     with pytest.raises(SignatureError, match="actor"):
@@ -114,7 +114,7 @@ def test_newer_schema_version_is_unsupported() -> None:
 
 
 def test_newer_payload_type_with_valid_signature_is_unsupported_not_tampering() -> None:
-    from openledger.dsse import pae
+    from openledger.store.dsse import pae
 
     signer = make_signer(7, feed="golden-feed")
     payload = b'{"v":2}'

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from openledger import Ledger, LedgerConfig, verify_ledger
-from openledger.trust import TrustFact, TrustState
+from openledger.identity.trust import TrustFact, TrustState
 from tests.conftest import make_signer, publish
 from tests.test_cli import inited, run  # noqa: F401 - the fixture is used by name
 

@@ -9,7 +9,7 @@ import pytest
 
 from openledger import Ledger, LedgerConfig
 from openledger.errors import ConfigError
-from openledger.graph import LedgerGraph
+from openledger.lineage.graph import LedgerGraph
 from openledger.report import ScoringPolicy, contributors_report, model_report
 from tests.conftest import make_signer, publish
 

@@ -9,9 +9,9 @@ import os
 import pytest
 
 from openledger import Draft, Ledger
-from openledger.dsse import encode_envelope, envelope_payload, parse_envelope
 from openledger.errors import IntegrityError
-from openledger.graph import LINEAGE_KINDS
+from openledger.lineage.graph import LINEAGE_KINDS
+from openledger.store.dsse import encode_envelope, envelope_payload, parse_envelope
 from tests.conftest import make_signer
 
 

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from openledger import Draft, Ledger, LedgerConfig, append_checkpoint, verify_ledger
-from openledger.dsse import PAYLOAD_TYPE, encode_envelope, pae
-from openledger.records import Payload, sign_record
+from openledger.store.dsse import PAYLOAD_TYPE, encode_envelope, pae
+from openledger.store.records import Payload, sign_record
 from tests.conftest import FixedClock, make_signer, publish, store_newer_version_object
 
 

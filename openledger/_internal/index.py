@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from openledger.canonical import parse_canonical
-from openledger.dsse import parse_envelope
 from openledger.errors import IntegrityError
-from openledger.records import Record, record_id_of
-from openledger.trust import instant
+from openledger.identity.trust import instant
+from openledger.store.canonical import parse_canonical
+from openledger.store.dsse import parse_envelope
+from openledger.store.records import Record, record_id_of
 
 # Appends must not get slower as the ledger grows. A table keyed by record id takes random inserts: a batch
 # of 1000 dirties ~1000 pages of a large table, all rewritten to the WAL. So `records` is kept in insertion

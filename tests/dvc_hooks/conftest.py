@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from openledger import KeyStore, Ledger
-from openledger.records import Record
+from openledger.store.records import Record
 
 BIN = Path(sys.executable).parent
 

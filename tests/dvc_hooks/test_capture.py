@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from openledger.joins import dvc_stage_key
+from openledger.lineage.joins import dvc_stage_key
 from tests.dvc_hooks.conftest import BIN, THREE_STAGES, DvcRepo
 
 

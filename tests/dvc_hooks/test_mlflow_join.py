@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from openledger.joins import dvc_run_key
+from openledger.lineage.joins import dvc_run_key
 from tests.dvc_hooks.conftest import DvcRepo
 
 TRAIN = """\

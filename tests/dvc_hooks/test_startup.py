@@ -17,7 +17,7 @@ from tests.dvc_hooks.conftest import DvcRepo
 # Modules (and their submodules) the two hot commands must not import.
 NOT_ON_THE_HOT_PATH = ("rich.markdown", "markdown_it", "openledger_cli.report", "openledger_cli.review",
                        "openledger_cli.ci", "openledger_cli.export", "openledger_cli.reconcile", "mlflow",
-                       "mlflow_plugin", "dvc", "git", "openledger.verify", "openledger.reconcile")
+                       "mlflow_plugin", "dvc", "git", "openledger.store.verify", "openledger.lineage.reconcile")
 
 
 # Runs the CLI as the `openledger` entry point does, then prints every module the process imported.
@@ -53,7 +53,7 @@ def test_the_record_stage_imports_only_what_it_uses(pipeline: DvcRepo) -> None:
     modules, stderr = run_and_list_modules(pipeline, "dvc", "record-stage", DVC_STAGE="openledger-record",
                                            DVC_ROOT=str(pipeline.root))
     assert "openledger: recorded 1 dataset record, 2 stage records (prepare, train)" in stderr  # the work ...
-    assert {"openledger_cli.dvc", "dvc_hooks.record", "openledger.ledger"} <= modules  # ... was done here
+    assert {"openledger_cli.dvc", "dvc_hooks.record", "openledger.store.ledger"} <= modules  # ... was done here
     assert heavy(modules) == []
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from openledger import verify_ledger
-from openledger.canonical import canonical_bytes
+from openledger.store.canonical import canonical_bytes
 from tests.mlflow_plugin.conftest import MlflowProject
 
 TRAIN = textwrap.dedent(
@@ -367,7 +367,7 @@ def test_backfill_pages_through_experiments_and_runs(project: MlflowProject,
     import mlflow
 
     from mlflow_plugin import backfill
-    from openledger.recorder import Recorder
+    from openledger.capture.recorder import Recorder
 
     monkeypatch.setattr(backfill, "_PAGE", 1)
     plain = project.uri("paged.db", ledger=False)

@@ -8,7 +8,7 @@ import math
 from click.testing import CliRunner
 
 from openledger import verify_ledger
-from openledger.reviews import activity_by_target, contributions_by_contributor
+from openledger.credit.contributions import activity_by_target, contributions_by_contributor
 from openledger_cli.main import cli
 from tests.mlflow_plugin.conftest import MlflowProject
 

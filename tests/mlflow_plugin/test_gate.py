@@ -115,7 +115,7 @@ def test_rejection_blocks_only_when_the_policy_says_so(iris: MlflowProject) -> N
 
 
 def test_unendorsed_and_revoked_approvals_do_not_count(iris: MlflowProject) -> None:
-    from openledger.trust import instant
+    from openledger.identity.trust import instant
 
     ada = KeyStore().load_signer()
     set_config(iris, trust={"mode": "endorsed", "roots": [ada.keyid]})

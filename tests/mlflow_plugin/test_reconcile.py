@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 from click.testing import CliRunner, Result
 
-from openledger.records import load_schema
+from openledger.store.records import load_schema
 from openledger_cli.main import cli
 from tests.mlflow_plugin.conftest import MlflowProject
 

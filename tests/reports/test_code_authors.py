@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from openledger import Ledger
-from openledger.graph import CodeAuthor, LedgerGraph
+from openledger.lineage.graph import CodeAuthor, LedgerGraph
 from tests.conftest import git, make_signer
 
 TRAINER = make_signer(41)

@@ -16,7 +16,7 @@ import pytest
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
-from openledger.digests import directory_digest
+from openledger.store.digests import directory_digest
 from tests.reports.conftest import openledger, report_json
 
 MODEL = "wine-classifier@2"

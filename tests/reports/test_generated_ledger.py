@@ -21,9 +21,9 @@ from typing import Any
 
 from benchmarks.reports import build
 from openledger import Ledger
-from openledger.canonical import tag_nonfinite
-from openledger.graph import LedgerGraph
+from openledger.lineage.graph import LedgerGraph
 from openledger.report import contributors_report, model_report
+from openledger.store.canonical import tag_nonfinite
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "generated-ledger-reports.json"
 

@@ -8,7 +8,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from openledger.records import load_schema
+from openledger.store.records import load_schema
 from tests.reports.conftest import openledger, report_json
 
 

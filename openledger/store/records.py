@@ -5,7 +5,7 @@ schema. :func:`sign_record` turns a payload into a :class:`Record` (id = ``sha25
 payload bytes; envelope signed over ``PAE``). :func:`open_record` is the inverse and the one place where
 stored bytes are checked: canonical envelope, id, signature by the payload's own actor, schema.
 
->>> from openledger.keys import generate_signer
+>>> from openledger.store.keys import generate_signer
 >>> signer = generate_signer(feed="demo")
 >>> payload = Payload(kind="feedback", actor=signer.keyid, feed="demo", seq=0, prev=(),
 ...                   time="2026-01-01T00:00:00Z", links=(), body={"target": "x", "label": "ok"})
@@ -31,9 +31,9 @@ import fastjsonschema
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from openledger.canonical import canonical_bytes, parse_canonical, tag_nonfinite
-from openledger.dsse import PAYLOAD_TYPE, Envelope, encode_envelope, pae, parse_envelope
 from openledger.errors import BadInputError, IntegrityError, SignatureError, UnsupportedVersionError
+from openledger.store.canonical import canonical_bytes, parse_canonical, tag_nonfinite
+from openledger.store.dsse import PAYLOAD_TYPE, Envelope, encode_envelope, pae, parse_envelope
 
 __all__ = [
     "KINDS",

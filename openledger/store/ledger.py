@@ -12,7 +12,7 @@
 Every write adds a new file: two branches that both appended merge with no conflict, and the union of
 their objects is again a valid ledger.
 
->>> import tempfile; from openledger.keys import generate_signer
+>>> import tempfile; from openledger.store.keys import generate_signer
 >>> ledger = Ledger.init(Path(tempfile.mkdtemp()))
 >>> record = ledger.append(generate_signer(feed="doc"), "feedback", {"target": "x", "label": "ok"})
 >>> ledger.get(record.id) == record
@@ -34,9 +34,7 @@ from typing import Any, NamedTuple
 from openledger._internal.files import TMP_PREFIX, write_atomic
 from openledger._internal.index import LOOSE, LedgerIndex, Location, iter_pack
 from openledger._internal.memory import paused_gc
-from openledger.canonical import parse_canonical
 from openledger.config import LedgerConfig
-from openledger.dsse import PAYLOAD_TYPE, envelope_payload, pae
 from openledger.errors import (
     BadInputError,
     IntegrityError,
@@ -44,7 +42,10 @@ from openledger.errors import (
     NotFoundError,
     OpenLedgerError,
 )
-from openledger.records import (
+from openledger.identity.trust import TrustFact, TrustState
+from openledger.store.canonical import parse_canonical
+from openledger.store.dsse import PAYLOAD_TYPE, envelope_payload, pae
+from openledger.store.records import (
     Payload,
     Record,
     RecordSigner,
@@ -55,7 +56,6 @@ from openledger.records import (
     record_id_of,
     sorted_unique,
 )
-from openledger.trust import TrustFact, TrustState
 
 __all__ = ["LEDGER_DIR", "Draft", "Fact", "FsckReport", "Ledger"]
 
@@ -415,7 +415,7 @@ class Ledger:
         For reports over the whole ledger (100k records in about a second, where checking every signature
         takes several): they check the records they show with :meth:`get`, and `verify` checks them all.
         Records that fail the hash or do not parse are left out and listed in ``damaged`` when given, with the
-        objects the index could not read at all. The envelope is read as :func:`~openledger.dsse.envelope_payload`
+        objects the index could not read at all. The envelope is read as :func:`~openledger.store.dsse.envelope_payload`
         reads it (the signature's spelling is matched, its bytes left to the signature check). The collector is
         paused: see _internal/memory.py.
         """
@@ -462,7 +462,7 @@ class Ledger:
     def trust(self) -> TrustState:
         """Trust as the ledger's identity and revocation records establish it. Each record's own hash and
         signature are checked as it is read; feeds and checkpoints are not (that is
-        :func:`openledger.verify.verify_ledger`'s job)."""
+        :func:`openledger.store.verify.verify_ledger`'s job)."""
         facts = [
             TrustFact(r.id, r.kind, r.actor, r.time, r.body)
             for kind in ("identity", "revocation")

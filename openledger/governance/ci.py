@@ -29,16 +29,16 @@ from pathlib import Path
 from typing import Any
 
 from openledger._internal.git import current_branch
-from openledger.checkpoint import append_checkpoint
 from openledger.errors import NotFoundError, OpenLedgerError
-from openledger.graph import LedgerGraph
-from openledger.ledger import Ledger
-from openledger.policy import GateResult, gate_subject
-from openledger.reconcile import DvcState, ReconcileReport, TrackingState, reconcile
-from openledger.records import RecordSigner
+from openledger.governance.policy import GateResult, gate_subject
+from openledger.lineage.graph import LedgerGraph
+from openledger.lineage.reconcile import DvcState, ReconcileReport, TrackingState, reconcile
+from openledger.lineage.targets import ModelRegistry, parse_target, resolve_target
 from openledger.report import contributors_report
-from openledger.targets import ModelRegistry, parse_target, resolve_target
-from openledger.verify import VerificationReport, verify_ledger
+from openledger.store.checkpoint import append_checkpoint
+from openledger.store.ledger import Ledger
+from openledger.store.records import RecordSigner
+from openledger.store.verify import VerificationReport, verify_ledger
 
 __all__ = ["CiContext", "CiRun", "GateOutcome", "ci_settings", "run_ci"]
 

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from openledger.errors import OpenLedgerError
-from openledger.keys import ENV_PASSPHRASE, KeyStore, Signer
-from openledger.ledger import Ledger
-from openledger.records import Record
+from openledger.store.keys import ENV_PASSPHRASE, KeyStore, Signer
+from openledger.store.ledger import Ledger
+from openledger.store.records import Record
 
 __all__ = ["ENV_STRICT", "Recorder", "strict_mode"]
 

@@ -5,7 +5,7 @@ names a human ``source`` (feedback captured from MLflow, where the process that 
 who gave it): then it is credited to that person, matched to an identity in the ledger by email or name
 when one fits. Feedback from an automated source (``LLM_JUDGE``, ``CODE``) is credited to nobody.
 
->>> import tempfile; from pathlib import Path; from openledger.keys import generate_signer
+>>> import tempfile; from pathlib import Path; from openledger.store.keys import generate_signer
 >>> ledger = Ledger.init(Path(tempfile.mkdtemp()))
 >>> _ = ledger.append(generate_signer(feed="doc"), "feedback", {"target": "run:ab12", "label": "leak",
 ...                   "source": {"type": "HUMAN", "id": "ann@example.org"}})
@@ -19,10 +19,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from openledger.canonical import tag_nonfinite
-from openledger.ledger import Fact, Ledger
-from openledger.records import Record
-from openledger.trust import Identity, TrustState
+from openledger.identity.trust import Identity, TrustState
+from openledger.store.canonical import tag_nonfinite
+from openledger.store.ledger import Fact, Ledger
+from openledger.store.records import Record
 
 __all__ = ["Contribution", "activity_by_target", "contributions", "contributions_by_contributor",
            "credited_identity", "reviews_and_feedback_on"]

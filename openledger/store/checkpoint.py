@@ -5,8 +5,8 @@ of every record reachable from those tips, and the previous checkpoint. Kept out
 variable, an MLflow tag, a release note), its id lets ``verify --against`` detect rewritten or truncated
 history, and ``prove`` shows that one record is included in log2(n) hashes.
 
->>> import tempfile; from pathlib import Path; from openledger.keys import generate_signer
->>> from openledger.verify import verify_ledger
+>>> import tempfile; from pathlib import Path; from openledger.store.keys import generate_signer
+>>> from openledger.store.verify import verify_ledger
 >>> ledger = Ledger.init(Path(tempfile.mkdtemp())); signer = generate_signer(feed="doc")
 >>> first = ledger.append(signer, "feedback", {"target": "x", "label": "ok"})
 >>> cp = append_checkpoint(ledger, signer, verify_ledger(ledger, workers=1))
@@ -21,10 +21,10 @@ from collections import defaultdict
 from typing import Any
 
 from openledger.errors import BadInputError, IntegrityError, NotFoundError
-from openledger.ledger import Ledger
-from openledger.merkle import inclusion_proof, merkle_root, verify_inclusion
-from openledger.records import Record, RecordSigner, open_record
-from openledger.verify import VerificationReport, closure_of
+from openledger.store.ledger import Ledger
+from openledger.store.merkle import inclusion_proof, merkle_root, verify_inclusion
+from openledger.store.records import Record, RecordSigner, open_record
+from openledger.store.verify import VerificationReport, closure_of
 
 __all__ = ["append_checkpoint", "check_proof", "prove_inclusion"]
 

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from openledger.errors import BadInputError, NotFoundError
-from openledger.ledger import Fact, Ledger
-from openledger.records import Record
-from openledger.trust import instant
+from openledger.identity.trust import instant
+from openledger.store.ledger import Fact, Ledger
+from openledger.store.records import Record
 
 __all__ = [
     "LedgerRegistry",

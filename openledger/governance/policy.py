@@ -11,7 +11,7 @@ The policy lives under ``policies:`` in ``config.yaml`` (committed, reviewed lik
         distinct_from: [trainer, data]   # an approval by the trainer or a data supplier does not count
         block_on: [reject]               # decisions that block, whatever the approvals
 
-:func:`evaluate_reviews` applies one rule to the reviews that link to a :class:`~openledger.targets.Subject`'s
+:func:`evaluate_reviews` applies one rule to the reviews that link to a :class:`~openledger.lineage.targets.Subject`'s
 pinned records and says, for every review, whether it counted and why not. A later review by the same key
 supersedes its earlier decision. Reviews by untrusted keys never count, and neither do reviews by a key
 that has been revoked at all: record times are claims, so a key's owner cannot tell its own old approvals
@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from openledger.errors import ConfigError
-from openledger.ledger import Ledger
-from openledger.records import Record
-from openledger.targets import Subject
-from openledger.trust import TrustState, instant
+from openledger.identity.trust import TrustState, instant
+from openledger.lineage.targets import Subject
+from openledger.store.ledger import Ledger
+from openledger.store.records import Record
 
 __all__ = [
     "DEFAULT_RULES",

@@ -8,7 +8,7 @@ Problems are ``error`` (tampering or corruption: exit 1), ``warning`` (an untrus
 signer: exit 1 only under ``--strict``) or ``unsupported`` (validly signed data from a newer OpenLedger:
 exit 2 unless there are errors).
 
->>> import tempfile; from openledger.keys import generate_signer
+>>> import tempfile; from openledger.store.keys import generate_signer
 >>> ledger = Ledger.init(Path(tempfile.mkdtemp()))
 >>> _ = ledger.append(generate_signer(feed="doc"), "feedback", {"target": "x", "label": "ok"})
 >>> report = verify_ledger(ledger, workers=1)
@@ -31,10 +31,10 @@ from typing import Any, NamedTuple
 from openledger._internal.index import iter_pack
 from openledger._internal.memory import paused_gc
 from openledger.errors import BadInputError, IntegrityError, SignatureError, UnsupportedVersionError
-from openledger.ledger import Ledger
-from openledger.merkle import merkle_root
-from openledger.records import decode_stored, validate_payload_json
-from openledger.trust import TrustFact, TrustState
+from openledger.identity.trust import TrustFact, TrustState
+from openledger.store.ledger import Ledger
+from openledger.store.merkle import merkle_root
+from openledger.store.records import decode_stored, validate_payload_json
 
 __all__ = ["Problem", "RecordSummary", "VerificationReport", "verify_ledger"]
 

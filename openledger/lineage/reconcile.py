@@ -26,7 +26,8 @@ code                        severity what it means
 Errors are evidence that something signed was altered: exit 1. Warnings are gaps in what was captured: exit 1
 under ``--strict``. Tags are not compared: MLflow lets anyone add or change them at any time by design.
 
->>> import tempfile; from pathlib import Path; from openledger.graph import LedgerGraph; from openledger import Ledger
+>>> import tempfile; from pathlib import Path; from openledger import Ledger
+>>> from openledger.lineage.graph import LedgerGraph
 >>> report = reconcile(LedgerGraph.load(Ledger.init(Path(tempfile.mkdtemp()))))
 >>> report.discrepancies, report.exit_code(strict=True)
 ([], 0)
@@ -42,11 +43,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from openledger._internal.git import git_output
-from openledger.canonical import tag_nonfinite
-from openledger.graph import LedgerGraph
-from openledger.joins import dataset_key, dvc_stage_key, input_digest
-from openledger.ledger import Fact
-from openledger.trust import instant
+from openledger.identity.trust import instant
+from openledger.lineage.graph import LedgerGraph
+from openledger.lineage.joins import dataset_key, dvc_stage_key, input_digest
+from openledger.store.canonical import tag_nonfinite
+from openledger.store.ledger import Fact
 
 __all__ = [
     "SCHEMA",

@@ -26,11 +26,11 @@ from typing import Any
 
 from openledger._internal.git import git_output
 from openledger._internal.memory import paused_gc
+from openledger.credit.contributions import credited_identity
 from openledger.errors import NotFoundError
-from openledger.joins import input_digest
-from openledger.ledger import Fact, Ledger
-from openledger.reviews import credited_identity
-from openledger.trust import TrustFact, TrustState, instant
+from openledger.identity.trust import TrustFact, TrustState, instant
+from openledger.lineage.joins import input_digest
+from openledger.store.ledger import Fact, Ledger
 
 __all__ = ["CodeAuthor", "LedgerGraph", "Lineage", "Node"]
 
@@ -370,7 +370,7 @@ class LedgerGraph:
         return git_output(self.ledger.root.parent, *args, stdin=stdin)
 
     def credited(self, fact: Fact) -> tuple[str, str | None] | None:
-        """:func:`~openledger.reviews.credited_identity` of a review or feedback record, remembered per
+        """:func:`~openledger.credit.contributions.credited_identity` of a review or feedback record, remembered per
         (kind, signer, source): matching a source to an identity compares it with every identity, and
         captured feedback repeats the same few sources thousands of times."""
         key = (fact.kind, fact.actor, repr(fact.body.get("source")))

@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from openledger.canonical import canonical_bytes
+from openledger.store.canonical import canonical_bytes
 
 __all__ = ["dataset_key", "dvc_run_key", "dvc_stage_key", "input_digest", "is_digest", "join_key"]
 

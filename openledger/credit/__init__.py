@@ -1,0 +1,1 @@
+"""Who gets credit for what: contributions by role, scoring, impact along model lineages."""
