@@ -95,7 +95,7 @@ def _by_key(graph: LedgerGraph, keyid: str) -> Person:
 
 
 def _by_email(graph: LedgerGraph, name: str, email: str, key: str | None = None) -> Person:
-    key = key or graph.key_for_email(email)
+    key = graph.trust.credited_key(email, key)  # the email decides: a contested one credits no key
     if key:
         return _by_key(graph, key)
     return Person(f"email:{email.lower()}", name or email, email, None)

@@ -336,7 +336,7 @@ def keys_endorse(ctx: click.Context, keyid: str, name: str | None, email: str | 
     ledger = _ledger(ctx)
     trust = ledger.trust()
     target = resolve_keyid(keyid, set(trust.identities) | ({keyid} if len(keyid) == 72 else set()))
-    declared = trust.identities.get(target)
+    declared = trust.declared.get(target)  # its own latest word: an endorsement replaces what was endorsed
     name = name or (declared.name if declared else None)
     email = email or (declared.email if declared else None)
     if not name or not email:
@@ -345,7 +345,10 @@ def keys_endorse(ctx: click.Context, keyid: str, name: str | None, email: str | 
     if signer.keyid not in ledger.config.trust_roots:
         render.say("[yellow]warning:[/yellow] your key is not a trust root in config.yaml; "
                    "this endorsement will not count in endorsed mode.")
-    record = ledger.append(signer, "identity", {"key": target, "name": name, "email": email})
+    vouched = {"key": target, "name": name, "email": email, **({"git": list(declared.git)} if declared else {})}
+    if vouched.get("git"):  # what is endorsed is what credit is matched by: say so
+        render.say(f"also vouching for its git identities: {render.escape(', '.join(vouched['git']))}")
+    record = ledger.append(signer, "identity", {k: v for k, v in vouched.items() if v})
     click.echo(record.id)
 
 

@@ -5,8 +5,8 @@ runs on all cores; the whole-ledger checks (feed continuity, trust, checkpoints)
 compact summaries the workers return.
 
 Problems are ``error`` (tampering or corruption: exit 1), ``warning`` (an untrusted, unknown or revoked
-signer: exit 1 only under ``--strict``) or ``unsupported`` (validly signed data from a newer OpenLedger:
-exit 2 unless there are errors).
+signer, an email several keys claim: exit 1 only under ``--strict``) or ``unsupported`` (validly signed data
+from a newer OpenLedger: exit 2 unless there are errors).
 
 >>> import tempfile; from openledger.store.keys import generate_signer
 >>> ledger = Ledger.init(Path(tempfile.mkdtemp()))
@@ -322,6 +322,13 @@ def _trust_of(ledger: Ledger, summaries: dict[str, RecordSummary]) -> TrustState
     return TrustState.evaluate(facts, mode=ledger.config.trust_mode, roots=ledger.config.trust_roots)
 
 
+def _contested_emails(trust: TrustState) -> list[Problem]:
+    """One warning per contested email (look-alike spellings together), on the first claimant's identity."""
+    contests = {id(contest): contest for contest in trust.contested.values()}
+    return [Problem(WARNING, "email-contested", contest.reason, contest.claims[0].record_id)
+            for contest in contests.values()]
+
+
 def verify_ledger(
     ledger: Ledger,
     *,
@@ -344,12 +351,14 @@ def verify_ledger(
     trust = _trust_of(ledger, summaries)
     for record_id, why in trust.ignored:
         problems.append(Problem(WARNING, "ignored-trust-record", why, record_id))
+    problems += _contested_emails(trust)
     for summary in summaries.values():
         if summary.kind == "revocation" and summary.body["key"] == summary.actor:
             continue  # a key's own revocation is the one record it must be able to sign at that moment
         status = trust.status(summary.actor, summary.time)
         if status is not None:
-            problems.append(Problem(WARNING, status, f"signed by {trust.describe(summary.actor)}: {status}",
+            why = f" ({trust.conflicts[summary.actor]})" if status == "identity-conflict" else ""
+            problems.append(Problem(WARNING, status, f"signed by {trust.describe(summary.actor)}: {status}{why}",
                                     summary.id))
     if against is not None:
         if not against.startswith("sha256:") or len(against) != 71:
