@@ -12,12 +12,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import unicodedata
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from openledger import Ledger, LedgerConfig, Signer
 from openledger.credit.contributions import contributions
@@ -301,6 +304,17 @@ def test_keys_endorse_vouches_for_the_declared_git_identities(repo: Path) -> Non
         assert ledger.trust().key_for_email("ada@home.example") == ADA.keyid
     finally:
         ledger.close()
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=30))
+def test_normalise_email_is_one_spelling(text: str) -> None:
+    """NFKC, no whitespace or format characters, case-folded: the ASCII fast path spells it the same."""
+    expected = unicodedata.normalize("NFKC", text)
+    expected = "".join(c for c in expected if not c.isspace() and unicodedata.category(c) != "Cf")
+    expected = unicodedata.normalize("NFKC", expected.casefold())
+    assert normalise_email(text) == expected
+    assert normalise_email(expected) == expected
 
 
 def test_normalise_email_is_idempotent_and_keeps_distinct_ascii_emails_apart() -> None:

@@ -23,6 +23,7 @@ from the identities that trust counts, so a key can only be credited for an emai
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -43,8 +44,11 @@ _LOOK_ALIKES = str.maketrans(
 )
 
 
+@functools.lru_cache(maxsize=65536)  # reports map the same few thousand emails again and again
 def _fold(text: str) -> str:
     """NFKC, without format characters (zero-width spaces, joiners, BOM) or whitespace, case-folded."""
+    if text.isascii():  # NFKC leaves ASCII alone and its only format characters are not ASCII
+        return "".join(text.split()).lower()
     text = unicodedata.normalize("NFKC", text)
     text = "".join(c for c in text if not c.isspace() and unicodedata.category(c) != "Cf")
     return unicodedata.normalize("NFKC", text.casefold())
