@@ -154,7 +154,7 @@ class LedgerConfig:
             "# OpenLedger configuration: committed with the ledger, read by every `openledger verify`.",
             f"version: {self.version}",
             "trust:",
-            "  # tofu: any key with a self-signed identity is trusted (unless two keys claim one email).",
+            "  # tofu: any key with a self-signed identity is trusted (first key to claim an email keeps it).",
             "  # endorsed: only the roots below and keys they endorsed (`openledger keys endorse KEYID`).",
             f"  mode: {self.trust_mode}",
         ]
