@@ -10,7 +10,7 @@ to its commit's author and marked ``complete: false``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -23,7 +23,9 @@ from openledger.lineage.authorship import Author, blame_manifests, file_history,
 from openledger.lineage.git import git_run
 from openledger.lineage.git import git_state as core_git_state
 
-__all__ = ["Commit", "DatasetVersion", "dataset_versions", "git_state", "head_commit"]
+__all__ = ["Commit", "DatasetVersion", "KeyForEmail", "dataset_versions", "git_state", "head_commit"]
+
+KeyForEmail = Callable[[str], str | None]  # TrustState.key_for_email: the ledger's one email -> key index
 
 # Paths credited per contributor are listed in full up to this many; beyond it, counts and bytes only.
 MAX_LISTED_PATHS = 1000
@@ -42,12 +44,13 @@ class DatasetVersion:
     complete: bool = True
     manifest: dict[str, str] | None = None  # file -> digest, for a directory whose .dir manifest is cached
 
-    def contributors(self, cache: Path, identities: dict[str, str]) -> list[dict[str, Any]]:
-        """Each author with the files credited to them in this version (sorted by files, then email)."""
+    def contributors(self, cache: Path, key_for_email: KeyForEmail) -> list[dict[str, Any]]:
+        """Each author with the files credited to them in this version (sorted by files, then email), with the
+        key ``key_for_email`` gives for the author's email, if any."""
         if not self.artifact.is_dir:
-            return [_contributor(self.author, [self.commit], None, self.artifact.size, identities)]
+            return [_contributor(self.author, [self.commit], None, self.artifact.size, key_for_email)]
         if self.manifest is None:  # the .dir manifest is not in this cache: the version as a whole
-            whole = _contributor(self.author, [self.commit], None, self.artifact.size, identities)
+            whole = _contributor(self.author, [self.commit], None, self.artifact.size, key_for_email)
             whole["files"] = self.artifact.nfiles or 0
             return [whole]
         by_author: dict[str, tuple[Author, set[str | None], list[str]]] = {}
@@ -64,7 +67,7 @@ class DatasetVersion:
         rest = self.artifact.size - sum(s for s in sizes if s is not None) if self.artifact.size is not None else None
         if rest is None or None in sizes or rest < 0:
             rest = _cached_total(cache, manifest, entries[0][2])
-        result = [_contributor(author, sorted(commits, key=str), sorted(paths), size, identities)
+        result = [_contributor(author, sorted(commits, key=str), sorted(paths), size, key_for_email)
                   for (author, commits, paths), size in zip(entries, [rest, *sizes], strict=True)]
         result.sort(key=lambda c: (-c["files"], c["email"]))
         return result
@@ -82,10 +85,10 @@ def _cached_total(cache: Path, manifest: dict[str, str], paths: list[str]) -> in
 
 
 def _contributor(author: Author, commits: Iterable[str | None], paths: list[str] | None, size: int | None,
-                 identities: dict[str, str]) -> dict[str, Any]:
+                 key_for_email: KeyForEmail) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": author.name, "email": author.email, "role": "data",
                              "commits": [c for c in commits if c], "files": len(paths) if paths is not None else 1}
-    keyid = identities.get(author.email.lower())
+    keyid = key_for_email(author.email) if author.email else None
     if keyid:
         entry["key"] = keyid
     if size is not None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from dvc_hooks.history import DatasetVersion, dataset_versions, git_state, head_commit
+from dvc_hooks.history import DatasetVersion, KeyForEmail, dataset_versions, git_state, head_commit
 from dvc_hooks.lockfile import RECORD_STAGE, Artifact, LockStage, read_dvcfile, read_lock
 from dvc_hooks.project import DvcProject
 from openledger.capture.recorder import Recorder
@@ -41,19 +41,8 @@ __all__ = [
 ]
 
 
-def _identities(ledger: Ledger) -> dict[str, str]:
-    """Email (lower case) -> key id, from identity records (including the git identities they list)."""
-    result: dict[str, str] = {}
-    for identity in ledger.trust().identities.values():
-        emails = [identity.email, *(g.rpartition("<")[2].rstrip(">") for g in identity.git if "<" in g)]
-        for email in emails:
-            if email:
-                result.setdefault(email.lower(), identity.keyid)
-    return result
-
-
 def _dataset_body(version: DatasetVersion, dvcfile: str, source: Mapping[str, Any], project: DvcProject,
-                  identities: dict[str, str]) -> dict[str, Any]:
+                  key_for_email: KeyForEmail) -> dict[str, Any]:
     body: dict[str, Any] = {
         "path": version.path,
         "digest": version.artifact.digest,
@@ -61,7 +50,7 @@ def _dataset_body(version: DatasetVersion, dvcfile: str, source: Mapping[str, An
         "source": dict(source),
         "commit": version.commit,
         "committed": version.time,
-        "contributors": version.contributors(project.cache, identities),
+        "contributors": version.contributors(project.cache, key_for_email),
         "complete": version.complete,
     }
     if version.artifact.size is not None:
@@ -78,7 +67,7 @@ def record_datasets(project: DvcProject, recorder: Recorder, dvcfiles: Iterable[
     """
     ledger = recorder.ledger
     written: list[Record] = []
-    identities: dict[str, str] | None = None
+    key_for_email: KeyForEmail | None = None  # the trust evaluation is read once, when first needed
     for dvcfile in (project.data_files() if dvcfiles is None else dvcfiles):
         parsed = read_dvcfile(project.root, dvcfile)
         for out in parsed.outs:
@@ -87,8 +76,8 @@ def record_datasets(project: DvcProject, recorder: Recorder, dvcfiles: Iterable[
             path = str(PurePosixPath(dvcfile).parent / out.path)
             if ledger.ids(kind="dataset", links_to=dataset_key(path, out.digest)):
                 continue
-            if identities is None:
-                identities = _identities(ledger)
+            if key_for_email is None:
+                key_for_email = ledger.trust().key_for_email
             previous: str | None = None
             for version in dataset_versions(project.root, dvcfile, out, project.cache):
                 key = dataset_key(version.path, version.artifact.digest or "")
@@ -96,7 +85,7 @@ def record_datasets(project: DvcProject, recorder: Recorder, dvcfiles: Iterable[
                 if existing:
                     previous = existing[-1]
                     continue
-                body = _dataset_body(version, dvcfile, parsed.source, project, identities)
+                body = _dataset_body(version, dvcfile, parsed.source, project, key_for_email)
                 # linking its own digest lets stages and MLflow runs that read this version find the record
                 links = [body["digest"], *([previous] if previous else [])]
                 record = recorder.record("dataset", body, links, once=key)

@@ -91,8 +91,8 @@ def _validate_policies() -> Callable[..., Any]:
 class LedgerConfig:
     """The validated contents of ``config.yaml``.
 
-    ``trust_mode`` is ``tofu`` (any key with a self-signed identity is trusted; the first key to claim an
-    email keeps it) or ``endorsed`` (only trust roots and keys a trust root endorsed). ``durability``
+    ``trust_mode`` is ``tofu`` (any key with a self-signed identity is trusted, unless another key claims one
+    of its emails) or ``endorsed`` (only trust roots and keys a trust root endorsed). ``durability``
     ``process`` survives a killed process; ``fsync`` also survives power loss, at a large cost per append.
     """
 

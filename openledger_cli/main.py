@@ -271,6 +271,8 @@ def keys_export(key: str | None, secret: bool) -> None:
 def keys_endorse(ctx: click.Context, keyid: str, name: str | None, email: str | None) -> None:
     """As a trust root, vouch that KEYID belongs to the person it names."""
     endorsement = endorse_identity(open_ledger(ctx), load_signer(), keyid, name=name, email=email)
+    if endorsement.git:  # what is endorsed is what credit is matched by: say so
+        render.say(f"also vouching for its git identities: {', '.join(endorsement.git)}")
     if not endorsement.by_trust_root:
         render.say("your key is not a trust root in config.yaml; "
                    "this endorsement will not count in endorsed mode.", label="warning:")

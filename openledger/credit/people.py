@@ -2,7 +2,7 @@
 a code author, someone credited for feedback.
 
 A :class:`Person` is resolved the same way everywhere: by key (an identity record names them), by email (a git
-author, a dataset contributor: matched to the identity that owns the email, when one does), or as the human
+author, a dataset contributor: matched to the identity that owns the email, when exactly one does), or as the human
 source MLflow gave a piece of feedback. Renderers and exporters read these fields; they never rebuild a person
 from a dict or a ``Name <email>`` string.
 
@@ -49,19 +49,18 @@ class Person:
 
 
 class People:
-    """Resolves people under one trust state: by key, by email (through ``key_for_email``, the ledger's index
-    of which key owns an email) and as the person a review or feedback record credits (``credit``)."""
+    """Resolves people under one trust state: by key, by email (through the trust state's index of which key
+    owns an email) and as the person a review or feedback record credits (``credit``)."""
 
-    def __init__(self, trust: TrustState, *, key_for_email: Callable[[str], str | None] | None = None,
+    def __init__(self, trust: TrustState, *,
                  credit: Callable[[Fact], tuple[str, str | None] | None] | None = None) -> None:
         self.trust = trust
-        self._key_for_email = key_for_email
         self._credit = credit
 
     @classmethod
     def of(cls, graph: LedgerGraph) -> People:
         """The people of a ledger graph (its trust, its email index, its memo of credited feedback)."""
-        return cls(graph.trust, key_for_email=graph.key_for_email, credit=graph.credited)
+        return cls(graph.trust, credit=graph.credited)
 
     def by_key(self, keyid: str) -> Person:
         identity = self.trust.identities.get(keyid)
@@ -70,9 +69,10 @@ class People:
         return Person(keyid, identity.name, identity.email, keyid)
 
     def by_email(self, name: str, email: str, key: str | None = None) -> Person:
-        """A git author or dataset contributor: the identity that owns ``email`` (or ``key``, when the record
-        names one), else the author as git named them."""
-        key = key or (self._key_for_email(email) if self._key_for_email else None)
+        """A git author or dataset contributor: the identity that owns ``email`` now (none while it is contested:
+        :meth:`TrustState.contest` says why), whatever ``key`` the record wrote down; ``key`` only when there is
+        no email. Else the author as git named them."""
+        key = self.trust.credited_key(email, key)
         if key:
             return self.by_key(key)
         return Person(f"email:{email.lower()}", name or email, email, None)

@@ -31,6 +31,7 @@ from typing import Any
 
 from openledger.credit.people import People, Person
 from openledger.errors import ConfigError
+from openledger.identity.emails import normalise_email
 from openledger.identity.trust import TrustState, instant
 from openledger.lineage.targets import Subject
 from openledger.store.ledger import Ledger
@@ -51,7 +52,7 @@ DECISION_NOUNS = {"approve": "approval", "request-changes": "change request", "r
 _UNTRUSTED = {
     "unknown-key": "the key has no identity in this ledger",
     "unendorsed-key": "the key is not endorsed by a trust root",
-    "identity-conflict": "the key claims an email another key claimed first",
+    "identity-conflict": "the key claims an email (or git identity) that another key claims too",
 }
 
 
@@ -220,7 +221,8 @@ def _discard_reason(review: Record, subject: Subject, trust: TrustState, allowed
             return "MLflow names the reviewer as its user (user_id)"
     if "data" in rule.distinct_from:
         keys, emails = subject.data_contributors()
-        if actor in keys or (identity is not None and identity.email.lower() in emails):
+        # every email the reviewer's identity claims (git entries too): data committed under an alias counts
+        if actor in keys or (identity is not None and {normalise_email(e) for e in emails} & set(identity.emails)):
             return "the reviewer supplied its data"
     return ""
 

@@ -45,25 +45,30 @@ def publish_identity(ledger: Ledger, signer: RecordSigner, *, name: str | None, 
 
 @dataclass(frozen=True, slots=True)
 class Endorsement:
-    """An appended endorsement, and whether it counts (only a trust root's does, in endorsed mode)."""
+    """An appended endorsement, and whether it counts (only a trust root's does, in endorsed mode). ``git`` are
+    the git identities it vouches for (what the key declared), which credit by email then matches."""
 
     record: Record
     by_trust_root: bool
+    git: tuple[str, ...] = ()
 
 
 def endorse_identity(ledger: Ledger, signer: RecordSigner, keyid: str, *, name: str | None = None,
                      email: str | None = None) -> Endorsement:
     """Vouch that ``keyid`` (a full id or a unique prefix of a known one) belongs to the person named: by
-    default the name and email the key declared itself."""
+    default the name and email the key last declared itself, and always the git identities it declared. Once
+    endorsed, this is who the key is: a later self-declaration changes nothing until endorsed again."""
     trust = ledger.trust()
     target = resolve_keyid(keyid, set(trust.identities) | ({keyid} if len(keyid) == 72 else set()))
-    declared = trust.identities.get(target)
+    declared = trust.declared.get(target)  # the key's own latest word, not what a root endorsed before
     name = name or (declared.name if declared else None)
     email = email or (declared.email if declared else None)
     if not name or not email:
         raise NotFoundError(f"{short_keyid(target)} has published no identity: give --name and --email")
-    record = ledger.append(signer, "identity", {"key": target, "name": name, "email": email})
-    return Endorsement(record, signer.keyid in ledger.config.trust_roots)
+    git = declared.git if declared else ()
+    body: dict[str, Any] = {"key": target, "name": name, "email": email, **({"git": list(git)} if git else {})}
+    record = ledger.append(signer, "identity", body)
+    return Endorsement(record, signer.keyid in ledger.config.trust_roots, git)
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,7 +130,6 @@ class LedgerGraph:
                     self.bindings[body["commit"]].append(fact)
         # Lineages share code: git is asked once per question, whatever the number of model versions.
         self.authorship = CodeAuthorship(ledger.root.parent)
-        self._emails: dict[str, str] | None = None
         self._credits: dict[tuple[str, str, str], tuple[str, str | None] | None] = {}
         self.trust = TrustState.evaluate(
             [TrustFact(f.id, f.kind, f.actor, f.time, f.body) for f in (*self.by_kind["identity"],
@@ -295,13 +294,8 @@ class LedgerGraph:
         return self.trust.describe(keyid)
 
     def key_for_email(self, email: str) -> str | None:
-        """The key of the first identity (in trust order) with this email or git identity email."""
-        if self._emails is None:
-            self._emails = {}
-            for identity in self.trust.identities.values():
-                for known in (identity.email, *(g.rpartition("<")[2].rstrip(">") for g in identity.git)):
-                    self._emails.setdefault(known.lower(), identity.keyid)
-        return self._emails.get(email.lower())
+        """The key this email credits (:meth:`TrustState.key_for_email`): ``None`` when contested or unclaimed."""
+        return self.trust.key_for_email(email)
 
     def root_path(self) -> Path:
         return self.ledger.root.parent

@@ -5,8 +5,8 @@ runs on all cores; the whole-ledger checks (feed continuity, trust, checkpoints)
 compact summaries the workers return.
 
 Problems are ``error`` (tampering or corruption: exit 1), ``warning`` (an untrusted, unknown or revoked
-signer: exit 1 only under ``--strict``) or ``unsupported`` (validly signed data from a newer OpenLedger:
-exit 2 unless there are errors).
+signer, an email several keys claim, a record dated before one it follows in its feed: exit 1 only under
+``--strict``) or ``unsupported`` (validly signed data from a newer OpenLedger: exit 2 unless there are errors).
 
 >>> import tempfile; from openledger.store.keys import generate_signer
 >>> ledger = Ledger.init(Path(tempfile.mkdtemp()))
@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 from openledger._internal.index import iter_pack
 from openledger._internal.memory import paused_gc
 from openledger.errors import BadInputError, IntegrityError, UnsupportedVersionError
-from openledger.identity.trust import TrustFact, TrustState
+from openledger.identity.trust import TrustFact, TrustState, instant
 from openledger.store.ledger import Ledger
 from openledger.store.merkle import merkle_root
 from openledger.store.records import decode_stored, validate_payload_json
@@ -276,6 +276,27 @@ def _check_feeds(summaries: dict[str, RecordSummary], damaged: set[str]) -> list
     return problems
 
 
+def _check_time_order(summaries: dict[str, RecordSummary]) -> list[Problem]:
+    """A record dated before a record its ``prev`` names in its own feed. A feed is one key on one device,
+    appending in order, so its times go backwards only by a clock jump or a backdated record. Compared along
+    ``prev``, not by ``seq``: the two branches of a feed forked across a git merge are each their own line."""
+    problems = []
+    for summary in summaries.values():
+        for prev_id in summary.prev:
+            prior = summaries.get(prev_id)
+            if prior is None or (prior.actor, prior.feed) != (summary.actor, summary.feed):
+                continue  # missing-prev / feed-mismatch, reported by _check_feeds
+            # the ledger writes one spelling (27 characters); others are compared as instants
+            same = len(summary.time) == len(prior.time) == 27
+            if (summary.time < prior.time) if same else (instant(summary.time) < instant(prior.time)):
+                problems.append(Problem(
+                    WARNING, "time-order",
+                    f"dated {summary.time}, before {prior.time} of {prev_id}, which it follows in feed {summary.feed}",
+                    summary.id,
+                ))
+    return problems
+
+
 def _check_checkpoints(summaries: dict[str, RecordSummary], damaged: set[str]) -> list[Problem]:
     problems = []
     for summary in summaries.values():
@@ -319,6 +340,13 @@ def _trust_of(ledger: Ledger, summaries: dict[str, RecordSummary]) -> TrustState
     return TrustState.evaluate(facts, mode=ledger.config.trust_mode, roots=ledger.config.trust_roots)
 
 
+def _contested_emails(trust: TrustState) -> list[Problem]:
+    """One warning per contested email (look-alike spellings together), on the first claimant's identity."""
+    contests = {id(contest): contest for contest in trust.contested.values()}
+    return [Problem(WARNING, "email-contested", contest.reason, contest.claims[0].record_id)
+            for contest in contests.values()]
+
+
 def verify_ledger(
     ledger: Ledger,
     *,
@@ -337,16 +365,19 @@ def verify_ledger(
     # Ids of objects that are present but fail their own checks: their neighbours are not "missing" them.
     damaged = {p.record for p in problems if p.record} - summaries.keys()
     problems += _check_feeds(summaries, damaged)
+    problems += _check_time_order(summaries)
     problems += _check_checkpoints(summaries, damaged)
     trust = _trust_of(ledger, summaries)
     for record_id, why in trust.ignored:
         problems.append(Problem(WARNING, "ignored-trust-record", why, record_id))
+    problems += _contested_emails(trust)
     for summary in summaries.values():
         if summary.kind == "revocation" and summary.body["key"] == summary.actor:
             continue  # a key's own revocation is the one record it must be able to sign at that moment
         status = trust.status(summary.actor, summary.time)
         if status is not None:
-            problems.append(Problem(WARNING, status, f"signed by {trust.describe(summary.actor)}: {status}",
+            why = f" ({trust.conflicts[summary.actor]})" if status == "identity-conflict" else ""
+            problems.append(Problem(WARNING, status, f"signed by {trust.describe(summary.actor)}: {status}{why}",
                                     summary.id))
     if against is not None:
         if not against.startswith("sha256:") or len(against) != 71:
