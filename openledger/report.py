@@ -154,9 +154,7 @@ def _run_json(graph: LedgerGraph, node: Node) -> dict[str, Any]:
 def _dataset_json(graph: LedgerGraph, node: Node) -> dict[str, Any]:
     body = node.body
     contributors = []
-    for entry in body.get("contributors") or []:
-        if not isinstance(entry, Mapping):
-            continue
+    for entry in graph.data_contributors(node.records[-1]) if node.records else []:
         person = _by_email(graph, str(entry.get("name") or ""), str(entry.get("email") or ""), entry.get("key"))
         contributors.append({"person": person.to_json(), "files": entry.get("files"), "bytes": entry.get("bytes"),
                              "commits": list(entry.get("commits") or []), "paths": list(entry.get("paths") or [])})
@@ -203,12 +201,9 @@ def _lineage_people(graph: LedgerGraph, lineage: Lineage) -> dict[str, dict[str,
             entry["roles"][role].append(evidence)
 
     for dataset in lineage.datasets:
-        for entry in dataset.body.get("contributors") or []:
-            if isinstance(entry, Mapping):
-                person = _by_email(graph, str(entry.get("name") or ""), str(entry.get("email") or ""),
-                                   entry.get("key"))
-                for rid in dataset.record_ids[-1:]:
-                    credit(person, "data", rid)
+        for entry in graph.data_contributors(dataset.records[-1]) if dataset.records else []:
+            person = _by_email(graph, str(entry.get("name") or ""), str(entry.get("email") or ""), entry.get("key"))
+            credit(person, "data", dataset.record_ids[-1])
     for author in lineage.code_authors:
         for sha in author.commits:
             credit(_by_email(graph, author.name, author.email), "code", f"commit:{sha}")
@@ -363,9 +358,7 @@ class _Credit:
             self.feedback(feedback)
 
     def dataset(self, record: Fact) -> None:
-        for entry in record.body.get("contributors") or []:
-            if not isinstance(entry, Mapping):
-                continue
+        for entry in self.graph.data_contributors(record):
             person = _by_email(self.graph, str(entry.get("name") or ""), str(entry.get("email") or ""),
                                entry.get("key"))
             # a file counts once per person, however many versions of the dataset carry it
@@ -474,9 +467,7 @@ def _changes(graph: LedgerGraph, old: Lineage, new: Lineage) -> dict[str, list[t
         if dataset.key in old_keys or not dataset.records:
             continue
         record = dataset.records[-1]
-        for entry in record.body.get("contributors") or []:
-            if not isinstance(entry, Mapping):
-                continue
+        for entry in graph.data_contributors(record):
             # only the files this person added or changed since the version the older model used
             paths = set(entry.get("paths") or [])
             fresh = paths - before[(record.body.get("path"), str(entry.get("email")).lower())]
