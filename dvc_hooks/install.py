@@ -32,7 +32,7 @@ from dvc_hooks.reconcile import observe
 from dvc_hooks.record import DvcProject
 from openledger._internal.files import write_atomic
 from openledger.errors import BadInputError
-from openledger.lineage.reconcile import Newest, dvc_discrepancies
+from openledger.lineage.reconcile import Linked, Newest, dvc_discrepancies
 from openledger.store.ledger import Ledger
 
 __all__ = ["HOOK_MARKER", "InstallReport", "Status", "install", "status", "terminal_outputs", "uninstall"]
@@ -344,6 +344,10 @@ def _newest_indexed(ledger: Ledger) -> Newest:
     return newest
 
 
+def _linked_indexed(ledger: Ledger) -> Linked:
+    return lambda link, kind: ((rid, ledger.body(rid)) for rid in ledger.ids(kind=kind, links_to=link))
+
+
 def status(project: DvcProject, ledger: Ledger) -> Status:
     result = Status(hook_installed=HOOK_MARKER in _read_hook(hooks_dir(project) / "post-commit"))
     if not result.hook_installed:
@@ -369,7 +373,7 @@ def status(project: DvcProject, ledger: Ledger) -> Status:
         if pipeline in state.unreproduced:
             result.warnings.append(f"{pipeline} has no dvc.lock yet: its stages are recorded by the first "
                                    "`dvc repro`")
-    for found in dvc_discrepancies(state, _newest_indexed(ledger)):
+    for found in dvc_discrepancies(state, _newest_indexed(ledger), _linked_indexed(ledger)):
         where = found.details
         if found.code == "unrecorded-dataset":
             result.unrecorded_datasets.append({k: str(where[k]) for k in ("path", "digest", "dvcfile")})

@@ -26,8 +26,8 @@ from dvc_hooks.lockfile import RECORD_STAGE, Artifact, LockStage, cache_dir, rea
 from openledger._internal.git import current_branch
 from openledger.capture.recorder import Recorder
 from openledger.errors import BadInputError, NotFoundError
-from openledger.lineage.joins import dataset_key, dvc_run_key, dvc_stage_key
-from openledger.store.ledger import Ledger
+from openledger.lineage.joins import applied_experiment, dataset_key, dvc_run_key, dvc_stage_key
+from openledger.store.ledger import Ledger, experiment_workspace_owner
 from openledger.store.records import Record
 
 DVC_EXPERIMENT_COMMIT = "dvc: commit experiment"
@@ -52,7 +52,9 @@ class DvcProject:
     def find(cls, start: Path | None = None) -> DvcProject:
         here = (start or Path.cwd()).absolute()
         env_root = os.environ.get("DVC_ROOT")
-        candidates = [Path(env_root)] if env_root else []
+        # A queued experiment's DVC_ROOT names the repository it runs for, not the temporary workspace whose
+        # dvc.lock it writes: there, the workspace is the project (its records still go to the repository's ledger)
+        candidates = [Path(env_root)] if env_root and experiment_workspace_owner(here) is None else []
         candidates += [here, *here.parents]
         for candidate in candidates:
             if (candidate / ".dvc").is_dir():
@@ -256,7 +258,9 @@ def record_stages(project: DvcProject, recorder: Recorder, pipeline: str, *, exp
         if previous:
             latest[stage.name] = previous[-1]
         runs = _runs_of(ledger, stage_prefix + stage.name, experiment) if stage_prefix is not None else []
-        if previous and not runs and ledger.body(previous[-1]).get("lock_digest") == stage.lock_digest:
+        if previous and not runs and (ledger.body(previous[-1]).get("lock_digest") == stage.lock_digest or (
+                experiment is None  # an experiment recording an entry another one recorded ran it again
+                and applied_experiment(((i, ledger.body(i)) for i in previous), stage.lock_digest))):
             continue
         if state is None:
             state = git_state(project.root)

@@ -80,7 +80,18 @@ def local_source_path(source_type: str, source: Mapping[str, Any]) -> Path | Non
         return None
 
 
-def dataset_body(dataset: Any, *, context: str | None, run_id: str, keyid: str, captured: str,
+def _logger_entry(recorder: Recorder) -> dict[str, Any]:
+    """The data credit of whoever logged the data: the signer's key, with the name and email of its identity
+    record when the ledger has one (identity records are self-signed: found by their actor)."""
+    keyid = recorder.signer.keyid
+    entry: dict[str, Any] = {"key": keyid, "role": "data", "files": 1}
+    identities = list(recorder.ledger.select(kind="identity", actor=keyid))
+    if identities and isinstance(identities[-1].body.get("name"), str):
+        entry.update(name=identities[-1].body["name"], email=identities[-1].body.get("email"))
+    return entry
+
+
+def dataset_body(dataset: Any, *, context: str | None, run_id: str, credit: dict[str, Any], captured: str,
                  dvc: tuple[str, str] | None = None) -> dict[str, Any] | None:
     """The body of the dataset record of one MLflow dataset (``mlflow.entities.Dataset``), or None when its
     digest cannot name a record (a user-chosen digest with characters outside ``A-Z a-z 0-9 . _ -``)."""
@@ -100,7 +111,7 @@ def dataset_body(dataset: Any, *, context: str | None, run_id: str, keyid: str, 
         "source": source,
         "schema": _json_field(dataset.schema),
         "profile": _json_field(dataset.profile),
-        "contributors": [{"key": keyid, "role": "data", "files": 1}],
+        "contributors": [credit],
         "captured": captured,
     }
     if dvc is not None:
@@ -114,6 +125,7 @@ def record_inputs(recorder: Recorder, run: Any, *, captured: str) -> list[str]:
     from mlflow_plugin.dvc_dataset import dvc_tracked
 
     ids: list[str] = []
+    credit: dict[str, Any] | None = None
     for dataset_input in getattr(run.inputs, "dataset_inputs", None) or []:
         dataset = dataset_input.dataset
         digest = input_digest({"digest": dataset.digest, "source_type": dataset.source_type,
@@ -135,8 +147,9 @@ def record_inputs(recorder: Recorder, run: Any, *, captured: str) -> list[str]:
             dvc = dvc_tracked(local) if local is not None else None
             if dvc is None and dataset.source_type == "dvc" and is_digest(digest):
                 dvc = (str(source.get("path")), digest)
-            body = dataset_body(dataset, context=context, run_id=run.info.run_id, keyid=recorder.signer.keyid,
-                                captured=captured, dvc=dvc)
+            credit = credit or _logger_entry(recorder)
+            body = dataset_body(dataset, context=context, run_id=run.info.run_id, credit=credit, captured=captured,
+                                dvc=dvc)
         except Exception as exc:
             recorder.fail(exc)
             continue

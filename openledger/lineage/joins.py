@@ -16,13 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from openledger.store.canonical import canonical_bytes
 
-__all__ = ["MLFLOW_DIGEST", "dataset_key", "dvc_run_key", "dvc_stage_key", "input_digest", "is_dataset_digest",
-           "is_digest", "join_key", "mlflow_dataset_key", "mlflow_digest"]
+__all__ = ["MLFLOW_DIGEST", "applied_experiment", "dataset_key", "dvc_run_key", "dvc_stage_key", "input_digest",
+           "is_dataset_digest", "is_digest", "join_key", "mlflow_dataset_key", "mlflow_digest"]
 
 _HEX = re.compile(r"[0-9a-f]{16,128}")
 # MLflow's dataset digest is its own fingerprint of the data (8 hex characters for pandas, numpy, Spark,
@@ -93,3 +93,12 @@ def is_dataset_digest(value: Any) -> bool:
     """Whether a dataset record can carry ``value`` as its digest: a content digest, or MLflow's fingerprint
     (``mlflow:`` and up to 64 of ``A-Z a-z 0-9 . _ -``; ``schemas/dataset.json`` says the same)."""
     return is_digest(value) or (isinstance(value, str) and _MLFLOW_DIGEST.fullmatch(value) is not None)
+
+
+def applied_experiment(records: Iterable[tuple[str, Mapping[str, Any]]], lock_digest: str) -> str | None:
+    """The id of an experiment's stage record (``dvc exp run``, queued ones included) whose ``dvc.lock`` entry is
+    ``lock_digest``, among a stage's ``(id, body)`` records (those linking its :func:`dvc_stage_key`): ``dvc exp
+    apply`` brought that experiment's result into the workspace, where nothing ran again, so the experiment's
+    record speaks for it."""
+    return next((record_id for record_id, body in records
+                 if body.get("experiment") and body.get("lock_digest") == lock_digest), None)

@@ -57,7 +57,8 @@ def test_pandas_and_numpy_inputs_are_signed_dataset_records_and_reconcile_strict
     assert body["source"] == {"type": "http", "url": "https://example.org/winequality-red.csv"}
     assert [c["name"] for c in body["schema"]["mlflow_colspec"]] == list(frame.columns)
     assert body["profile"] == {"num_rows": len(frame), "num_elements": frame.size}
-    assert body["contributors"] == [{"key": project.keyid, "role": "data", "files": 1}]
+    assert body["contributors"] == [{"key": project.keyid, "name": "Ada Lovelace", "email": "ada@example.org",
+                                     "role": "data", "files": 1}]
     assert records[f"mlflow:{array.digest}"].body["profile"]["features_shape"] == [4, 3]
     [run] = project.records("run")
     assert {r.id for r in records.values()} <= set(run.links)  # the run record links its datasets
