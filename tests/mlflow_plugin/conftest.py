@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,3 +97,34 @@ def mlflow_server(tmp_path: Path, backend: str, env: Mapping[str, str]) -> Itera
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+ROOT = Path(__file__).parent.parent.parent
+
+
+def _postgres_base() -> str | None:
+    """A PostgreSQL server URI: OPENLEDGER_TEST_POSTGRES, or the local cluster `.ci/postgres` starts."""
+    uri = os.environ.get("OPENLEDGER_TEST_POSTGRES")
+    if uri:
+        return uri
+    if shutil.which("pg_lsclusters") and os.geteuid() == 0:
+        result = subprocess.run(["bash", str(ROOT / ".ci" / "postgres")], capture_output=True, text=True,
+                                check=False)
+        if result.returncode == 0:
+            return result.stdout.strip().splitlines()[-1]
+    return None
+
+
+@pytest.fixture
+def postgres_uri() -> Iterator[str]:
+    base = _postgres_base()
+    if base is None:
+        pytest.skip("no PostgreSQL here: .ci/run installs and starts one (or set OPENLEDGER_TEST_POSTGRES)")
+    import psycopg
+
+    name = f"mlflow_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    yield base.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(base, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,34 +15,6 @@ from openledger import Ledger, signer_from_seed, verify_ledger
 from tests.mlflow_plugin.conftest import mlflow_server
 
 ROOT = Path(__file__).parent.parent.parent
-
-
-def _postgres_base() -> str | None:
-    """A PostgreSQL server URI: OPENLEDGER_TEST_POSTGRES, or the local cluster `.ci/postgres` starts."""
-    uri = os.environ.get("OPENLEDGER_TEST_POSTGRES")
-    if uri:
-        return uri
-    if shutil.which("pg_lsclusters") and os.geteuid() == 0:
-        result = subprocess.run(["bash", str(ROOT / ".ci" / "postgres")], capture_output=True, text=True,
-                                check=False)
-        if result.returncode == 0:
-            return result.stdout.strip().splitlines()[-1]
-    return None
-
-
-@pytest.fixture
-def postgres_uri() -> Iterator[str]:
-    base = _postgres_base()
-    if base is None:
-        pytest.skip("no PostgreSQL here: .ci/run installs and starts one (or set OPENLEDGER_TEST_POSTGRES)")
-    import psycopg
-
-    name = f"mlflow_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(base, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    yield base.rsplit("/", 1)[0] + "/" + name
-    with psycopg.connect(base, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 CLIENT = textwrap.dedent(
