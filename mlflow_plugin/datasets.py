@@ -26,6 +26,7 @@ from urllib.request import url2pathname
 from openledger.capture.recorder import Recorder
 from openledger.lineage.joins import input_digest, is_dataset_digest, is_digest, mlflow_dataset_key
 from openledger.store.canonical import canonical_bytes
+from openledger.store.keys import short_keyid
 
 __all__ = ["dataset_body", "local_source_path", "record_inputs"]
 
@@ -84,7 +85,7 @@ def _logger_entry(recorder: Recorder) -> dict[str, Any]:
     """The data credit of whoever logged the data: the signer's key, with the name and email of its identity
     record when the ledger has one (identity records are self-signed: found by their actor)."""
     keyid = recorder.signer.keyid
-    entry: dict[str, Any] = {"key": keyid, "role": "data", "files": 1}
+    entry: dict[str, Any] = {"key": keyid, "role": "data", "files": 1, "name": short_keyid(keyid)}
     identities = list(recorder.ledger.select(kind="identity", actor=keyid))
     if identities and isinstance(identities[-1].body.get("name"), str):
         entry.update(name=identities[-1].body["name"], email=identities[-1].body.get("email"))
