@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from mlflow_plugin.registry import first_line
-from mlflow_plugin.store import PREFIX
+from mlflow_plugin.store import plain_uri
 from openledger.errors import BadInputError
 
 __all__ = ["ARTIFACT_DIRECTORY", "log_report", "report_artifact_path"]
@@ -32,8 +32,7 @@ def log_report(html: str, run_id: str, *, tracking_uri: str, artifact_path: str)
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    uri = tracking_uri.removeprefix(PREFIX)
-    client = MlflowClient(uri)
+    client = MlflowClient(plain_uri(tracking_uri))
     try:
         run = client.get_run(run_id)
         client.log_text(run_id, html, artifact_path)

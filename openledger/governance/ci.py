@@ -24,17 +24,17 @@ True
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from openledger._internal.git import current_branch
 from openledger.errors import NotFoundError, OpenLedgerError
 from openledger.governance.policy import GateResult, gate_subject
+from openledger.lineage.git import current_branch
 from openledger.lineage.graph import LedgerGraph
 from openledger.lineage.reconcile import DvcState, ReconcileReport, TrackingState, reconcile
 from openledger.lineage.targets import ModelRegistry, parse_target, resolve_target
-from openledger.report import contributors_report
+from openledger.reports.contributors import ContributorsReport, contributors_report
 from openledger.store.checkpoint import append_checkpoint
 from openledger.store.ledger import Ledger
 from openledger.store.records import RecordSigner
@@ -115,18 +115,24 @@ class GateOutcome:
                 "gate": self.result.to_json() if self.result else None}
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class CiRun:
+    """Everything one CI run checked and decided; :meth:`exit_code` is the job's verdict."""
+
     context: CiContext
     strict: bool
     verification: VerificationReport
     reconciliation: ReconcileReport
-    gates: list[GateOutcome]
-    contributors: dict[str, Any]
+    gates: tuple[GateOutcome, ...]
+    contributors: ContributorsReport
     registry: str  # "mlflow" or "ledger": where model versions and aliases were resolved
     checkpoint: str | None = None
-    notes: list[str] = field(default_factory=list)
+    notes: tuple[str, ...] = ()
     read_only: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code() == 0
 
     def exit_code(self) -> int:
         verified = self.verification.exit_code(strict=self.strict)
@@ -145,12 +151,12 @@ class CiRun:
             "context": self.context.to_json(),
             "read_only": self.read_only,
             "checkpoint": self.checkpoint,
-            "notes": self.notes,
+            "notes": list(self.notes),
             "verify": self.verification.to_json(strict=self.strict),
             "reconcile": self.reconciliation.to_json(strict=self.strict),
             "registry": self.registry,
             "gates": [g.to_json() for g in self.gates],
-            "contributors": self.contributors,
+            "contributors": self.contributors.to_json(),
         }
 
 
@@ -167,28 +173,28 @@ def run_ci(ledger: Ledger, *, context: CiContext, settings: CiSettings, registry
            skipped: Sequence[str] = (), progress: Progress | None = None) -> CiRun:
     verification = verify_ledger(ledger, against=against, progress=progress)
     graph = LedgerGraph.load(ledger)
-    reconciliation = reconcile(graph, tracking=tracking, dvc=dvc, git_root=git_root)
-    reconciliation.skipped = [*skipped, *reconciliation.skipped]
-    gates = [_gate(ledger, model, registry) for model in settings.models]
+    reconciliation = reconcile(graph, tracking=tracking, dvc=dvc, git_root=git_root, skipped=skipped)
+    gates = tuple(_gate(ledger, model, registry) for model in settings.models)
     names = sorted({model.rpartition("@")[0] for model in settings.models})
     contributors = contributors_report(graph, model=names[0] if len(names) == 1 else None)
-    run = CiRun(context, settings.strict, verification, reconciliation, gates, contributors, registry_name)
+    notes: list[str] = []
+    checkpoint = None
     if signer is None:
-        run.read_only = True
-        run.notes.append("read-only: no signing key (set OPENLEDGER_SIGNING_KEY from the CI's secrets to "
-                         "checkpoint); nothing was written to the ledger")
+        notes.append("read-only: no signing key (set OPENLEDGER_SIGNING_KEY from the CI's secrets to "
+                     "checkpoint); nothing was written to the ledger")
     elif not settings.checkpoint:
-        run.notes.append("no checkpoint: turned off (--no-checkpoint, or ci.checkpoint: false in config.yaml)")
+        notes.append("no checkpoint: turned off (--no-checkpoint, or ci.checkpoint: false in config.yaml)")
     elif context.pull_request:
-        run.notes.append("no checkpoint: a pull/merge request is not the project's history yet")
+        notes.append("no checkpoint: a pull/merge request is not the project's history yet")
     elif not context.on_default_branch:
-        run.notes.append(f"no checkpoint: branch {context.branch or '(detached)'} is not the default branch "
-                         f"{context.default_branch}")
+        notes.append(f"no checkpoint: branch {context.branch or '(detached)'} is not the default branch "
+                     f"{context.default_branch}")
     elif verification.exit_code(strict=settings.strict) != 0:
-        run.notes.append("no checkpoint: verification failed" + (" (strict)" if not verification.errors else ""))
+        notes.append("no checkpoint: verification failed" + (" (strict)" if not verification.errors else ""))
     else:
         try:
-            run.checkpoint = append_checkpoint(ledger, signer, verification).id
+            checkpoint = append_checkpoint(ledger, signer, verification).id
         except OpenLedgerError as exc:
-            run.notes.append(f"no checkpoint: {exc.message}")
-    return run
+            notes.append(f"no checkpoint: {exc.message}")
+    return CiRun(context, settings.strict, verification, reconciliation, gates, contributors, registry_name,
+                 checkpoint, tuple(notes), read_only=signer is None)

@@ -228,13 +228,12 @@ def run_ids(project: MlflowProject) -> dict[str, Any]:
 
 
 def test_elasticnet_wine_example(project: MlflowProject) -> None:
-    import pandas as pd
     from sklearn.datasets import load_wine
 
     wine = load_wine(as_frame=True)
     table = wine.data.assign(quality=wine.target + 3)  # a wine-quality-like table: scores from 3 up
     table.to_csv(project.root / "winequality.csv", sep=";", index=False)
-    assert len(pd.read_csv(project.root / "winequality.csv", sep=";").columns) == 14
+    assert (project.root / "winequality.csv").read_text().splitlines()[0].count(";") == 13
 
     printed = run_example(project, ELASTICNET)
     assert "Elasticnet model (alpha=0.500000, l1_ratio=0.500000)" in printed

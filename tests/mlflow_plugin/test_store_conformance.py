@@ -12,6 +12,7 @@ calls that must fail the same way. It runs against SQLite, and against PostgreSQ
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -82,8 +83,11 @@ def normalised(entries: list[tuple[str, Any]], roots: list[str]) -> list[tuple[s
             value = value.replace(root, "<root>")
         value = _ISO_TIME.sub("<time>", value)
         for pattern, kind in _IDS:
-            value = pattern.sub(lambda m, kind=kind: seen.setdefault(m.group(0), f"<{kind} {len(seen)}>"), value)
+            value = pattern.sub(functools.partial(placeholder, kind), value)
         return value
+
+    def placeholder(kind: str, match: re.Match[str]) -> str:
+        return seen.setdefault(match.group(0), f"<{kind} {len(seen)}>")
 
     def walk(value: Any) -> Any:
         if isinstance(value, str):
