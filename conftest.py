@@ -3,5 +3,5 @@
 that imported those modules first would make the registration circular. Importing the registries first is what
 happens in a real process (MLflow loads the plugin, not the other way round)."""
 
-import mlflow.data  # noqa: F401
+import mlflow.data
 import mlflow.tracking.context.registry  # noqa: F401

@@ -9,6 +9,7 @@ from pathlib import Path
 from dvc_hooks.lockfile import cache_dir
 from openledger.errors import BadInputError, NotFoundError
 from openledger.lineage.git import git_run
+from openledger.store.ledger import experiment_workspace_owner
 
 __all__ = ["DvcProject"]
 
@@ -24,7 +25,9 @@ class DvcProject:
     def find(cls, start: Path | None = None) -> DvcProject:
         here = (start or Path.cwd()).absolute()
         env_root = os.environ.get("DVC_ROOT")
-        candidates = [Path(env_root)] if env_root else []
+        # A queued experiment's DVC_ROOT names the repository it runs for, not the temporary workspace whose
+        # dvc.lock it writes: there, the workspace is the project (its records still go to the repository's ledger)
+        candidates = [Path(env_root)] if env_root and experiment_workspace_owner(here) is None else []
         candidates += [here, *here.parents]
         for candidate in candidates:
             if (candidate / ".dvc").is_dir():

@@ -25,7 +25,7 @@ from dvc_hooks.project import DvcProject
 from openledger.capture.recorder import Recorder
 from openledger.errors import NotFoundError
 from openledger.lineage.git import current_branch
-from openledger.lineage.joins import dataset_key, dvc_run_key, dvc_stage_key
+from openledger.lineage.joins import applied_experiment, dataset_key, dvc_run_key, dvc_stage_key
 from openledger.store.ledger import Ledger
 from openledger.store.records import Record
 
@@ -199,7 +199,9 @@ def record_stages(project: DvcProject, recorder: Recorder, pipeline: str, *, exp
         if previous:
             latest[stage.name] = previous[-1]
         runs = _runs_of(ledger, stage_prefix + stage.name, experiment) if stage_prefix is not None else []
-        if previous and not runs and ledger.body(previous[-1]).get("lock_digest") == stage.lock_digest:
+        if previous and not runs and (ledger.body(previous[-1]).get("lock_digest") == stage.lock_digest or (
+                experiment is None  # an experiment recording an entry another one recorded ran it again
+                and applied_experiment(((i, ledger.body(i)) for i in previous), stage.lock_digest))):
             continue
         if state is None:
             state = git_state(project.root)

@@ -16,7 +16,7 @@ from dvc_hooks.install import HOOK_MARKER, hooks_dir, our_stage, read_hook, read
 from dvc_hooks.lockfile import RECORD_STAGE
 from dvc_hooks.project import DvcProject
 from dvc_hooks.reconcile import observe
-from openledger.lineage.reconcile import Newest, dvc_discrepancies
+from openledger.lineage.reconcile import Linked, Newest, dvc_discrepancies
 from openledger.store.ledger import Ledger
 
 __all__ = ["Status", "status"]
@@ -46,6 +46,10 @@ def _newest_indexed(ledger: Ledger) -> Newest:
     return newest
 
 
+def _linked_indexed(ledger: Ledger) -> Linked:
+    return lambda link, kind: ((rid, ledger.body(rid)) for rid in ledger.ids(kind=kind, links_to=link))
+
+
 def status(project: DvcProject, ledger: Ledger) -> Status:
     result = Status(hook_installed=HOOK_MARKER in read_hook(hooks_dir(project) / "post-commit"))
     if not result.hook_installed:
@@ -71,7 +75,7 @@ def status(project: DvcProject, ledger: Ledger) -> Status:
         if pipeline in state.unreproduced:
             result.warnings.append(f"{pipeline} has no dvc.lock yet: its stages are recorded by the first "
                                    "`dvc repro`")
-    for found in dvc_discrepancies(state, _newest_indexed(ledger)):
+    for found in dvc_discrepancies(state, _newest_indexed(ledger), _linked_indexed(ledger)):
         where = found.details
         if found.code == "unrecorded-dataset":
             result.unrecorded_datasets.append({k: str(where[k]) for k in ("path", "digest", "dvcfile")})

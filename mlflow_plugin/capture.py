@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+from mlflow_plugin.datasets import record_inputs
 from openledger.capture.recorder import Recorder
 from openledger.lineage.joins import dvc_run_key, input_digest, is_digest, model_version_key, run_key
 from openledger.store.canonical import canonical_bytes
@@ -190,6 +191,7 @@ class RunCapture:
                 run = store.get_run(run_id)
                 body = run_body(store, run, self.backend, captured=captured)
                 links = [digest for i in body["inputs"] if is_digest(digest := input_digest(i))]
+                links += record_inputs(self.recorder, run, captured=captured)  # a dataset record per input
                 if body["dvc"]["stage"]:  # the DVC record stage of the same repro finds the run by this key
                     links.append(dvc_run_key(body["dvc"]["stage"], body["dvc"]["experiment"]))
                 # Checked again under the ledger's feed lock: two processes ending or renaming the same run

@@ -18,7 +18,7 @@ from openledger.store.records import RecordSigner
 from openledger_cli import render, report_md
 from openledger_cli._common import load_signer, open_ledger, registry_for, to_json
 from openledger_cli.reconcile import observe_sources, reconcile_markdown
-from openledger_cli.report import contributors_table
+from openledger_cli.report import contributors_table, load_model_report
 from openledger_cli.sinks import Md, md, md_code
 
 __all__ = ["ci", "ci_markdown"]
@@ -137,10 +137,12 @@ def _print(run: CiRun) -> None:
               help="Write the whole result as JSON here (for later steps).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "md"]), default="text", show_default=True,
               help="What goes to stdout.")
+@click.option("--log-reports-to-mlflow", is_flag=True,
+              help="Log each gated model's HTML provenance report as an artifact of its MLflow run.")
 @click.pass_context
 def ci(ctx: click.Context, *, against: str | None, tracking_uri: str | None, strict: bool | None,
        checkpoint: bool | None, default_branch: str | None, summary_path: Path | None, json_path: Path | None,
-       fmt: str) -> None:
+       fmt: str, log_reports_to_mlflow: bool) -> None:
     """Everything a pipeline checks, in one step: verify (against a pinned checkpoint if given), reconcile
     with MLflow, DVC and git, gate the models under `ci: models:` in config.yaml, report credit, and on the
     default branch append a checkpoint. Writes a Markdown summary to $GITHUB_STEP_SUMMARY (or --summary)
@@ -183,4 +185,10 @@ def ci(ctx: click.Context, *, against: str | None, tracking_uri: str | None, str
         _print(run)
     for note in run.notes:
         render.say(note)
+    if log_reports_to_mlflow:
+        from openledger_cli.mlflow_report import log_model_reports  # noqa: PLC0415 - MLflow is an optional extra
+
+        for line in log_model_reports(settings.models, lambda m: load_model_report(ctx, m, tracking_uri),
+                                      tracking_uri):
+            render.say(line)
     ctx.exit(run.exit_code())

@@ -70,15 +70,22 @@ def report() -> None:
               help="text (terminal), md (Markdown with a Mermaid graph), json (stable keys), html (one offline file).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here (atomically).")
 @click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", metavar="URI",
-              help="MLflow store to resolve an @ALIAS in when no promotion of it is recorded.")
+              help="MLflow store to resolve an @ALIAS in when no promotion of it is recorded (and to log to).")
+@click.option("--log-to-mlflow", is_flag=True,
+              help="Also log the HTML report as an artifact of the version's MLflow run (replacing an earlier one).")
 @click.pass_context
-def report_model(ctx: click.Context, target: str, fmt: str, output: Path | None, tracking_uri: str | None) -> None:
+def report_model(ctx: click.Context, target: str, *, fmt: str, output: Path | None, tracking_uri: str | None,
+                 log_to_mlflow: bool) -> None:
     """Where a model version came from: runs, pipeline stages, dataset versions and who supplied them, the
     code and its authors, reviews and feedback, and the verification status of every record shown.
 
     Without @VERSION: the newest recorded version. Exit 0; 1 if a record shown fails verification.
     """
     data = load_model_report(ctx, target, tracking_uri)
+    if log_to_mlflow:
+        from openledger_cli.mlflow_report import log_model_report  # noqa: PLC0415 - MLflow is an optional extra
+
+        render.say(f"Logged the report to MLflow: {log_model_report(data, tracking_uri)}")
     if fmt == "json":
         emit(to_json(data.to_json()), output)
     elif fmt == "html":

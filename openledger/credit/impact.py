@@ -125,9 +125,7 @@ def _changes(people: People, old: Lineage, new: Lineage) -> dict[str, list[tuple
         if dataset.key in old_keys or not dataset.records:
             continue
         record = dataset.records[-1]
-        for entry in record.body.get("contributors") or []:
-            if not isinstance(entry, Mapping):
-                continue
+        for entry in people.data_credits(record):
             # only the files this person added or changed since the version the older model used
             paths = set(entry.get("paths") or [])
             fresh = paths - before[(record.body.get("path"), str(entry.get("email")).lower())]

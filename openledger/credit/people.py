@@ -12,7 +12,7 @@ from a dict or a ``Name <email>`` string.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -53,14 +53,17 @@ class People:
     owns an email) and as the person a review or feedback record credits (``credit``)."""
 
     def __init__(self, trust: TrustState, *,
-                 credit: Callable[[Fact], tuple[str, str | None] | None] | None = None) -> None:
+                 credit: Callable[[Fact], tuple[str, str | None] | None] | None = None,
+                 data_credit: Callable[[Fact], list[Mapping[str, Any]]] | None = None) -> None:
         self.trust = trust
         self._credit = credit
+        self._data_credit = data_credit
 
     @classmethod
     def of(cls, graph: LedgerGraph) -> People:
-        """The people of a ledger graph (its trust, its email index, its memo of credited feedback)."""
-        return cls(graph.trust, credit=graph.credited)
+        """The people of a ledger graph (its trust, its email index, its memo of credited feedback, which
+        dataset records DVC's own supersede)."""
+        return cls(graph.trust, credit=graph.credited, data_credit=graph.data_contributors)
 
     def by_key(self, keyid: str) -> Person:
         identity = self.trust.identities.get(keyid)
@@ -88,6 +91,13 @@ class People:
         if key:
             return self.by_key(key)
         return Person(f"source:{label}", label, label if "@" in label else None, None)
+
+    def data_credits(self, dataset: Fact) -> list[Mapping[str, Any]]:
+        """The ``contributors`` entries a dataset record credits: all of them, except for an MLflow dataset
+        record of data DVC recorded too (:meth:`~openledger.lineage.graph.LedgerGraph.data_contributors`)."""
+        if self._data_credit is not None:
+            return self._data_credit(dataset)
+        return [entry for entry in dataset.body.get("contributors") or [] if isinstance(entry, Mapping)]
 
     def contributor(self, entry: Any) -> Person:
         """A dataset record's ``contributors`` entry (name, email and maybe the key it was matched to)."""

@@ -9,7 +9,6 @@ and feedback items. Every amount keeps the record ids (or ``commit:<sha>``) behi
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,9 +113,7 @@ class CreditTally:
             self.feedback(feedback)
 
     def dataset(self, record: Fact) -> None:
-        for entry in record.body.get("contributors") or []:
-            if not isinstance(entry, Mapping):
-                continue
+        for entry in self.people.data_credits(record):
             person = self.people.contributor(entry)
             # a file counts once per person, however many versions of the dataset carry it
             paths = set(entry.get("paths") or [])

@@ -28,6 +28,7 @@ from openledger.credit.contributions import credited_identity
 from openledger.errors import NotFoundError
 from openledger.identity.trust import TrustFact, TrustState, instant
 from openledger.lineage.authorship import CodeAuthor, CodeAuthorship
+from openledger.lineage.datasets import is_mlflow_dataset, superseded_mlflow_datasets
 from openledger.lineage.joins import input_digest
 from openledger.lineage.nodes import CommitRef, DatasetRef, Edge, ModelRef, NodeRef, RunRef, StageRef
 from openledger.store.ledger import Fact, Ledger
@@ -128,6 +129,9 @@ class LedgerGraph:
                     self.by_target[body["target"]].append(fact)
                 elif fact.kind == "commit" and isinstance(body.get("commit"), str):
                     self.bindings[body["commit"]].append(fact)
+        self.superseded = superseded_mlflow_datasets(self.by_kind.get("dataset", []), self.by_kind.get("stage", []))
+        for records in self.datasets.values():  # MLflow's records first where DVC's share the digest: DVC's win
+            records.sort(key=lambda f: not is_mlflow_dataset(f.body))
         # Lineages share code: git is asked once per question, whatever the number of model versions.
         self.authorship = CodeAuthorship(ledger.root.parent)
         self._credits: dict[tuple[str, str, str], tuple[str, str | None] | None] = {}
@@ -265,6 +269,11 @@ class LedgerGraph:
 
     def _dataset_node(self, digest: str, dataset_input: Mapping[str, Any] | None) -> Node:
         records = self.datasets.get(digest, [])
+        same = next((str(r.body["dvc"].get("hash")) for r in records if r.id in self.superseded
+                     and isinstance(r.body.get("dvc"), Mapping)), None)
+        if same and same != digest and self.datasets.get(same):
+            # MLflow's fingerprint of a file DVC tracks: one node, the DVC version's, with both records
+            digest, records = same, [*records, *self.datasets[same]]
         path = str(records[-1].body.get("path")) if records else str((dataset_input or {}).get("name") or digest)
         return Node(DatasetRef(path, digest), f"{path} {digest[:16]}", list(records))
 
@@ -289,6 +298,13 @@ class LedgerGraph:
         if key not in self._credits:
             self._credits[key] = credited_identity(fact, self.trust)
         return self._credits[key]
+
+    def data_contributors(self, fact: Fact) -> list[Mapping[str, Any]]:
+        """Whom a dataset record credits in the data role: its ``contributors``, except for an MLflow dataset
+        record of data DVC tracks and the ledger has a DVC record of (that record's credit, per file, wins)."""
+        if fact.id in self.superseded:
+            return []
+        return [entry for entry in fact.body.get("contributors") or [] if isinstance(entry, Mapping)]
 
     def person(self, keyid: str) -> str:
         return self.trust.describe(keyid)

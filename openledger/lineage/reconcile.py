@@ -45,7 +45,7 @@ from typing import Any, Protocol
 from openledger.identity.trust import instant
 from openledger.lineage.git import git_output
 from openledger.lineage.graph import LedgerGraph
-from openledger.lineage.joins import dataset_key, dvc_stage_key, input_digest
+from openledger.lineage.joins import applied_experiment, dataset_key, dvc_stage_key, input_digest
 from openledger.store.canonical import tag_nonfinite
 from openledger.store.ledger import Fact
 
@@ -61,6 +61,7 @@ __all__ = [
     "ReconcileReport",
     "TrackingState",
     "dvc_discrepancies",
+    "linked_in_graph",
     "newest_in_graph",
     "reconcile",
 ]
@@ -200,7 +201,7 @@ def reconcile(graph: LedgerGraph, *, tracking: TrackingState | None = None, dvc:
     if dvc is not None:
         checked["stages"] = len(dvc.stages)
         checked["datasets"] = len(dvc.datasets)
-        found += dvc_discrepancies(dvc, newest_in_graph(graph))
+        found += dvc_discrepancies(dvc, newest_in_graph(graph), linked_in_graph(graph))
         notes += [f"{pipeline} has no dvc.lock yet (never reproduced)" for pipeline in dvc.unreproduced]
     sources["git"] = str(git_root) if git_root is not None else None
     if git_root is not None:
@@ -371,6 +372,7 @@ def _unknown_inputs(graph: LedgerGraph) -> list[Discrepancy]:
 
 
 Newest = Callable[[str, str], "tuple[str, Mapping[str, Any]] | None"]
+Linked = Callable[[str, str], "Iterable[tuple[str, Mapping[str, Any]]]"]
 
 
 def newest_in_graph(graph: LedgerGraph) -> Newest:
@@ -384,6 +386,11 @@ def newest_in_graph(graph: LedgerGraph) -> Newest:
     return newest
 
 
+def linked_in_graph(graph: LedgerGraph) -> Linked:
+    """Every record of ``kind`` linking ``link``, as (id, body), from a graph already in memory."""
+    return lambda link, kind: ((f.id, f.body) for f in graph.linked_from.get(link, []) if f.kind == kind)
+
+
 def _artifact_changes(signed: Any, current: Sequence[tuple[str, str | None]], what: str) -> list[dict[str, Any]]:
     before = {str(a.get("path")): a.get("hash") for a in signed or [] if isinstance(a, Mapping)}
     now = dict(current)
@@ -391,11 +398,13 @@ def _artifact_changes(signed: Any, current: Sequence[tuple[str, str | None]], wh
             for path in sorted(set(before) | set(now)) if before.get(path) != now.get(path)]
 
 
-def dvc_discrepancies(state: DvcState, newest: Newest) -> list[Discrepancy]:
-    """``dvc.lock`` entries and ``.dvc`` outputs with no record, or differing from their newest record.
+def dvc_discrepancies(state: DvcState, newest: Newest, linked: Linked | None = None) -> list[Discrepancy]:
+    """``dvc.lock`` entries and ``.dvc`` outputs with no record, or differing from their newest record (an entry
+    an experiment recorded, brought back by ``dvc exp apply``, is recorded: :func:`applied_experiment`).
 
-    ``newest`` looks records up: :func:`newest_in_graph` here, the ledger's index in ``openledger dvc status``
-    (which must stay fast on every call and never reads the whole ledger).
+    ``newest`` and ``linked`` look records up: :func:`newest_in_graph` and :func:`linked_in_graph` here, the
+    ledger's index in ``openledger dvc status`` (which must stay fast on every call and never reads the whole
+    ledger; ``linked`` is only asked about an entry that differs from its newest record).
     """
     found: list[Discrepancy] = []
     for stage in state.stages:
@@ -408,7 +417,9 @@ def dvc_discrepancies(state: DvcState, newest: Newest) -> list[Discrepancy]:
                                      details=where))
             continue
         record_id, body = found_record
-        if body.get("lock_digest") == stage.lock_digest:
+        if body.get("lock_digest") == stage.lock_digest or (
+                linked is not None and applied_experiment(linked(dvc_stage_key(stage.dvcfile, stage.name), "stage"),
+                                                          stage.lock_digest)):
             continue
         changes = (_artifact_changes(body.get("outs"), stage.outs, "out")
                    or _artifact_changes(body.get("deps"), stage.deps, "dep"))

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from openledger.errors import BadInputError, NotFoundError
 from openledger.identity.trust import instant
-from openledger.lineage.joins import run_key
+from openledger.lineage.joins import input_digest, run_key
 from openledger.store.ledger import Fact, Ledger
 from openledger.store.records import Record
 
@@ -256,7 +256,7 @@ def _run_records(ledger: Ledger, run_id: str) -> list[Record]:
 
 def _datasets_of(ledger: Ledger, runs: Sequence[Record]) -> list[Record]:
     digests = {link for run in runs for link in run.links if not link.startswith(("sha256:", "mlflowrun:"))}
-    digests |= {str(item.get("digest")) for run in runs for item in run.body.get("inputs", ()) or ()
+    digests |= {str(input_digest(item)) for run in runs for item in run.body.get("inputs", ()) or ()
                 if isinstance(item, Mapping)}
     if not digests:
         return []

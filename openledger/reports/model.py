@@ -533,7 +533,7 @@ def _dataset(people: People, node: Node, produced_by: tuple[str, ...]) -> Datase
     assert isinstance(node.ref, DatasetRef)
     credits = tuple(DataCredit(people.contributor(entry), entry.get("files"), entry.get("bytes"),
                                tuple(entry.get("commits") or ()), tuple(entry.get("paths") or ()))
-                    for entry in body.get("contributors") or [] if isinstance(entry, Mapping))
+                    for entry in (people.data_credits(node.records[-1]) if node.records else ()))
     return DatasetView(node.ref, body.get("source"), body.get("files"), body.get("size"), body.get("commit"),
                        body.get("complete"), credits, tuple(node.record_ids), produced_by)
 
@@ -564,10 +564,8 @@ def _lineage_people(people: People, lineage: Lineage) -> list[LineagePerson]:
             roles[role].append(evidence)
 
     for dataset in lineage.datasets:
-        for entry in dataset.body.get("contributors") or []:
-            if isinstance(entry, Mapping):
-                for rid in dataset.record_ids[-1:]:
-                    credit(people.contributor(entry), "data", rid)
+        for entry in people.data_credits(dataset.records[-1]) if dataset.records else ():
+            credit(people.contributor(entry), "data", dataset.record_ids[-1])
     for author in lineage.code_authors:
         for sha in author.commits:
             credit(people.by_email(author.name, author.email), "code", f"commit:{sha}")

@@ -108,13 +108,32 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+_DVC_EXPERIMENTS = (".dvc", "tmp", "exps")
+
+
+def experiment_workspace_owner(path: Path) -> Path | None:
+    """The repository whose DVC experiment runs in ``path``, when ``path`` is inside one of DVC's temporary
+    experiment workspaces (``<repo>/.dvc/tmp/exps/<dir>``: ``dvc exp run --queue`` and ``--temp``); else None.
+
+    DVC deletes such a workspace when the experiment ends, keeping only what git tracks in the experiment's
+    commit: records written to its copy of the ledger would be lost, so they go to the repository's own.
+    """
+    parts = path.absolute().parts
+    for at in range(1, len(parts) - len(_DVC_EXPERIMENTS)):
+        if parts[at:at + len(_DVC_EXPERIMENTS)] == _DVC_EXPERIMENTS:
+            return Path(*parts[:at])
+    return None
+
+
 def find_ledger_dir(start: Path | None = None) -> Path:
-    """The ``.openledger`` directory: ``OPENLEDGER_DIR``, else the nearest one at or above ``start``."""
+    """The ``.openledger`` directory: ``OPENLEDGER_DIR``, else the nearest one at or above ``start`` (above the
+    repository's own workspace, inside a DVC experiment's temporary one: see :func:`experiment_workspace_owner`)."""
     env = os.environ.get(ENV_LEDGER_DIR)
     if env:
         path = Path(env).expanduser().absolute()
         return path if path.name == LEDGER_DIR or (path / "config.yaml").exists() else path / LEDGER_DIR
     here = (start or Path.cwd()).absolute()
+    here = experiment_workspace_owner(here) or here
     for parent in [here, *here.parents]:
         if (parent / LEDGER_DIR).is_dir():
             return parent / LEDGER_DIR
