@@ -172,6 +172,11 @@ def test_every_kind_has_a_schema_that_accepts_an_example() -> None:
         "feedback": {"target": "model:iris@3", "score": 0.5},
         "commit": {"commit": "0" * 40, "records": 2},
         "checkpoint": {"count": 0, "root": "sha256:" + "0" * 64, "feeds": {}, "previous": None},
+        "cosignature": {"checkpoint": "sha256:" + "1" * 64, "origin": "example.com/log", "size": 0,
+                        "root": "sha256:" + "0" * 64, "name": "example.com/witness", "timestamp": 1,
+                        "signature": "A" * 104, "previous": None},
+        "anchor": {"checkpoint": "sha256:" + "1" * 64, "root": "sha256:" + "0" * 64, "size": 0, "method": "rfc3161",
+                   "time": "2026-01-01T00:00:00Z", "tsa": "http://127.0.0.1:1/", "token": "AAAA"},
     }
     assert set(examples) == set(KINDS)
     for kind, body in examples.items():

@@ -66,6 +66,8 @@ KINDS = (
     "feedback",
     "commit",
     "checkpoint",
+    "cosignature",
+    "anchor",
 )
 
 

@@ -24,7 +24,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -33,13 +33,13 @@ from openledger._internal.memory import paused_gc
 from openledger.errors import BadInputError, IntegrityError, SignatureError, UnsupportedVersionError
 from openledger.identity.trust import TrustFact, TrustState
 from openledger.store.ledger import Ledger
-from openledger.store.merkle import merkle_root
+from openledger.store.logtree import LogTree, tree_of
 from openledger.store.records import decode_stored, validate_payload_json
 
 __all__ = ["Problem", "RecordSummary", "VerificationReport", "verify_ledger"]
 
 ERROR, WARNING, UNSUPPORTED = "error", "warning", "unsupported"
-_TRUST_KINDS = frozenset({"identity", "revocation", "checkpoint"})
+_TRUST_KINDS = frozenset({"identity", "revocation", "checkpoint", "cosignature", "anchor"})
 _PARALLEL_THRESHOLD = 4000  # below this, starting worker processes costs more than it saves
 _CHUNK = 2000
 
@@ -77,7 +77,7 @@ class RecordSummary(NamedTuple):
     seq: int
     prev: tuple[str, ...]
     time: str
-    body: Any  # only for identity, revocation and checkpoint records
+    body: Any  # only for identity, revocation, checkpoint, cosignature and anchor records
 
 
 def _check_one(data: bytes, expected_id: str | None, location: str) -> RecordSummary | Problem:
@@ -171,6 +171,11 @@ class VerificationReport:
     trust: TrustState
     summaries: dict[str, RecordSummary] = field(repr=False, compare=False)
     against: str | None = None
+    log: LogTree | None = field(default=None, repr=False, compare=False)  # every checkpoint's recomputed tree
+
+    def with_problems(self, extra: Iterable[Problem]) -> VerificationReport:
+        """This report with more problems (checks run after :func:`verify_ledger`: witnesses, anchors)."""
+        return replace(self, problems=_in_order([*self.problems, *extra]))
 
     @property
     def errors(self) -> list[Problem]:
@@ -279,40 +284,6 @@ def _check_feeds(summaries: dict[str, RecordSummary], damaged: set[str]) -> list
     return problems
 
 
-def _check_checkpoints(summaries: dict[str, RecordSummary], damaged: set[str]) -> list[Problem]:
-    problems = []
-    for summary in summaries.values():
-        if summary.kind != "checkpoint":
-            continue
-        body = summary.body
-        tips = [tip for feed_tips in body["feeds"].values() for tip in feed_tips]
-        covered, missing = closure_of(tips, summaries)
-        if missing & damaged:
-            continue  # the damaged record is reported where it is; this checkpoint cannot be recomputed
-        if missing:
-            shown = ", ".join(sorted(missing)[:3]) + (" …" if len(missing) > 3 else "")
-            problems.append(Problem(
-                ERROR, "checkpoint-missing-records",
-                f"{len(missing)} record(s) this checkpoint covers are gone: {shown}", summary.id,
-            ))
-            continue
-        if len(covered) != body["count"]:
-            problems.append(Problem(
-                ERROR, "checkpoint-count", f"covers {len(covered)} records, claims {body['count']}", summary.id
-            ))
-        root = "sha256:" + merkle_root(sorted(covered)).hex()
-        if root != body["root"]:
-            problems.append(Problem(
-                ERROR, "checkpoint-root", f"Merkle root is {root}, the checkpoint says {body['root']}", summary.id
-            ))
-        previous = body.get("previous")
-        if previous and (previous not in summaries or summaries[previous].kind != "checkpoint"):
-            problems.append(Problem(
-                ERROR, "checkpoint-previous-missing", f"previous checkpoint {previous} is missing", summary.id
-            ))
-    return problems
-
-
 def _trust_of(ledger: Ledger, summaries: dict[str, RecordSummary]) -> TrustState:
     facts = [
         TrustFact(s.id, s.kind, s.actor, s.time, s.body)
@@ -340,7 +311,8 @@ def verify_ledger(
     # Ids of objects that are present but fail their own checks: their neighbours are not "missing" them.
     damaged = {p.record for p in problems if p.record} - summaries.keys()
     problems += _check_feeds(summaries, damaged)
-    problems += _check_checkpoints(summaries, damaged)
+    log = tree_of(summaries, damaged)
+    problems += [Problem(ERROR, finding.code, finding.message, finding.record) for finding in log.findings]
     trust = _trust_of(ledger, summaries)
     for record_id, why in trust.ignored:
         problems.append(Problem(WARNING, "ignored-trust-record", why, record_id))
@@ -368,6 +340,10 @@ def verify_ledger(
             raise BadInputError(f"--against {against} is a {pinned.kind} record, not a checkpoint")
     feeds = len({(s.actor, s.feed) for s in summaries.values()})
     checkpoints = sum(1 for s in summaries.values() if s.kind == "checkpoint")
+    return VerificationReport(len(summaries), feeds, checkpoints, _in_order(problems), trust, summaries, against,
+                              log)
+
+
+def _in_order(problems: Iterable[Problem]) -> tuple[Problem, ...]:
     order = {ERROR: 0, UNSUPPORTED: 1, WARNING: 2}
-    problems.sort(key=lambda p: (order[p.severity], p.record or "", p.code))
-    return VerificationReport(len(summaries), feeds, checkpoints, tuple(problems), trust, summaries, against)
+    return tuple(sorted(problems, key=lambda p: (order[p.severity], p.record or "", p.code)))
