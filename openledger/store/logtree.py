@@ -13,12 +13,12 @@ The covered records of a version 2 checkpoint are its previous checkpoint's cove
 tips reach, so the walk that finds them stops where the previous checkpoint's coverage begins: checking a
 chain of checkpoints costs one walk over the ledger, however many checkpoints there are.
 
-Checkpoints made on two branches that were merged form a tree of ``previous`` links, not a chain. The
-next checkpoint extends one of them (:func:`extension_base`): the newest checkpoint its own signer made,
-so a CI key's line of checkpoints on the default branch stays one chain whatever is merged into it; with
-none of its own, the checkpoint covering the most records. The other branch's checkpoint stays valid (its
-own leaves are recomputed), and every record it covers is covered again by the next checkpoint, but no
-consistency proof leads from it to the next one.
+Checkpoints made on two branches that were merged form a tree of ``previous`` links, not a chain: two
+checkpoints extend the same one. The next checkpoint extends one tip of that tree (:func:`extension_base`):
+the newest tip its own signer made, so a CI key's line of checkpoints on the default branch stays one
+chain whatever is merged into it; with none of its own, the newest tip. The other branch's checkpoint
+stays valid (its own leaves are recomputed), every record it covers is covered again by the next
+checkpoint, but no consistency proof leads from it to the next one.
 
 >>> ids = ["sha256:" + bytes([i]).hex() * 32 for i in range(3)]
 >>> prev = {ids[0]: (), ids[1]: (ids[0],), ids[2]: (ids[1],)}
@@ -109,10 +109,18 @@ class CheckpointHead:
 
 
 def extension_base(heads: Iterable[CheckpointHead], signer: str) -> CheckpointHead | None:
-    """The checkpoint a new checkpoint by ``signer`` extends: the newest one ``signer`` made, else the newest."""
+    """The checkpoint a new checkpoint by ``signer`` extends.
+
+    Only tips of the checkpoint tree qualify (checkpoints no other checkpoint names as ``previous``): in one
+    linear history there is exactly one, the newest, whoever signs. After a merge there can be several;
+    then the newest one ``signer`` made, so that a CI key's line of checkpoints on the default branch stays
+    one chain whatever was merged into it, and failing that the newest.
+    """
     heads = list(heads)
-    own = [head for head in heads if head.signer == signer]
-    pool = own or heads
+    extended = {head.previous for head in heads}
+    tips = [head for head in heads if head.id not in extended]
+    own = [head for head in tips if head.signer == signer]
+    pool = own or tips
     return max(pool, key=lambda head: head.order) if pool else None
 
 
