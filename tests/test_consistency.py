@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -195,3 +197,39 @@ def test_extends_names_the_checkpoint_to_extend(ledger: Ledger) -> None:
     with pytest.raises(BadInputError, match="not a checkpoint"):
         append_checkpoint(ledger, ada, report, extends="sha256:" + "0" * 64)
     assert json.dumps(fork.body)  # a plain JSON body
+
+
+def test_node_verifier_checks_consistency_proofs(ledger: Ledger, tmp_path: Path) -> None:
+    """docs/verify-proof.js (built-in Node modules only) agrees with check-proof on consistency proofs,
+    including the edge cases of RFC 9162's algorithm: equal trees, an old size that is a power of two."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    script = Path(__file__).parent.parent / "docs" / "verify-proof.js"
+    ops: list[tuple[str, int, int]] = []
+    for count in (0, 2, 1, 5):  # checkpoints cover sizes that are and are not powers of two
+        ops += [("append", count % 3, count)] if count else []
+        ops.append(("checkpoint", 0, 0))
+    made = apply(ledger, ops)
+    report = verify_ledger(ledger, workers=1)
+    proof_file = tmp_path / "proof.json"
+
+    def node_says(proof: dict[str, object], *pin: str) -> int:
+        proof_file.write_text(json.dumps(proof))
+        done = subprocess.run([node, str(script), str(proof_file), *pin], capture_output=True, text=True, check=False)
+        return done.returncode
+
+    sizes = set()
+    for old, new in itertools.combinations_with_replacement(made, 2):
+        proof = prove_consistency(ledger, old.id, new.id, report)
+        sizes.add((proof["old_size"], proof["new_size"]))
+        assert node_says(proof) == 0, proof
+        assert node_says(proof, new.body["root"]) == 0
+        if 0 < proof["old_size"] < proof["new_size"]:  # (every tree extends the empty tree, whatever its root)
+            assert node_says(proof, "sha256:" + "0" * 64) == 1
+            assert node_says(dict(proof, old_size=proof["old_size"] + 1)) == 1
+        if proof["path"]:
+            assert node_says(dict(proof, path=[*proof["path"][::-1], "0" * 64])) == 1
+    assert any(old & (old - 1) == 0 and old < new for old, new in sizes)  # a power-of-two old tree was covered
+    assert any(old & (old - 1) and old < new for old, new in sizes)
+    assert node_says({"format": "something else", "path": []}) == 2

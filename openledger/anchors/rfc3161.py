@@ -41,7 +41,8 @@ def request_token(url: str, message: bytes, *, timeout: float = 30.0) -> bytes:
     if not url.startswith(("http://", "https://")):
         raise BadInputError(f"--tsa must be an http(s) URL, got {url[:200]!r}")
     client = _library()
-    request = client.TimestampRequestBuilder().data(message).nonce(nonce=True).cert_request(cert_request=True).build()
+    request = (client.TimestampRequestBuilder().data(message).hash_algorithm(client.HashAlgorithm.SHA256)
+               .nonce(nonce=True).cert_request(cert_request=True).build())
     http = urllib.request.Request(url, data=request.as_bytes(), method="POST",  # noqa: S310 - scheme checked above
                                   headers={"Content-Type": CONTENT_TYPE})
     try:
