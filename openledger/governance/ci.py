@@ -13,6 +13,7 @@ What to gate and the defaults come from ``config.yaml``::
       default_branch: main                 # where checkpoints are appended (else CI_DEFAULT_BRANCH, else main)
       strict: false                        # fail on reconcile and verify warnings too
       checkpoint: true                     # append a checkpoint on the default branch
+      witness: false                       # cosign the newest checkpoint as a witness (with this job's key)
 
 >>> push = {"GITHUB_ACTIONS": "true", "GITHUB_REF_NAME": "main", "GITHUB_EVENT_NAME": "push"}
 >>> CiContext.detect(push).on_default_branch
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from openledger._internal.git import current_branch
-from openledger.errors import NotFoundError, OpenLedgerError
+from openledger.errors import IntegrityError, NotFoundError, OpenLedgerError
 from openledger.governance.policy import GateResult, gate_subject
 from openledger.lineage.graph import LedgerGraph
 from openledger.lineage.reconcile import DvcState, ReconcileReport, TrackingState, reconcile
@@ -39,6 +40,7 @@ from openledger.store.checkpoint import append_checkpoint
 from openledger.store.ledger import Ledger
 from openledger.store.records import RecordSigner
 from openledger.store.verify import VerificationReport, verify_ledger
+from openledger.store.witness import witness_ledger
 
 __all__ = ["CiContext", "CiRun", "GateOutcome", "ci_settings", "run_ci"]
 
@@ -87,6 +89,7 @@ class CiSettings:
     default_branch: str | None = None
     strict: bool = False
     checkpoint: bool = True
+    witness: bool = False
 
 
 def ci_settings(config: Mapping[str, Any]) -> CiSettings:
@@ -95,7 +98,7 @@ def ci_settings(config: Mapping[str, Any]) -> CiSettings:
     for model in models:
         parse_target(f"model:{model}")  # a malformed entry is bad input now, not a failed gate later
     return CiSettings(models, config.get("default_branch"), bool(config.get("strict", False)),
-                      bool(config.get("checkpoint", True)))
+                      bool(config.get("checkpoint", True)), bool(config.get("witness", False)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,13 +130,15 @@ class CiRun:
     checkpoint: str | None = None
     notes: list[str] = field(default_factory=list)
     read_only: bool = False
+    cosignature: str | None = None  # the cosignature record this job appended as a witness
+    witness_refused: bool = False  # as a witness, it found history inconsistent with what it cosigned
 
     def exit_code(self) -> int:
         verified = self.verification.exit_code(strict=self.strict)
         if verified == 2:
             return 2
         failed = (verified == 1 or self.reconciliation.exit_code(strict=self.strict) == 1
-                  or not all(g.passed for g in self.gates))
+                  or not all(g.passed for g in self.gates) or self.witness_refused)
         return 1 if failed else 0
 
     def to_json(self) -> dict[str, Any]:
@@ -145,6 +150,7 @@ class CiRun:
             "context": self.context.to_json(),
             "read_only": self.read_only,
             "checkpoint": self.checkpoint,
+            "cosignature": self.cosignature,
             "notes": self.notes,
             "verify": self.verification.to_json(strict=self.strict),
             "reconcile": self.reconciliation.to_json(strict=self.strict),
@@ -161,10 +167,38 @@ def _gate(ledger: Ledger, model: str, registry: ModelRegistry) -> GateOutcome:
         return GateOutcome(model, None, exc.message)
 
 
+def _witness(run: CiRun, ledger: Ledger, signer: RecordSigner, verification: VerificationReport, *,
+             home: Path | None, pinned: str | None) -> None:
+    """As a witness: cosign the newest checkpoint if it extends what this key cosigned (and the pinned
+    checkpoint); a refusal fails the job. Before this job's own checkpoint: a witness never cosigns its own."""
+    if run.context.pull_request:
+        run.notes.append("no cosignature: a pull/merge request is not the project's history yet")
+        return
+    if home is None or verification.errors:
+        run.notes.append("no cosignature: verification failed" if verification.errors
+                         else "no cosignature: no place to keep the witness's state")
+        return
+    try:
+        outcome = witness_ledger(ledger, signer, verification, home=home, pinned=pinned)
+    except IntegrityError as exc:
+        run.witness_refused = True
+        run.notes.append(f"witness refused: {exc.message}")
+        return
+    except OpenLedgerError as exc:  # nothing to cosign yet, or only the job's own checkpoints
+        run.notes.append(f"no cosignature: {exc.message}")
+        return
+    if outcome.record is None:
+        run.notes.append(f"witness: checkpoint {outcome.checkpoint.id} was already cosigned")
+    else:
+        run.cosignature = outcome.record.id
+        run.notes.append(f"witness: cosigned checkpoint {outcome.checkpoint.id}")
+
+
 def run_ci(ledger: Ledger, *, context: CiContext, settings: CiSettings, registry: ModelRegistry,
            registry_name: str, signer: RecordSigner | None, against: str | None = None,
            tracking: TrackingState | None = None, dvc: DvcState | None = None, git_root: Path | None = None,
-           skipped: Sequence[str] = (), progress: Progress | None = None) -> CiRun:
+           skipped: Sequence[str] = (), progress: Progress | None = None, witness_home: Path | None = None,
+           witness_from: str | None = None) -> CiRun:
     verification = verify_ledger(ledger, against=against, progress=progress)
     graph = LedgerGraph.load(ledger)
     reconciliation = reconcile(graph, tracking=tracking, dvc=dvc, git_root=git_root)
@@ -173,6 +207,8 @@ def run_ci(ledger: Ledger, *, context: CiContext, settings: CiSettings, registry
     names = sorted({model.rpartition("@")[0] for model in settings.models})
     contributors = contributors_report(graph, model=names[0] if len(names) == 1 else None)
     run = CiRun(context, settings.strict, verification, reconciliation, gates, contributors, registry_name)
+    if settings.witness and signer is not None:
+        _witness(run, ledger, signer, verification, home=witness_home, pinned=witness_from or against)
     if signer is None:
         run.read_only = True
         run.notes.append("read-only: no signing key (set OPENLEDGER_SIGNING_KEY from the CI's secrets to "
