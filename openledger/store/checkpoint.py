@@ -88,9 +88,9 @@ def append_checkpoint(ledger: Ledger, signer: RecordSigner, report: Verification
     """Sign a checkpoint over the records ``report`` verified; refuses a ledger with integrity errors.
 
     It extends ``extends`` (a checkpoint id) or, by default, :func:`~openledger.store.logtree.extension_base`:
-    the newest checkpoint ``signer`` made, else the newest. Its origin (the signed note's first line) is
-    ``origin``, else ``checkpoints: origin:`` in config.yaml, else the origin of the checkpoint it extends,
-    else one derived from its first leaf.
+    the newest tip of the checkpoint tree ``signer`` made, else the newest tip. Its origin (the signed note's
+    first line) is ``origin``, else ``checkpoints: origin:`` in config.yaml, else the origin of the checkpoint
+    it extends, else one derived from its first leaf.
     """
     if report.errors:
         raise IntegrityError(
