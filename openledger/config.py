@@ -77,7 +77,7 @@ _SCHEMA = {
             "type": "object",
             "properties": {
                 # the C2SP origin line of exported checkpoints: no spaces, no '+' (checked again when used)
-                "origin": {"type": "string", "pattern": "^[^\\s+]{1,255}$"},
+                "origin": {"type": "string", "pattern": "^[^\\s+\\x00-\\x1f\\x7f]{1,255}$"},
                 "witnesses": {"type": "array", "items": {"type": "string", "pattern": _KEYID_PATTERN}},
             },
             "additionalProperties": False,

@@ -233,3 +233,19 @@ def test_node_verifier_checks_consistency_proofs(ledger: Ledger, tmp_path: Path)
     assert any(old & (old - 1) == 0 and old < new for old, new in sizes)  # a power-of-two old tree was covered
     assert any(old & (old - 1) and old < new for old, new in sizes)
     assert node_says({"format": "something else", "path": []}) == 2
+
+
+def test_hostile_checkpoint_bodies_are_reported_not_crashed_on(ledger: Ledger) -> None:
+    ada = SIGNERS[0]
+    apply(ledger, [("append", 0, 2)])
+    honest = append_checkpoint(ledger, ada, verify_ledger(ledger, workers=1))
+    other_key = make_signer(19)
+    resigned = dict(honest.body, signature=honest.body["signature"][:-4] + "AAA=")
+    bad_note = ledger.append(ada, "checkpoint", resigned)
+    borrowed = ledger.append(other_key, "checkpoint", dict(honest.body))  # another key's note signature
+    dangling = ledger.append(ada, "checkpoint", dict(honest.body, previous="sha256:" + "d" * 64))
+    codes = {(p.code, p.record) for p in verify_ledger(ledger, workers=1).errors}
+    assert ("checkpoint-note-signature", bad_note.id) in codes
+    assert ("checkpoint-note-signature", borrowed.id) in codes
+    assert ("checkpoint-previous-missing", dangling.id) in codes
+    assert not any(record == dangling.id and code == "checkpoint-root" for code, record in codes)

@@ -11,6 +11,7 @@ Requires the ``tsa`` extra (``pip install 'openledger-mlops[tsa]'``).
 
 from __future__ import annotations
 
+import hashlib
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -84,14 +85,14 @@ def verify_token(token: bytes, message: bytes, certificates: list[str]) -> Token
 
     try:
         response = client.decode_timestamp_response(token)
+        # (parts of the token are parsed on first access: a malformed one raises here, not above)
+        algorithm = response.tst_info.message_imprint.hash_algorithm.dotted_string
+        imprint = response.tst_info.message_imprint.message
     except ValueError as exc:
         return TokenCheck(None, f"the token does not parse: {exc}")
-    algorithm = response.tst_info.message_imprint.hash_algorithm.dotted_string
     if algorithm != "2.16.840.1.101.3.4.2.1":  # SHA-256: what every request of ours asks for
         return TokenCheck(None, f"the token's imprint uses {algorithm}, not SHA-256")
-    import hashlib  # noqa: PLC0415
-
-    if response.tst_info.message_imprint.message != hashlib.sha256(message).digest():
+    if imprint != hashlib.sha256(message).digest():
         return TokenCheck(None, "the token timestamps another root than its checkpoint's", "anchor-root-mismatch")
     if not certificates:
         return TokenCheck(None, "no TSA certificate is configured (anchors: tsa: in config.yaml)",
@@ -108,10 +109,10 @@ def verify_token(token: bytes, message: bytes, certificates: list[str]) -> Token
             builder = builder.add_root_certificate(root)
         try:
             builder.build().verify_message(response, message)
+            moment = response.tst_info.gen_time
         except (client.VerificationError, ValueError) as exc:
             problems.append(str(exc))
             continue
-        moment = response.tst_info.gen_time
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=timezone.utc)
         return TokenCheck(format_time(moment))

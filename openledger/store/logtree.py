@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from openledger.errors import BadInputError
 from openledger.identity.trust import instant
 from openledger.store.merkle import MerkleAccumulator
 from openledger.store.note import Note, checkpoint_text, verify_log_signature
@@ -99,7 +100,10 @@ class CheckpointHead:
         """Does its note signature verify with its signer's key (under the origin as key name)?"""
         if self.origin is None or self.signature is None:
             return False
-        note = Note(self.note_text(), ((self.origin, base64.b64decode(self.signature)),))
+        try:
+            note = Note(self.note_text(), ((self.origin, base64.b64decode(self.signature)),))
+        except (BadInputError, ValueError):  # an origin no note may carry, a signature that is not base64
+            return False
         return verify_log_signature(note, self.origin, public_key_of(self.signer))
 
     @property

@@ -260,9 +260,10 @@ def cosignature_valid(summary: Any, head: CheckpointHead) -> bool:
         return False
     try:
         value = base64.b64decode(body["signature"], validate=True)
-    except (binascii.Error, ValueError):
+        text = head.note_text()
+    except (binascii.Error, ValueError, BadInputError):
         return False
-    stamp = verify_cosignature(head.note_text(), body["name"], public_key_of(summary.actor), value)
+    stamp = verify_cosignature(text, body["name"], public_key_of(summary.actor), value)
     return stamp is not None and stamp == int(body["timestamp"])
 
 

@@ -119,3 +119,14 @@ def test_bad_keys_and_missing_extras_are_bad_input(ledger: Ledger, chain: Any) -
     with pytest.raises(BadInputError, match="RPC URL"):
         anchor_on_chain(ledger, SIGNER, verify_ledger(ledger, workers=1), "ftp://x", chain_id=1,
                         private_key=ACCOUNT_KEY)
+
+
+def test_garbage_transactions_are_reported(ledger: Ledger, chain: Any) -> None:
+    checkpoint = checkpointed(ledger)
+    honest = anchor_on_chain(ledger, SIGNER, verify_ledger(ledger, workers=1), chain, chain_id=chain.eth.chain_id,
+                             private_key=ACCOUNT_KEY)
+    raw = honest.body["raw_transaction"]
+    forged = [ledger.append(SIGNER, "anchor", dict(honest.body, raw_transaction=bad), [checkpoint]).id
+              for bad in ("0x02", "0x" + "ff" * 40, raw[:-2] + ("00" if raw[-2:] != "00" else "01"), "0x" + raw[4:])]
+    found = {record: code for _, code, record in problems(ledger, chain)}
+    assert set(forged) == set(found) and all(code == "anchor-invalid" for code in found.values())

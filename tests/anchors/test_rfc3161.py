@@ -144,3 +144,19 @@ def test_no_anchor_configured_and_none_recorded(ledger: Ledger) -> None:
     checkpointed(ledger)
     assert codes(ledger) == [] and len(AnchorIndex.load(ledger)) == 0
 
+
+
+def test_garbage_tokens_are_reported(ledger: Ledger, tsa: Authority) -> None:
+    ledger = configure(ledger.root, tsa=[{"name": "local", "certificate": tsa.root_pem}])
+    checkpoint = checkpointed(ledger)[-1]
+    honest, _ = anchor_with_tsa(ledger, SIGNER, verify_ledger(ledger, workers=1), tsa.url)
+    token = base64.b64decode(honest.body["token"])
+    forged = []
+    for garbage in (b"\x30\x03\x02\x01\x00", token[:len(token) // 2], token[:-1] + bytes([token[-1] ^ 0xFF]),
+                    bytes(200)):
+        forged.append(ledger.append(SIGNER, "anchor", dict(honest.body, token=base64.b64encode(garbage).decode()),
+                                    [checkpoint]).id)
+    found = {record: code for _, code, record in codes(ledger)}
+    assert set(forged) <= set(found) and honest.id not in found
+    assert all(code.startswith("anchor-") for code in found.values())
+    assert AnchorIndex.load(ledger).anchored_before(checkpointed(ledger, 1)[0]) is None
