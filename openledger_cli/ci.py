@@ -127,6 +127,8 @@ def _print(run: CiRun, data: dict[str, Any]) -> None:
 @click.command("ci")
 @click.option("--against", metavar="CHECKPOINT", envvar="OPENLEDGER_CHECKPOINT", show_envvar=True,
               help="A checkpoint id kept outside the repository: fail if history was rewritten or truncated.")
+@click.option("--full-verify", is_flag=True,
+              help="Check every signature, even of the records the pinned checkpoint covers (default: incremental).")
 @click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True, metavar="URI",
               help="The MLflow store to reconcile with and resolve models in (without it: the ledger's records).")
 @click.option("--strict/--no-strict", default=None, help="Fail on warnings too (default: ci.strict in config.yaml).")
@@ -144,7 +146,7 @@ def _print(run: CiRun, data: dict[str, Any]) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "md"]), default="text", show_default=True,
               help="What goes to stdout.")
 @click.pass_context
-def ci(ctx: click.Context, *, against: str | None, tracking_uri: str | None, strict: bool | None,
+def ci(ctx: click.Context, *, against: str | None, full_verify: bool, tracking_uri: str | None, strict: bool | None,
        checkpoint: bool | None, witness: bool | None, witness_from: str | None, default_branch: str | None,
        summary_path: Path | None, json_path: Path | None, fmt: str) -> None:
     """Everything a pipeline checks, in one step: verify (against a pinned checkpoint if given), reconcile
@@ -173,7 +175,7 @@ def ci(ctx: click.Context, *, against: str | None, tracking_uri: str | None, str
         run = run_ci(ledger, context=context, settings=settings, registry=registry, registry_name=registry_name,
                      signer=signer, against=against, tracking=tracking, dvc=dvc, git_root=git_root,
                      skipped=skipped, progress=progress, witness_home=KeyStore().home,
-                     witness_from=witness_from or None)
+                     witness_from=witness_from or None, incremental=not full_verify)
     data = run.to_json()
     markdown = ci_markdown(data)
     if summary_path is not None:

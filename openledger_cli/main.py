@@ -466,6 +466,9 @@ def show(ctx: click.Context, record_id: str, fmt: str) -> None:
 @click.option("--strict", is_flag=True, help="Also fail (exit 1) on records by unknown, unendorsed or revoked keys.")
 @click.option("--against", metavar="CHECKPOINT",
               help="A checkpoint id kept outside the repository: fail if history was rewritten or truncated.")
+@click.option("--since", metavar="CHECKPOINT",
+              help="Incremental: trust this checkpoint (signed by a trusted key) for the records it covers: their "
+                   "bytes and its Merkle root are checked, their signatures not again. Implies --against.")
 @click.option("--witnesses", type=click.IntRange(0), metavar="N",
               help="Require N cosignatures by distinct trusted witness keys on the newest checkpoint.")
 @click.option("--witness", "witness_keys", multiple=True, metavar="KEYID",
@@ -477,7 +480,7 @@ def show(ctx: click.Context, record_id: str, fmt: str) -> None:
 @click.option("--format", "fmt", type=FORMAT_TEXT_JSON, default="text", show_default=True)
 @click.option("--jobs", "-j", type=click.IntRange(1), default=None, help="Worker processes (default: all cores).")
 @click.pass_context
-def verify(ctx: click.Context, *, strict: bool, against: str | None, witnesses: int | None,
+def verify(ctx: click.Context, *, strict: bool, against: str | None, since: str | None, witnesses: int | None,
            witness_keys: tuple[str, ...], anchors: bool, evm: str | None, fmt: str, jobs: int | None) -> None:
     """Check every record's hash and signature, each feed's continuity, every checkpoint and every signer.
 
@@ -488,7 +491,9 @@ def verify(ctx: click.Context, *, strict: bool, against: str | None, witnesses: 
 
     ledger = _ledger(ctx)
     with render.progress_bar("Verifying") as progress:
-        report = verify_ledger(ledger, against=against, workers=jobs, progress=progress)
+        report = verify_ledger(ledger, against=against, since=since, workers=jobs, progress=progress)
+    if since and report.since is None:
+        render.say("Verified in full: the --since checkpoint is missing, or its signer is not trusted.")
     if witnesses is not None or witness_keys:
         from openledger.store.witness import check_witnesses  # noqa: PLC0415 - only for this option
 

@@ -198,8 +198,11 @@ def run_ci(ledger: Ledger, *, context: CiContext, settings: CiSettings, registry
            registry_name: str, signer: RecordSigner | None, against: str | None = None,
            tracking: TrackingState | None = None, dvc: DvcState | None = None, git_root: Path | None = None,
            skipped: Sequence[str] = (), progress: Progress | None = None, witness_home: Path | None = None,
-           witness_from: str | None = None) -> CiRun:
-    verification = verify_ledger(ledger, against=against, progress=progress)
+           witness_from: str | None = None, incremental: bool = True) -> CiRun:
+    # With a pinned checkpoint (signed by a trusted key), what it covers was verified when it was signed:
+    # check those records by their bytes and the rest in full (docs/threat-model.md, incremental verification).
+    since = against if incremental and against else None
+    verification = verify_ledger(ledger, against=against, since=since, progress=progress)
     graph = LedgerGraph.load(ledger)
     reconciliation = reconcile(graph, tracking=tracking, dvc=dvc, git_root=git_root)
     reconciliation.skipped = [*skipped, *reconciliation.skipped]
@@ -207,6 +210,11 @@ def run_ci(ledger: Ledger, *, context: CiContext, settings: CiSettings, registry
     names = sorted({model.rpartition("@")[0] for model in settings.models})
     contributors = contributors_report(graph, model=names[0] if len(names) == 1 else None)
     run = CiRun(context, settings.strict, verification, reconciliation, gates, contributors, registry_name)
+    if verification.since:
+        run.notes.append(f"incremental verification: the records checkpoint {verification.since} covers were "
+                         "checked by their hashes, the others in full (--full-verify to check every signature)")
+    elif since:
+        run.notes.append("verified in full: the pinned checkpoint is missing or its signer is not trusted")
     if settings.witness and signer is not None:
         _witness(run, ledger, signer, verification, home=witness_home, pinned=witness_from or against)
     if signer is None:
