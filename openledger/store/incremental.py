@@ -28,6 +28,7 @@ True
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from openledger.errors import IntegrityError, NotFoundError
@@ -52,6 +53,14 @@ Progress = Callable[[int, int], None]
 def _full_check(ledger: Ledger, record_id: str) -> RecordSummary | Problem:
     """A record the pinned checkpoint does not cover, checked in full from wherever it is stored (found
     through the index, a cache: if it points at other bytes, the index is rebuilt and asked again)."""
+    hexdigest = record_id.partition(":")[2]
+    try:  # new records are usually loose objects: read the file without asking the index
+        with open(os.path.join(ledger.objects, hexdigest[:2], hexdigest[2:]), "rb") as handle:  # noqa: PTH118, PTH123
+            checked = _check_one(handle.read(), record_id, record_id)
+        if isinstance(checked, RecordSummary):
+            return checked
+    except OSError:
+        pass
     for attempt in range(2):
         try:
             data = ledger._read(record_id)
@@ -82,8 +91,8 @@ def verify_since(ledger: Ledger, since: str, *, workers: int | None = None, prog
         # gone (rewritten or truncated history) or not a checkpoint: the full verification says which
         return verify_ledger(ledger, against=since, workers=workers, progress=progress)
     damaged = {p.record for p in problems if p.record} - summaries.keys()
-    log = tree_of(summaries, damaged)
-    covered = set(log.leaves_of(since)) if log.sound(since) else set()
+    log = tree_of(summaries, damaged, capture=since)
+    covered = log.captured if log.sound(since) and log.captured is not None else frozenset()
     replaced = False
     for record_id in [i for i in summaries if i not in covered]:
         checked = _full_check(ledger, record_id)

@@ -164,11 +164,13 @@ class LogTree:
     """
 
     def __init__(self, heads: Iterable[CheckpointHead], prev_of: PrevOf, *, damaged: Iterable[str] = (),
-                 on_new: NewRecords | None = None) -> None:
+                 on_new: NewRecords | None = None, capture: str | None = None) -> None:
         self.heads: dict[str, CheckpointHead] = {head.id: head for head in heads}
         self.prev_of = prev_of
         self.findings: list[Finding] = []
         self.computed: dict[str, _Computed] = {}
+        self._capture = capture
+        self.captured: frozenset[str] | None = None  # the covered records of ``capture``, found on the way
         self._damaged = set(damaged)
         self._children: dict[str, list[str]] = {}
         roots: list[str] = []
@@ -213,6 +215,8 @@ class LogTree:
                 on_new(checkpoint_id, new)
             inherited = inherited | missing
             self._judge(head, accumulator, inherited)
+            if checkpoint_id == self._capture:
+                self.captured = frozenset(covered)
             stack.append((checkpoint_id, saved))
             stack.extend((child, None) for child in reversed(self._children.get(checkpoint_id, [])))
 
@@ -318,7 +322,7 @@ class _Summary(Protocol):
 
 
 def tree_of(summaries: Mapping[str, _Summary], damaged: Iterable[str] = (),
-            on_new: NewRecords | None = None) -> LogTree:
+            on_new: NewRecords | None = None, capture: str | None = None) -> LogTree:
     """The log tree of verified records (their bodies kept for checkpoints)."""
     heads = [CheckpointHead.from_record(record_id, s.actor, s.time, s.body)
              for record_id, s in summaries.items() if s.kind == "checkpoint"]
@@ -327,4 +331,4 @@ def tree_of(summaries: Mapping[str, _Summary], damaged: Iterable[str] = (),
         summary = summaries.get(record_id)
         return None if summary is None else summary.prev
 
-    return LogTree(heads, prev_of, damaged=damaged, on_new=on_new)
+    return LogTree(heads, prev_of, damaged=damaged, on_new=on_new, capture=capture)
