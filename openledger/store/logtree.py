@@ -142,16 +142,19 @@ def _walk(tips: Iterable[str], covered: set[str] | frozenset[str], prev_of: Prev
     seen: set[str] = set()
     missing: set[str] = set()
     stack = [tip for tip in tips if tip not in covered]
+    push, pop, add = stack.append, stack.pop, seen.add  # the hot loop of every verification: no lookups
     while stack:
-        record_id = stack.pop()
-        if record_id in seen or record_id in missing:
+        record_id = pop()
+        if record_id in seen:
             continue
         prev = prev_of(record_id)
         if prev is None:
             missing.add(record_id)
             continue
-        seen.add(record_id)
-        stack.extend(p for p in prev if p not in covered)
+        add(record_id)
+        for before in prev:
+            if before not in covered and before not in seen:
+                push(before)
     return sorted(seen), missing
 
 

@@ -192,12 +192,14 @@ class MerkleAccumulator:
         return other
 
     def extend(self, record_ids: Iterable[str]) -> None:
-        sizes, hashes = self._sizes, self._hashes
+        sizes, hashes, sha256, unhex = self._sizes, self._hashes, _sha256, bytes.fromhex
         for record_id in record_ids:
-            node, height = leaf_hash(record_id), 1
+            if not record_id.startswith("sha256:") or len(record_id) != 71:
+                raise ValueError(f"not a record id: {record_id!r}")
+            node, height = sha256(b"\x00" + unhex(record_id[7:])).digest(), 1
             while sizes and sizes[-1] == height:
                 sizes.pop()
-                node = _sha256(b"\x01" + hashes.pop() + node).digest()
+                node = sha256(b"\x01" + hashes.pop() + node).digest()
                 height *= 2
             sizes.append(height)
             hashes.append(node)
