@@ -14,18 +14,17 @@ All of them append through a :class:`~openledger.capture.recorder.Recorder`; the
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from dvc_hooks.history import DatasetVersion, dataset_versions, git_state, head_commit
-from dvc_hooks.lockfile import RECORD_STAGE, Artifact, LockStage, cache_dir, read_dvcfile, read_lock
-from openledger._internal.git import current_branch
+from dvc_hooks.lockfile import RECORD_STAGE, Artifact, LockStage, read_dvcfile, read_lock
+from dvc_hooks.project import DvcProject
 from openledger.capture.recorder import Recorder
-from openledger.errors import BadInputError, NotFoundError
+from openledger.errors import NotFoundError
+from openledger.lineage.git import current_branch
 from openledger.lineage.joins import dataset_key, dvc_run_key, dvc_stage_key
 from openledger.store.ledger import Ledger
 from openledger.store.records import Record
@@ -33,58 +32,13 @@ from openledger.store.records import Record
 DVC_EXPERIMENT_COMMIT = "dvc: commit experiment"
 
 __all__ = [
-    "DvcProject",
+    "ProjectRecording",
     "bind_commit",
     "record_data",
     "record_datasets",
+    "record_project",
     "record_stages",
 ]
-
-
-@dataclass
-class DvcProject:
-    """A git repository with DVC initialised in it (``.dvc/`` at the top)."""
-
-    root: Path
-    git_dir: Path
-
-    @classmethod
-    def find(cls, start: Path | None = None) -> DvcProject:
-        here = (start or Path.cwd()).absolute()
-        env_root = os.environ.get("DVC_ROOT")
-        candidates = [Path(env_root)] if env_root else []
-        candidates += [here, *here.parents]
-        for candidate in candidates:
-            if (candidate / ".dvc").is_dir():
-                found = subprocess.run(["git", "rev-parse", "--absolute-git-dir"], cwd=candidate,
-                                       capture_output=True, text=True, check=False)
-                if found.returncode != 0:
-                    raise BadInputError(f"{candidate} uses DVC but is not in a git repository",
-                                        hint="OpenLedger needs git history: `git init` (not `dvc init --no-scm`)")
-                return cls(candidate, Path(found.stdout.strip()))
-        raise NotFoundError(f"no DVC project in {here} or any parent directory",
-                            hint="run `dvc init` in your git repository first")
-
-    def relpath(self, path: Path) -> str:
-        return path.absolute().relative_to(self.root).as_posix()
-
-    def git_files(self, *patterns: str) -> list[str]:
-        """Tracked and untracked-but-not-ignored files matching ``patterns`` (relative to the root)."""
-        output = subprocess.run(
-            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z", "--", *patterns],
-            cwd=self.root, capture_output=True, check=True,
-        ).stdout.decode("utf-8", "surrogateescape")
-        return sorted({name for name in output.split("\0") if name and (self.root / name).exists()})
-
-    def pipeline_files(self) -> list[str]:
-        return self.git_files("dvc.yaml", "*/dvc.yaml")
-
-    def data_files(self) -> list[str]:
-        return [f for f in self.git_files("*.dvc") if not f.startswith(".dvc/")]
-
-    @property
-    def cache(self) -> Path:
-        return cache_dir(self.root)
 
 
 def _identities(ledger: Ledger) -> dict[str, str]:
@@ -312,3 +266,34 @@ def bind_commit(project: DvcProject, recorder: Recorder) -> Record | None:
         "records": len(unbound),
     }
     return recorder.record("commit", body, unbound)
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectRecording:
+    """What :func:`record_project` wrote, and the pipelines it could not record because they never ran."""
+
+    records: list[Record]
+    never_run: tuple[str, ...]
+
+
+def record_project(project: DvcProject, recorder: Recorder, *, require_lock: bool) -> ProjectRecording:
+    """Every dataset version and changed stage of every pipeline of the project that has no record yet (what
+    ``openledger dvc record`` and the post-commit hook do). Every ``dvc.lock`` is read before anything is
+    written, so a corrupt one records nothing; a missing one is an error only when ``require_lock`` and no
+    pipeline ran at all (the user expects stage records and would get none)."""
+    pipelines, never_run = [], []
+    for pipeline in project.pipeline_files():
+        lock = project.root / PurePosixPath(pipeline).parent / "dvc.lock"
+        if lock.exists():
+            read_lock(lock, dvcfile=pipeline)
+            pipelines.append(pipeline)
+        else:
+            never_run.append(pipeline)
+    if require_lock and never_run and not pipelines:
+        read_lock(project.root / PurePosixPath(never_run[0]).parent / "dvc.lock", dvcfile=never_run[0])
+    written = record_datasets(project, recorder)
+    for pipeline in pipelines:
+        # DVC_STAGE spells stages as `dvc repro` run from the top would (for the MLflow join).
+        prefix = "" if pipeline == "dvc.yaml" else f"{pipeline}:"
+        written += record_stages(project, recorder, pipeline, stage_prefix=prefix)
+    return ProjectRecording(written, tuple(never_run) if require_lock else ())

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from openledger.errors import (
     BadInputError,
     ConfigError,
+    HashMismatchError,
     IntegrityError,
     KeyMaterialError,
     LedgerNotFoundError,
@@ -80,6 +81,7 @@ __all__ = [
     "ConfigError",
     "Draft",
     "FsckReport",
+    "HashMismatchError",
     "Identity",
     "IntegrityError",
     "KeyInfo",

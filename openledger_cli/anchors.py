@@ -15,7 +15,7 @@ from openledger.store.keys import KeyStore
 from openledger.store.ledger import Ledger
 from openledger.store.verify import VerificationReport
 from openledger_cli import render
-from openledger_cli.main import FORMAT_TEXT_JSON, _ledger, _signer
+from openledger_cli._common import FORMAT_TEXT_JSON, load_signer, open_ledger
 
 __all__ = ["anchor", "witness"]
 
@@ -58,8 +58,8 @@ def witness(ctx: click.Context, *, pinned: str | None, checkpoint_id: str | None
     """
     from openledger.store.witness import witness_ledger  # noqa: PLC0415 - see _verified
 
-    ledger = _ledger(ctx)
-    signer = _signer(key)
+    ledger = open_ledger(ctx)
+    signer = load_signer(key)
     report = _verified(ledger)
     outcome = witness_ledger(ledger, signer, report, home=KeyStore().home, pinned=_full_id(ledger, pinned or None),
                              checkpoint=_full_id(ledger, checkpoint_id), origin=origin)
@@ -72,7 +72,7 @@ def witness(ctx: click.Context, *, pinned: str | None, checkpoint_id: str | None
         render.say(f"Already cosigned {outcome.checkpoint.id}; nothing to do.")
         return
     render.say(f"Cosigned checkpoint {outcome.checkpoint.id} ({outcome.checkpoint.count} records, origin "
-               f"{render.escape(str(outcome.checkpoint.origin))})")
+               f"{outcome.checkpoint.origin})")
     click.echo(outcome.record.id)
 
 
@@ -103,9 +103,9 @@ def anchor(ctx: click.Context, *, tsa: str | None, evm: str | None, chain_id: in
 
     if bool(tsa) == bool(evm):
         raise click.UsageError("give exactly one of --tsa or --evm")
-    ledger = _ledger(ctx)
+    ledger = open_ledger(ctx)
     profiles = AnchorProfiles.from_config(ledger.config.anchors)
-    signer = _signer(key)
+    signer = load_signer(key)
     checkpoint = _full_id(ledger, checkpoint_id)
     if tsa:
         named = profiles.tsa_named(tsa)
@@ -114,8 +114,8 @@ def anchor(ctx: click.Context, *, tsa: str | None, evm: str | None, chain_id: in
                                         timeout=timeout)
         render.say(f"Timestamped checkpoint {record.body['checkpoint']} at {record.body['time']} ({url})")
         if check.problem:
-            render.say(f"[yellow]warning:[/yellow] {render.escape(check.problem)}; `verify --anchors` fails until "
-                       "the TSA's root certificate is configured under anchors: tsa: in config.yaml")
+            render.say(f"{check.problem}; `verify --anchors` fails until the TSA's root certificate is configured "
+                       "under anchors: tsa: in config.yaml", label="warning:")
         click.echo(record.id)
         return
     assert evm is not None

@@ -7,6 +7,7 @@ import json
 import random
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -148,7 +149,7 @@ def overwrite_new(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
-def _fields(payload: Payload) -> dict[str, object]:
+def _fields(payload: Payload) -> dict[str, Any]:
     return {name: getattr(payload, name) for name in
             ("kind", "actor", "feed", "seq", "prev", "time", "links", "body", "v")}
 

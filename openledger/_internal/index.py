@@ -374,6 +374,9 @@ class LedgerIndex:
         return True
 
     # -- queries ---------------------------------------------------------------------------------------
+    def actors(self) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT DISTINCT actor FROM records")}
+
     def feed_tips(self, actor: str, feed: str) -> list[tuple[str, int]]:
         rows = self.db.execute("SELECT id, seq FROM tips WHERE actor=? AND feed=?", (actor, feed))
         return [(row[0], row[1]) for row in rows]

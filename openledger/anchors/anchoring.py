@@ -236,7 +236,7 @@ class AnchorIndex:
         if not anchors:
             return cls({})
         heads = [CheckpointHead.from_record(r.id, r.actor, r.time, r.body) for r in ledger.select(kind="checkpoint")]
-        links = ledger.index.prev_links()
+        links = ledger.prev_links()
         log = LogTree(heads, links.get)
         profiles = AnchorProfiles.from_config(ledger.config.anchors)
         checked = []

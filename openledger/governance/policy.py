@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from openledger.credit.people import People, Person
 from openledger.errors import ConfigError
 from openledger.identity.trust import TrustState, instant
 from openledger.lineage.targets import Subject
@@ -138,7 +139,7 @@ class ReviewVerdict:
 
     review_id: str
     actor: str
-    who: str
+    reviewer: Person
     decision: str
     time: str
     message: str
@@ -147,14 +148,16 @@ class ReviewVerdict:
 
     def describe(self) -> str:
         """``approval sha256:… by ed25519:… (Name <email>) discarded: key revoked at …``."""
-        text = f"{DECISION_NOUNS[self.decision]} {self.review_id} by {self.actor} ({self.who}) {self.status}"
+        noun = DECISION_NOUNS[self.decision]
+        text = f"{noun} {self.review_id} by {self.actor} ({self.reviewer.label}) {self.status}"
         if self.reason:
             return f"{text}: {self.reason}"
         return f"{text}: {self.message}" if self.message else text
 
     def to_json(self) -> dict[str, Any]:
-        return {"review": self.review_id, "actor": self.actor, "who": self.who, "decision": self.decision,
-                "time": self.time, "message": self.message, "status": self.status, "reason": self.reason}
+        return {"review": self.review_id, "actor": self.actor, "reviewer": self.reviewer.to_json(),
+                "decision": self.decision, "time": self.time, "message": self.message, "status": self.status,
+                "reason": self.reason}
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,13 +236,14 @@ def evaluate_reviews(subject: Subject, reviews: Iterable[Record], trust: TrustSt
     ordered = sorted((r for r in reviews if pinned & set(r.body.get("records") or r.links)),
                      key=lambda r: (instant(r.time), r.id))
     latest = {review.actor: review for review in ordered}
+    people = People(trust)
     verdicts: list[ReviewVerdict] = []
     for review in ordered:
         body = review.body
-        who = trust.describe(review.actor)
+        who = people.by_key(review.actor)
 
         def verdict(status: str, reason: str = "", review: Record = review, body: Any = body,
-                    who: str = who) -> ReviewVerdict:
+                    who: Person = who) -> ReviewVerdict:
             return ReviewVerdict(review.id, review.actor, who, body["decision"], review.time,
                                  str(body.get("message", "")), status, reason)
 

@@ -21,9 +21,33 @@ from typing import Any
 
 from openledger.store.canonical import canonical_bytes
 
-__all__ = ["dataset_key", "dvc_run_key", "dvc_stage_key", "input_digest", "is_digest", "join_key"]
+__all__ = ["assessment_key", "dataset_key", "dvc_run_key", "dvc_stage_key", "input_digest", "is_digest", "join_key",
+           "model_version_key", "run_key", "trace_key"]
 
 _HEX = re.compile(r"[0-9a-f]{16,128}")
+
+
+def run_key(run_id: str) -> str | None:
+    """An MLflow run (``mlflowrun:<id>``), for hex run ids (MLflow's own; the id itself is the digest). Run,
+    stage, review and feedback records link it; ``run:<id>`` targets resolve through it."""
+    return f"mlflowrun:{run_id}" if _HEX.fullmatch(run_id) else None
+
+
+def model_version_key(name: str, version: Any, model_id: str | None) -> str:
+    """One registered model version (``mlflowmv:<hash of name, version, logged model>``): the
+    de-duplication key of model records, like ``mlflowrun:`` for runs."""
+    return join_key("mlflowmv", name, str(version), model_id)
+
+
+def trace_key(trace_id: str) -> str | None:
+    """An MLflow trace (``mlflowtrace:<hex>`` for ``tr-<hex>`` ids)."""
+    hexdigest = trace_id.removeprefix("tr-")
+    return f"mlflowtrace:{hexdigest}" if _HEX.fullmatch(hexdigest) else None
+
+
+def assessment_key(assessment_id: str) -> str:
+    """The de-duplication key of a captured assessment: one record per MLflow assessment id."""
+    return "mlflowassessment:" + hashlib.sha256(assessment_id.encode()).hexdigest()[:32]
 
 
 def join_key(scheme: str, *parts: str | None) -> str:

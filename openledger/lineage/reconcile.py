@@ -30,7 +30,7 @@ under ``--strict``. Tags are not compared: MLflow lets anyone add or change them
 >>> from openledger.lineage.graph import LedgerGraph
 >>> report = reconcile(LedgerGraph.load(Ledger.init(Path(tempfile.mkdtemp()))))
 >>> report.discrepancies, report.exit_code(strict=True)
-([], 0)
+((), 0)
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from openledger._internal.git import git_output
 from openledger.identity.trust import instant
+from openledger.lineage.git import git_output
 from openledger.lineage.graph import LedgerGraph
 from openledger.lineage.joins import dataset_key, dvc_stage_key, input_digest
 from openledger.store.canonical import tag_nonfinite
@@ -149,12 +149,15 @@ class DvcState:
     unreproduced: tuple[str, ...] = ()  # dvc.yaml files with no dvc.lock yet
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class ReconcileReport:
-    discrepancies: list[Discrepancy] = field(default_factory=list)
-    checked: dict[str, int] = field(default_factory=dict)
-    sources: dict[str, Any] = field(default_factory=dict)
-    skipped: list[str] = field(default_factory=list)
+    """What :func:`reconcile` found: every discrepancy, how much of each source it checked, which sources it
+    read (``mlflow``: the backend, ``dvc``: whether, ``git``: the repository) and what it left out and why."""
+
+    discrepancies: tuple[Discrepancy, ...] = ()
+    checked: Mapping[str, int] = field(default_factory=dict)
+    sources: Mapping[str, Any] = field(default_factory=dict)
+    skipped: tuple[str, ...] = ()
 
     @property
     def errors(self) -> list[Discrepancy]:
@@ -171,39 +174,38 @@ class ReconcileReport:
 
     def to_json(self, *, strict: bool = False) -> dict[str, Any]:
         return {"schema": SCHEMA, "ok": self.exit_code(strict=strict) == 0, "strict": strict,
-                "sources": self.sources, "checked": self.checked, "skipped": self.skipped, "counts": self.counts(),
+                "sources": dict(self.sources), "checked": dict(self.checked), "skipped": list(self.skipped),
+                "counts": self.counts(),
                 "discrepancies": [d.to_json() for d in self.discrepancies]}
 
 
 def reconcile(graph: LedgerGraph, *, tracking: TrackingState | None = None, dvc: DvcState | None = None,
-              git_root: Path | None = None, progress: Progress | None = None) -> ReconcileReport:
-    """Every discrepancy between the ledger (as ``graph`` read it) and the sources given."""
-    report = ReconcileReport()
-    found = report.discrepancies
+              git_root: Path | None = None, progress: Progress | None = None,
+              skipped: Sequence[str] = ()) -> ReconcileReport:
+    """Every discrepancy between the ledger (as ``graph`` read it) and the sources given; ``skipped`` says
+    which sources the caller left out and why (reported first)."""
+    found: list[Discrepancy] = []
+    checked: dict[str, int] = {}
+    sources: dict[str, Any] = {}
+    notes = list(skipped)
     facts = list(graph.facts.values())
-    report.checked["lineage_records"] = len(facts) + len(graph.damaged)  # checkpoints are verify's
+    checked["lineage_records"] = len(facts) + len(graph.damaged)  # checkpoints are verify's
     found += [_damaged(where, problem) for where, problem in graph.damaged]
     found += _untrusted(graph, facts)
+    sources["mlflow"] = tracking.backend if tracking is not None else None
     if tracking is not None:
-        report.sources["mlflow"] = tracking.backend
-        found += _mlflow(graph, tracking, report.checked, progress)
-    else:
-        report.sources["mlflow"] = None
+        found += _mlflow(graph, tracking, checked, progress)
     found += _unknown_inputs(graph)
+    sources["dvc"] = dvc is not None
     if dvc is not None:
-        report.sources["dvc"] = True
-        report.checked["stages"] = len(dvc.stages)
-        report.checked["datasets"] = len(dvc.datasets)
+        checked["stages"] = len(dvc.stages)
+        checked["datasets"] = len(dvc.datasets)
         found += dvc_discrepancies(dvc, newest_in_graph(graph))
-        report.skipped += [f"{pipeline} has no dvc.lock yet (never reproduced)" for pipeline in dvc.unreproduced]
-    else:
-        report.sources["dvc"] = False
+        notes += [f"{pipeline} has no dvc.lock yet (never reproduced)" for pipeline in dvc.unreproduced]
+    sources["git"] = str(git_root) if git_root is not None else None
     if git_root is not None:
-        report.sources["git"] = str(git_root)
-        found += _commits(graph, git_root, report.checked)
-    else:
-        report.sources["git"] = None
-    return report
+        found += _commits(graph, git_root, checked)
+    return ReconcileReport(tuple(found), checked, sources, tuple(notes))
 
 
 def _damaged(where: str, problem: str) -> Discrepancy:

@@ -63,13 +63,13 @@ def _full_check(ledger: Ledger, record_id: str) -> RecordSummary | Problem:
         pass
     for attempt in range(2):
         try:
-            data = ledger._read(record_id)
+            data = ledger.stored_bytes(record_id)
         except NotFoundError:
             return Problem(ERROR, "unreadable", "the record disappeared while it was verified", record_id)
         checked = _check_one(data, record_id, record_id)
         if isinstance(checked, RecordSummary) or attempt == 1 or checked.code != "hash-mismatch":
             return checked
-        ledger.index.rebuild()
+        ledger.rebuild_index()
     raise AssertionError("unreachable")
 
 

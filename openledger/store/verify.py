@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 
 from openledger._internal.index import iter_pack
 from openledger._internal.memory import paused_gc
-from openledger.errors import BadInputError, IntegrityError, SignatureError, UnsupportedVersionError
+from openledger.errors import BadInputError, IntegrityError, UnsupportedVersionError
 from openledger.identity.trust import TrustFact, TrustState
 from openledger.store.canonical import parse_canonical
 from openledger.store.dsse import envelope_payload_v1
@@ -86,13 +86,10 @@ def _check_one(data: bytes, expected_id: str | None, location: str) -> RecordSum
     try:
         record_id, _, payload = decode_stored(data, expected_id=expected_id)
         validate_payload_json(payload)
-    except SignatureError as exc:
-        return Problem(ERROR, "bad-signature", exc.message, expected_id, location)
     except UnsupportedVersionError as exc:
-        return Problem(UNSUPPORTED, "unsupported-version", exc.diagnostics(), expected_id, location)
-    except IntegrityError as exc:
-        code = "hash-mismatch" if "content hash" in exc.message else "malformed"
-        return Problem(ERROR, code, exc.message, expected_id, location)
+        return Problem(UNSUPPORTED, exc.code, exc.diagnostics(), expected_id, location)
+    except IntegrityError as exc:  # the code names the kind: hash-mismatch, bad-signature or malformed
+        return Problem(ERROR, exc.code, exc.message, expected_id, location)
     except BadInputError as exc:  # a validly signed payload that breaks the schema
         return Problem(ERROR, "malformed", exc.message, expected_id or record_id, location)
     kind = payload["kind"]

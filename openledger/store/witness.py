@@ -37,9 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from openledger._internal.files import write_atomic
 from openledger.errors import BadInputError, IntegrityError
 from openledger.store.checkpoint import checkpoint_note, log_of
+from openledger.store.files import write_atomic
 from openledger.store.ledger import Ledger
 from openledger.store.logtree import CheckpointHead, LogTree
 from openledger.store.merkle import consistency_proof, merkle_root, verify_consistency

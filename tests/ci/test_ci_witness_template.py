@@ -11,8 +11,10 @@ from pathlib import Path
 import yaml
 
 from openledger import Ledger
-from tests.ci.test_ci import BIN, ROOT, fake_pip, github_env, github_script
+from tests.ci.test_ci import BIN, fake_pip, github_env, github_script
 from tests.test_witness import CI_SEED, WITNESS_SEED, checkpoint, env_for, records
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_witness_workflow_runs_locally(tmp_path: Path) -> None:

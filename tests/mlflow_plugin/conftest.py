@@ -50,7 +50,7 @@ def project(repo: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MlflowProje
     yield MlflowProject(repo, ledger, keyid)
     while mlflow.active_run():
         mlflow.end_run()
-    mlflow.set_tracking_uri(None)
+    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]  # MLflow's own reset (its annotation omits None)
     # mlflow.set_experiment writes MLFLOW_EXPERIMENT_ID into os.environ behind monkeypatch's back.
     for variable in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
         os.environ.pop(variable, None)

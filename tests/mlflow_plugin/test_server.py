@@ -112,6 +112,8 @@ def _serve_and_log(tmp_path: Path, backend: str) -> tuple[Ledger, str, str]:
     finally:
         server.terminate()
         server.wait(timeout=60)
+        if server.stdout:
+            server.stdout.close()
     return ledger, run_id, server_key.keyid
 
 
