@@ -69,9 +69,20 @@ _SCHEMA = {
                 "default_branch": {"type": "string", "minLength": 1},
                 "strict": {"type": "boolean"},
                 "checkpoint": {"type": "boolean"},
+                "witness": {"type": "boolean"},
             },
             "additionalProperties": False,
         },
+        "checkpoints": {
+            "type": "object",
+            "properties": {
+                # the C2SP origin line of exported checkpoints: no spaces, no '+' (checked again when used)
+                "origin": {"type": "string", "pattern": "^[^\\s+\\x00-\\x1f\\x7f]{1,255}$"},
+                "witnesses": {"type": "array", "items": {"type": "string", "pattern": _KEYID_PATTERN}},
+            },
+            "additionalProperties": False,
+        },
+        "anchors": {"type": "object"},  # checked by openledger.anchors.config when anchors are used
     },
     "required": ["version"],
     "additionalProperties": False,
@@ -103,6 +114,8 @@ class LedgerConfig:
     policies: dict[str, Any] = field(default_factory=dict)
     scoring: dict[str, Any] = field(default_factory=dict)
     ci: dict[str, Any] = field(default_factory=dict)
+    checkpoints: dict[str, Any] = field(default_factory=dict)
+    anchors: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_yaml(cls, text: str, *, source: str = "config.yaml") -> LedgerConfig:
@@ -137,6 +150,8 @@ class LedgerConfig:
             policies=data.get("policies") or {},
             scoring=data.get("scoring") or {},
             ci=data.get("ci") or {},
+            checkpoints=data.get("checkpoints") or {},
+            anchors=data.get("anchors") or {},
         )
 
     @classmethod
@@ -171,6 +186,8 @@ class LedgerConfig:
             lines.append(yaml.safe_dump({"policies": self.policies}, sort_keys=True).rstrip())
         if self.scoring:
             lines.append(yaml.safe_dump({"scoring": self.scoring}, sort_keys=True).rstrip())
-        if self.ci:
-            lines.append(yaml.safe_dump({"ci": self.ci}, sort_keys=True).rstrip())
+        for name in ("ci", "checkpoints", "anchors"):
+            value = getattr(self, name)
+            if value:
+                lines.append(yaml.safe_dump({name: value}, sort_keys=True).rstrip())
         return "\n".join(lines) + "\n"

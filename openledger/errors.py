@@ -8,7 +8,8 @@ The subclasses map onto the CLI's exit codes::
 
     IntegrityError, SignatureError, PolicyError   -> 1  (verification or policy failure)
     BadInputError, ConfigError, KeyMaterialError,
-    UnsupportedVersionError, NotFoundError        -> 2  (usage or bad input)
+    UnsupportedVersionError, NotFoundError,
+    ServiceError                                  -> 2  (usage or bad input; a remote service failed)
 
 Tampering must never look like bad input: a corrupt object is an ``IntegrityError``.
 """
@@ -25,6 +26,7 @@ __all__ = [
     "NotFoundError",
     "OpenLedgerError",
     "PolicyError",
+    "ServiceError",
     "SignatureError",
     "UnsupportedVersionError",
 ]
@@ -109,3 +111,9 @@ class UnsupportedVersionError(BadInputError):
     """Data written by a newer version of OpenLedger (a record schema, a config version)."""
 
     code = "unsupported-version"
+
+
+class ServiceError(OpenLedgerError):
+    """A service beyond this machine (a timestamp authority, a chain node) failed or answered nonsense."""
+
+    code = "service"

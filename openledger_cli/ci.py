@@ -125,11 +125,17 @@ def _print(run: CiRun) -> None:
 @click.command("ci")
 @click.option("--against", metavar="CHECKPOINT", envvar="OPENLEDGER_CHECKPOINT", show_envvar=True,
               help="A checkpoint id kept outside the repository: fail if history was rewritten or truncated.")
+@click.option("--full-verify", is_flag=True,
+              help="Check every signature, even of the records the pinned checkpoint covers (default: incremental).")
 @click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True, metavar="URI",
               help="The MLflow store to reconcile with and resolve models in (without it: the ledger's records).")
 @click.option("--strict/--no-strict", default=None, help="Fail on warnings too (default: ci.strict in config.yaml).")
 @click.option("--checkpoint/--no-checkpoint", "checkpoint", default=None,
               help="Append a checkpoint on the default branch when a key is available (default: yes).")
+@click.option("--witness/--no-witness", "witness", default=None,
+              help="Cosign the newest checkpoint as a witness with this job's key (default: ci.witness, else no).")
+@click.option("--witness-from", metavar="CHECKPOINT", envvar="OPENLEDGER_WITNESS_FROM", show_envvar=True,
+              help="As a witness: the checkpoint it last cosigned, kept outside the repository (default: --against).")
 @click.option("--default-branch", metavar="BRANCH", help="Default: ci.default_branch, $CI_DEFAULT_BRANCH, main.")
 @click.option("--summary", "summary_path", type=click.Path(dir_okay=False, path_type=Path),
               envvar="GITHUB_STEP_SUMMARY", show_envvar=True, help="Write the Markdown summary here.")
@@ -140,9 +146,9 @@ def _print(run: CiRun) -> None:
 @click.option("--log-reports-to-mlflow", is_flag=True,
               help="Log each gated model's HTML provenance report as an artifact of its MLflow run.")
 @click.pass_context
-def ci(ctx: click.Context, *, against: str | None, tracking_uri: str | None, strict: bool | None,
-       checkpoint: bool | None, default_branch: str | None, summary_path: Path | None, json_path: Path | None,
-       fmt: str, log_reports_to_mlflow: bool) -> None:
+def ci(ctx: click.Context, *, against: str | None, full_verify: bool, tracking_uri: str | None, strict: bool | None,
+       checkpoint: bool | None, witness: bool | None, witness_from: str | None, default_branch: str | None,
+       summary_path: Path | None, json_path: Path | None, fmt: str, log_reports_to_mlflow: bool) -> None:
     """Everything a pipeline checks, in one step: verify (against a pinned checkpoint if given), reconcile
     with MLflow, DVC and git, gate the models under `ci: models:` in config.yaml, report credit, and on the
     default branch append a checkpoint. Writes a Markdown summary to $GITHUB_STEP_SUMMARY (or --summary)
@@ -158,7 +164,8 @@ def ci(ctx: click.Context, *, against: str | None, tracking_uri: str | None, str
     settings = ci_settings(ledger.config.ci)
     settings = replace(settings, default_branch=default_branch or settings.default_branch,
                        strict=settings.strict if strict is None else strict,
-                       checkpoint=settings.checkpoint if checkpoint is None else checkpoint)
+                       checkpoint=settings.checkpoint if checkpoint is None else checkpoint,
+                       witness=settings.witness if witness is None else witness)
     root = ledger.root.parent
     signer = _optional_signer()
     tracking, dvc, git_root, skipped = observe_sources(ledger, tracking_uri)
@@ -167,7 +174,8 @@ def ci(ctx: click.Context, *, against: str | None, tracking_uri: str | None, str
     with render.progress_bar("Verifying") as progress:
         run = run_ci(ledger, context=context, settings=settings, registry=registry, registry_name=registry_name,
                      signer=signer, against=against, tracking=tracking, dvc=dvc, git_root=git_root,
-                     skipped=skipped, progress=progress)
+                     skipped=skipped, progress=progress, witness_home=KeyStore().home,
+                     witness_from=witness_from or None, incremental=not full_verify)
     data = run.to_json()
     markdown = ci_markdown(run)
     if summary_path is not None:

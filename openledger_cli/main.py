@@ -36,6 +36,7 @@ from openledger_cli._common import FORMAT_TEXT_JSON, fail, load_signer, mlflow_a
 # the short help `openledger --help` shows without importing the module). Register a command with one line
 # here, in alphabetical order; define it in its module with a plain `@click.command()` / `@click.group()`.
 LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "anchor": ("openledger_cli.anchors", "anchor", "Anchor a checkpoint outside the ledger (RFC 3161, EVM chain)."),
     "ci": ("openledger_cli.ci", "ci", "Everything a pipeline checks, in one step."),
     "dvc": ("openledger_cli.dvc", "dvc", "Record DVC pipelines and dataset versions as you run DVC."),
     "export": ("openledger_cli.export", "export", "Provenance in standard formats, for other tools."),
@@ -44,6 +45,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "reconcile": ("openledger_cli.reconcile", "reconcile_command", "List what does not fit with MLflow, DVC, git."),
     "report": ("openledger_cli.report", "report", "Provenance of a model version, and credit per contributor."),
     "review": ("openledger_cli.review", "review", "Sign a review of a model version, run, dataset or record."),
+    "witness": ("openledger_cli.anchors", "witness", "Cosign the newest checkpoint if it extends what you cosigned."),
 }
 
 
@@ -389,10 +391,22 @@ def show(ctx: click.Context, record_id: str, fmt: str) -> None:
 @click.option("--strict", is_flag=True, help="Also fail (exit 1) on records by unknown, unendorsed or revoked keys.")
 @click.option("--against", metavar="CHECKPOINT",
               help="A checkpoint id kept outside the repository: fail if history was rewritten or truncated.")
+@click.option("--since", metavar="CHECKPOINT",
+              help="Incremental: trust this checkpoint (signed by a trusted key) for the records it covers: their "
+                   "bytes and its Merkle root are checked, their signatures not again. Implies --against.")
+@click.option("--witnesses", type=click.IntRange(0), metavar="N",
+              help="Require N cosignatures by distinct trusted witness keys on the newest checkpoint.")
+@click.option("--witness", "witness_keys", multiple=True, metavar="KEYID",
+              help="A witness key whose cosignatures count (repeatable; default: checkpoints: witnesses: in "
+                   "config.yaml, else any trusted key).")
+@click.option("--anchors", is_flag=True, help="Check every anchor offline, and flag covered records that claim "
+              "a time after their anchor.")
+@click.option("--evm", metavar="RPC_URL|NAME", help="With --anchors: re-read EVM anchors from this chain node.")
 @click.option("--format", "fmt", type=FORMAT_TEXT_JSON, default="text", show_default=True)
 @click.option("--jobs", "-j", type=click.IntRange(1), default=None, help="Worker processes (default: all cores).")
 @click.pass_context
-def verify(ctx: click.Context, strict: bool, against: str | None, fmt: str, jobs: int | None) -> None:
+def verify(ctx: click.Context, *, strict: bool, against: str | None, since: str | None, witnesses: int | None,
+           witness_keys: tuple[str, ...], anchors: bool, evm: str | None, fmt: str, jobs: int | None) -> None:
     """Check every record's hash and signature, each feed's continuity, every checkpoint and every signer.
 
     Exit 0 when the ledger is intact; 1 when anything was tampered with (or, with --strict, a signer is
@@ -402,7 +416,18 @@ def verify(ctx: click.Context, strict: bool, against: str | None, fmt: str, jobs
 
     ledger = open_ledger(ctx)
     with render.progress_bar("Verifying") as progress:
-        report = verify_ledger(ledger, against=against, workers=jobs, progress=progress)
+        report = verify_ledger(ledger, against=against, since=since, workers=jobs, progress=progress)
+    if since and report.since is None:
+        render.say("Verified in full: the --since checkpoint is missing, or its signer is not trusted.")
+    if witnesses is not None or witness_keys:
+        from openledger.store.witness import check_witnesses  # noqa: PLC0415 - only for this option
+
+        keys = [resolve_keyid(key, report.trust.identities) if len(key) != 72 else key for key in witness_keys]
+        report = report.with_problems(check_witnesses(ledger, report, 1 if witnesses is None else witnesses, keys))
+    if anchors or evm:
+        from openledger.anchors.anchoring import check_anchors  # noqa: PLC0415 - optional extras
+
+        report = report.with_problems(check_anchors(ledger, report, evm_rpc=evm))
     code = report.exit_code(strict=strict)
     if fmt == "json":
         render.emit_json(report.to_json(strict=strict))
@@ -430,8 +455,13 @@ def _print_verification(report: Any, strict: bool) -> None:
 
 
 @cli.command()
+@click.option("--format", "fmt", type=click.Choice(["id", "note"]), default="id", show_default=True,
+              help="note: the checkpoint as a C2SP tlog-checkpoint signed note, with its witnesses' cosignatures.")
+@click.option("--show", "show_id", metavar="ID", help="Print this existing checkpoint instead of signing one.")
+@click.option("--extends", metavar="ID", help="The checkpoint to extend (default: the newest you signed, else "
+              "the newest).")
 @click.pass_context
-def checkpoint(ctx: click.Context) -> None:
+def checkpoint(ctx: click.Context, fmt: str, show_id: str | None, extends: str | None) -> None:
     """Verify the ledger, then sign a checkpoint over all of it; prints the checkpoint id.
 
     Keep the id outside the repository (CI variable, release note) and later run
@@ -439,49 +469,81 @@ def checkpoint(ctx: click.Context) -> None:
     """
     from openledger.store.checkpoint import append_checkpoint  # noqa: PLC0415 - see `verify`
     from openledger.store.verify import verify_ledger  # noqa: PLC0415
+    from openledger.store.witness import export_note  # noqa: PLC0415
 
     ledger = open_ledger(ctx)
-    with render.progress_bar("Verifying") as progress:
-        report = verify_ledger(ledger, progress=progress)
-    made = append_checkpoint(ledger, load_signer(), report)
-    render.say(f"Checkpoint over {made.body['count']} records, Merkle root {made.body['root']}")
-    click.echo(made.id)
+    if show_id is None:
+        with render.progress_bar("Verifying") as progress:
+            report = verify_ledger(ledger, progress=progress)
+        made = append_checkpoint(ledger, load_signer(), report, extends=ledger.resolve(extends) if extends else None)
+        render.say(f"Checkpoint over {made.body['count']} records, Merkle root {made.body['root']}")
+        show_id = made.id
+    else:
+        show_id = ledger.resolve(show_id)
+    click.echo(export_note(ledger, show_id) if fmt == "note" else show_id, nl=fmt != "note")
 
 
 @cli.command()
-@click.argument("record_id", metavar="ID")
+@click.argument("record_id", metavar="ID", required=False)
 @click.option("--checkpoint", "checkpoint_id", metavar="ID", help="The checkpoint to prove against "
               "(default: the newest that covers the record).")
+@click.option("--consistency", nargs=2, metavar="OLD NEW", help="Instead: prove that checkpoint NEW extends "
+              "checkpoint OLD (an RFC 9162 consistency proof).")
 @click.pass_context
-def prove(ctx: click.Context, record_id: str, checkpoint_id: str | None) -> None:
-    """Print a JSON inclusion proof that record ID is covered by a checkpoint (RFC 6962 audit path)."""
-    from openledger.store.checkpoint import prove_inclusion  # noqa: PLC0415 - see `verify`
+def prove(ctx: click.Context, record_id: str | None, checkpoint_id: str | None,
+          consistency: tuple[str, str] | None) -> None:
+    """Print a JSON inclusion proof that record ID is covered by a checkpoint (RFC 6962 audit path), or with
+    --consistency OLD NEW a consistency proof between two checkpoints."""
+    from openledger.store.checkpoint import prove_consistency, prove_inclusion  # noqa: PLC0415 - see `verify`
     from openledger.store.verify import verify_ledger  # noqa: PLC0415
 
+    if (record_id is None) == (consistency is None):
+        raise click.UsageError("give a record ID, or --consistency OLD NEW")
     ledger = open_ledger(ctx)
-    full_id = ledger.resolve(record_id)
+    if consistency:
+        old, new = (ledger.resolve(text) for text in consistency)
+    else:
+        assert record_id is not None
+        full_id = ledger.resolve(record_id)
     full_checkpoint = ledger.resolve(checkpoint_id) if checkpoint_id else None
     report = verify_ledger(ledger)
     if report.errors:
         fail(f"the ledger has {len(report.errors)} integrity error(s): run `openledger verify`", 1)
-    render.emit_json(prove_inclusion(ledger, full_id, report, full_checkpoint))
+    render.emit_json(prove_consistency(ledger, old, new, report) if consistency
+                     else prove_inclusion(ledger, full_id, report, full_checkpoint))
 
 
 @cli.command("check-proof")
-@click.argument("proof_file", type=click.File("r"), metavar="PROOF.json")
+@click.argument("proof_file", type=click.File("rb"), metavar="PROOF.json|NOTE")
 @click.option("--root", metavar="sha256:HEX", help="Trust this Merkle root instead of the signed checkpoint "
               "carried in the proof.")
-def check_proof_command(proof_file: Any, root: str | None) -> None:
-    """Check an inclusion proof made by `openledger prove` (exit 0 valid, 1 invalid). Needs no ledger."""
-    from openledger.store.checkpoint import check_proof  # noqa: PLC0415 - see `verify`
+@click.option("--checkpoint", "notes", type=click.File("rb"), multiple=True, metavar="NOTE",
+              help="A signed note (checkpoint --format note) pinning a tree head of the proof (repeatable).")
+@click.option("--key", metavar="KEYID", help="For a note given as the file: the key whose signature it must carry.")
+def check_proof_command(proof_file: Any, root: str | None, notes: tuple[Any, ...], key: str | None) -> None:
+    """Check a proof made by `openledger prove` (inclusion or consistency), or the signature of a checkpoint
+    note (with --key). Exit 0 valid, 1 invalid. Needs no ledger."""
+    from openledger.store.checkpoint import check_note, check_proof  # noqa: PLC0415 - see `verify`
 
+    data = proof_file.read()
     try:
-        proof = json.load(proof_file)
+        proof = json.loads(data)
     except ValueError as exc:
-        raise BadInputError(f"{proof_file.name} is not JSON: {exc}") from None
+        if key is None:
+            hint = " (to check a signed note, give --key KEYID)" if "\n\n\u2014 ".encode() in data else ""
+            raise BadInputError(f"{proof_file.name} is not JSON: {exc}{hint}") from None
+        note = check_note(data, key if len(key) == 72 else "ed25519:" + key.removeprefix("ed25519:"))
+        render.say(f"checkpoint note of {note.origin}, size {note.size}, root {note.root_id}, signed by {key}",
+                   label="valid:")
+        sys.exit(0)
     if not isinstance(proof, dict):
-        raise BadInputError(f"{proof_file.name} is not an inclusion proof")
-    result = check_proof(proof, root=root)
+        raise BadInputError(f"{proof_file.name} is not a proof")
+    result = check_proof(proof, root=root, notes=[note.read() for note in notes])
+    if result["valid"] and result["kind"] == "consistency":
+        render.say(f"tree {result['new_size']} ({result['new_checkpoint']}) extends tree "
+                   f"{result['old_size']} ({result['old_checkpoint']})", label="valid:")
+        render.say(f"  signed by {result['old_signer']} and {result['new_signer']}")
+        sys.exit(0)
     if result["valid"]:
         render.say(f"{result['record']} is included under root {result['root']}", label="valid:")
         if result["checkpoint_signer"]:

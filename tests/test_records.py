@@ -172,6 +172,12 @@ def example_bodies(keyid: str) -> dict[str, dict[str, Any]]:
             "feedback": {"target": "model:iris@3", "score": 0.5},
             "commit": {"commit": "0" * 40, "records": 2},
             "checkpoint": {"count": 0, "root": "sha256:" + "0" * 64, "feeds": {}, "previous": None},
+            "cosignature": {"checkpoint": "sha256:" + "1" * 64, "origin": "example.com/log", "size": 0,
+                            "root": "sha256:" + "0" * 64, "name": "example.com/witness", "timestamp": 1,
+                            "signature": "A" * 104, "previous": None},
+            "anchor": {"checkpoint": "sha256:" + "1" * 64, "root": "sha256:" + "0" * 64, "size": 0,
+                       "method": "rfc3161", "time": "2026-01-01T00:00:00Z", "tsa": "http://127.0.0.1:1/",
+                       "token": "AAAA"},
     }
 
 

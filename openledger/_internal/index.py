@@ -447,5 +447,10 @@ class LedgerIndex:
         rows = self.db.execute("SELECT id FROM records WHERE kind IS NOT ? ORDER BY n", (by_kind,))
         return [row[0] for row in rows if row[0] not in referenced]
 
+    def prev_links(self) -> dict[str, tuple[str, ...]]:
+        """Every indexed record's ``prev`` ids (unverified, like everything here: callers check what they derive)."""
+        return {row[0]: tuple(row[1].split()) if row[1] else ()
+                for row in self.db.execute("SELECT id, prev FROM records")}
+
     def count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM records").fetchone()[0])

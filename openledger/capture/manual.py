@@ -1,10 +1,10 @@
 """Records signed by hand, for contributions no adapter captures (``openledger record``).
 
-The kinds with rules of their own (identities, revocations, checkpoints, commit bindings) are refused here so
-their checks cannot be sidestepped; links may be given as record id prefixes.
+The kinds with rules of their own (identities, revocations, checkpoints, commit bindings, cosignatures,
+anchors) are refused here so their checks cannot be sidestepped; links may be given as record id prefixes.
 
 >>> sorted(DEDICATED_KINDS)
-['checkpoint', 'commit', 'identity', 'revocation']
+['anchor', 'checkpoint', 'commit', 'cosignature', 'identity', 'revocation']
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from openledger.store.records import Record, RecordSigner
 __all__ = ["DEDICATED_KINDS", "record_by_hand", "resolve_link"]
 
 DEDICATED_KINDS = {"identity": "openledger keys publish / endorse", "revocation": "openledger keys revoke",
-                   "checkpoint": "openledger checkpoint", "commit": "the post-commit hook (openledger dvc install)"}
+                   "checkpoint": "openledger checkpoint", "commit": "the post-commit hook (openledger dvc install)",
+                   "cosignature": "openledger witness", "anchor": "openledger anchor"}
 
 
 def resolve_link(ledger: Ledger, link: str) -> str:

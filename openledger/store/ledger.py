@@ -479,6 +479,16 @@ class Ledger:
         self._index.sync()
         return self._index.actors()
 
+    def prev_links(self) -> dict[str, tuple[str, ...]]:
+        """Every record's ``prev`` ids as the index has them (a cache: whoever derives a decision from them checks
+        it, as :class:`~openledger.anchors.anchoring.AnchorIndex` does against a checkpoint's signed root)."""
+        self._index.sync()
+        return self._index.prev_links()
+
+    def stored_bytes(self, record_id: str) -> bytes:
+        """A record's envelope bytes as stored, unchecked: for callers that check them (incremental verify)."""
+        return self._read(record_id)
+
     def rebuild_index(self) -> None:
         """Throw the index cache away and read every object again (after files changed behind its back)."""
         self._index.rebuild()

@@ -62,6 +62,8 @@ KINDS = (
     "feedback",
     "commit",
     "checkpoint",
+    "cosignature",
+    "anchor",
 )
 
 
