@@ -118,7 +118,10 @@ def promotion_text(promotion: PromotionView) -> str:
 
 
 def status_text(check: RecordCheck) -> str:
-    return check.status + (f": {check.detail}" if check.detail else "")
+    text = check.status + (f": {check.detail}" if check.detail else "")
+    if check.anchored is not None:
+        text += f"; anchored before {check.anchored.time} ({check.anchored.method})"
+    return text
 
 
 def signer_text(signer: Person | None) -> str:

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from openledger.anchors.anchoring import AnchorBound, AnchorIndex
 from openledger.credit.people import People, Person
 from openledger.errors import BadInputError, IntegrityError, OpenLedgerError
 from openledger.lineage.authorship import CodeAuthor
@@ -392,7 +393,8 @@ class GraphView:
 @dataclass(frozen=True, slots=True)
 class RecordCheck:
     """A shown record's own checks (hash, signature, schema) and whether its signer was trusted when it was
-    signed: ``status`` is ``verified``, ``untrusted`` (``detail`` says why) or ``damaged``."""
+    signed: ``status`` is ``verified``, ``untrusted`` (``detail`` says why) or ``damaged``. ``anchored``: the
+    earliest anchor proving the record existed before a time (its claimed ``time`` is the signer's word)."""
 
     record: str
     kind: str | None
@@ -400,20 +402,26 @@ class RecordCheck:
     time: str | None
     status: str
     detail: str | None
+    anchored: AnchorBound | None = None
 
     @property
     def verified(self) -> bool:
         return self.status == "verified"
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "signer": self.signer.to_json() if self.signer else None, "time": self.time,
-                "status": self.status, "detail": self.detail}
+        found = {"kind": self.kind, "signer": self.signer.to_json() if self.signer else None, "time": self.time,
+                 "status": self.status, "detail": self.detail}
+        if self.anchored is not None:  # present only for anchored records, so unanchored ledgers read as before
+            found["anchored_before"] = self.anchored.to_json()
+        return found
 
     @classmethod
     def from_json_entry(cls, record: str, data: Any) -> RecordCheck:
-        signer = data.get("signer")
+        signer, anchored = data.get("signer"), data.get("anchored_before")
         return cls(record, data.get("kind"), Person.from_json(signer) if signer else None, data.get("time"),
-                   str(data.get("status")), data.get("detail"))
+                   str(data.get("status")), data.get("detail"),
+                   AnchorBound(str(anchored["time"]), str(anchored["checkpoint"]), str(anchored["anchor"]),
+                               str(anchored["method"])) if anchored else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,7 +501,9 @@ class ModelReport:
 
 
 def _checks(graph: LedgerGraph, people: People, ids: Iterable[str]) -> dict[str, RecordCheck]:
-    """For each record shown: its own checks (hash, signature, schema) and whether its signer is trusted."""
+    """For each record shown: its own checks (hash, signature, schema), whether its signer is trusted, and
+    the anchor that bounds its time, if any."""
+    anchors = AnchorIndex.load(graph.ledger)
     result: dict[str, RecordCheck] = {}
     for record_id in ids:
         try:
@@ -505,7 +515,8 @@ def _checks(graph: LedgerGraph, people: People, ids: Iterable[str]) -> dict[str,
             continue
         untrusted = graph.trust.status(record.actor, record.time)
         result[record_id] = RecordCheck(record_id, record.kind, people.by_key(record.actor), record.time,
-                                        "verified" if untrusted is None else "untrusted", untrusted)
+                                        "verified" if untrusted is None else "untrusted", untrusted,
+                                        anchors.anchored_before(record_id))
     return result
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks.reports import build
 from openledger import Ledger, LedgerConfig, verify_ledger
 from openledger.anchors.anchoring import AnchorIndex, anchor_with_tsa, anchored_before, check_anchors
 from openledger.anchors.rfc3161 import request_token
@@ -160,3 +161,22 @@ def test_garbage_tokens_are_reported(ledger: Ledger, tsa: Authority) -> None:
     assert set(forged) <= set(found) and honest.id not in found
     assert all(code.startswith("anchor-") for code in found.values())
     assert AnchorIndex.load(ledger).anchored_before(checkpointed(ledger, 1)[0]) is None
+
+
+def test_the_model_report_shows_which_records_an_anchor_bounds(tmp_path: Path, tsa: Authority) -> None:
+    built = build(tmp_path / "repo", 300, contributors=20, models=2)
+    ledger = configure(built.repo / ".openledger", tsa=[{"name": "local", "url": tsa.url,
+                                                         "certificate": tsa.root_pem}])
+    append_checkpoint(ledger, SIGNER, verify_ledger(ledger, workers=1))
+    anchor, _ = anchor_with_tsa(ledger, SIGNER, verify_ledger(ledger, workers=1), tsa.url)
+    name = built.model_target.partition("@")[0]
+    ledger.append(SIGNER, "model", {"name": name, "version": "999", "run_id": "after-the-anchor"})
+    report = json.loads(run(built.repo, "report", "model", built.model_target, "--format", "json").stdout)
+    checks = report["records"]
+    assert checks and all(c["anchored_before"] == {"time": anchor.body["time"], "checkpoint": anchor.body["checkpoint"],
+                                                   "anchor": anchor.id, "method": "rfc3161"}
+                          for c in checks.values())
+    later = json.loads(run(built.repo, "report", "model", f"{name}@999", "--format", "json").stdout)["records"]
+    assert [c.get("anchored_before") for c in later.values()] == [None]  # appended after the checkpoint
+    markdown = run(built.repo, "report", "model", built.model_target, "--format", "md").stdout
+    assert f"anchored before {anchor.body['time']} (rfc3161)" in markdown
