@@ -327,9 +327,9 @@ class LedgerIndex:
         if not self.objects.is_dir():
             return True
         present = set()
-        for entry in os.scandir(self.objects):
-            if len(entry.name) != 2 or not entry.is_dir():
-                continue
+        with os.scandir(self.objects) as entries:  # closed on the early return too
+            directories = [entry for entry in entries if len(entry.name) == 2 and entry.is_dir()]
+        for entry in directories:
             present.add(entry.name)
             mtime = entry.stat().st_mtime_ns
             if seen_dirs.get(entry.name) == mtime:
