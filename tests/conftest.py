@@ -54,6 +54,15 @@ def run_openledger(cwd: Path, *args: str, env: Mapping[str, str] | None = None) 
                           env=dict(env) if env is not None else None, capture_output=True, text=True, check=False)
 
 
+def packages_loaded_by(imports: str, packages: set[str]) -> list[str]:
+    """Which modules of ``packages`` a fresh interpreter has loaded after ``import <imports>``."""
+    code = (f"import sys, {imports}\n"
+            f"print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in {sorted(packages)!r})))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).parent.parent)
+    return [name for name in result.stdout.strip().split(",") if name]
+
+
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(
         ["git", *args], cwd=repo, check=True, capture_output=True, text=True

@@ -7,17 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import packages_loaded_by
+
 ROOT = Path(__file__).parent.parent
 
 
 def test_core_import_loads_no_mlflow_dvc_or_click() -> None:
-    code = (
-        "import sys, openledger, openledger.store.verify, openledger.store.checkpoint\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'mlflow', 'dvc', 'click'})\n"
-        "print(','.join(bad))"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
-    assert result.stdout.strip() == ""
+    assert packages_loaded_by("openledger, openledger.store.verify, openledger.store.checkpoint",
+                              {"mlflow", "dvc", "click"}) == []
 
 
 def test_the_core_package_resolves_every_export_lazily_from_the_module_it_names() -> None:

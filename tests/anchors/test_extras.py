@@ -6,17 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import packages_loaded_by
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_witness_and_anchor_modules_import_no_backend() -> None:
-    code = (
-        "import sys, openledger.store.witness, openledger.anchors.anchoring, openledger_cli.anchors\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in {'web3', 'eth_account', 'rfc3161_client'})\n"
-        "print(','.join(heavy))"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
-    assert result.stdout.strip() == ""
+    assert packages_loaded_by("openledger.store.witness, openledger.anchors.anchoring, openledger_cli.anchors",
+                              {"web3", "eth_account", "rfc3161_client"}) == []
 
 
 def test_verify_with_anchors_needs_no_backend_when_there_is_no_anchor(tmp_path: Path) -> None:
