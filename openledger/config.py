@@ -1,4 +1,4 @@
-"""``.openledger/config.yaml``: trust roots, trust mode, durability, and room for policies and scoring.
+"""``.openledger/config.yaml``: trust roots, trust mode, durability, and room for policies, scoring and attribution.
 
 The file is committed with the ledger, so everyone who clones the repository verifies with the same rules.
 
@@ -62,6 +62,18 @@ _SCHEMA = {
         "durability": {"enum": ["process", "fsync"]},
         "policies": {"type": "object"},  # checked against _POLICIES when present (see _validate_policies)
         "scoring": {"type": "object"},
+        "attribution": {
+            "type": "object",
+            "properties": {
+                "baseline": {"type": "number"},
+                "metric": {"type": "string", "minLength": 1},
+                "direction": {"enum": ["maximize", "minimize"]},
+                "confidence": {"type": "number", "minimum": 0.5, "exclusiveMaximum": 1},
+                "truncation": {"type": "number", "minimum": 0},
+                "seed_param": {"type": "string", "minLength": 1},
+            },
+            "additionalProperties": False,
+        },
         "ci": {
             "type": "object",
             "properties": {
@@ -103,6 +115,7 @@ class LedgerConfig:
     policies: dict[str, Any] = field(default_factory=dict)
     scoring: dict[str, Any] = field(default_factory=dict)
     ci: dict[str, Any] = field(default_factory=dict)
+    attribution: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_yaml(cls, text: str, *, source: str = "config.yaml") -> LedgerConfig:
@@ -137,6 +150,7 @@ class LedgerConfig:
             policies=data.get("policies") or {},
             scoring=data.get("scoring") or {},
             ci=data.get("ci") or {},
+            attribution=data.get("attribution") or {},
         )
 
     @classmethod
@@ -173,4 +187,6 @@ class LedgerConfig:
             lines.append(yaml.safe_dump({"scoring": self.scoring}, sort_keys=True).rstrip())
         if self.ci:
             lines.append(yaml.safe_dump({"ci": self.ci}, sort_keys=True).rstrip())
+        if self.attribution:
+            lines.append(yaml.safe_dump({"attribution": self.attribution}, sort_keys=True).rstrip())
         return "\n".join(lines) + "\n"

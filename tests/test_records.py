@@ -172,6 +172,11 @@ def test_every_kind_has_a_schema_that_accepts_an_example() -> None:
         "feedback": {"target": "model:iris@3", "score": 0.5},
         "commit": {"commit": "0" * 40, "records": 2},
         "checkpoint": {"count": 0, "root": "sha256:" + "0" * 64, "feeds": {}, "previous": None},
+        "attribution": {"target": "data:data", "commit": "0" * 40, "metric": "accuracy", "direction": "maximize",
+                        "baseline": 0.5, "datasets": [{"path": "data", "digest": "md5:" + "0" * 32 + ".dir",
+                                                       "record": "sha256:" + "1" * 64}],
+                        "players": [], "mode": "exact", "values": [], "runs": [], "cost": {"runs": 0},
+                        "method": {"shapley": "exact", "banzhaf": "exact", "loo": "exact", "confidence": 0.95}},
     }
     assert set(examples) == set(KINDS)
     for kind, body in examples.items():

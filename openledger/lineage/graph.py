@@ -35,7 +35,8 @@ from openledger.store.ledger import Fact, Ledger
 __all__ = ["CodeAuthor", "LedgerGraph", "Lineage", "Node"]
 
 _COMMIT = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
-LINEAGE_KINDS = ("identity", "revocation", "dataset", "stage", "run", "model", "review", "feedback", "commit")
+LINEAGE_KINDS = ("identity", "revocation", "dataset", "stage", "run", "model", "review", "feedback", "commit",
+                 "attribution")
 
 
 @dataclass

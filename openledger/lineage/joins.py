@@ -21,7 +21,8 @@ from typing import Any
 
 from openledger.store.canonical import canonical_bytes
 
-__all__ = ["dataset_key", "dvc_run_key", "dvc_stage_key", "input_digest", "is_digest", "join_key"]
+__all__ = ["attribution_stage_key", "dataset_key", "dvc_run_key", "dvc_stage_key", "input_digest", "is_digest",
+           "join_key"]
 
 _HEX = re.compile(r"[0-9a-f]{16,128}")
 
@@ -34,6 +35,13 @@ def dvc_stage_key(dvcfile: str, name: str) -> str:
     """A pipeline stage: its ``dvc.yaml`` (relative to the repository root, POSIX) and its name in ``dvc.lock``
     (``train@1`` for a ``foreach``/``matrix`` expansion)."""
     return join_key("dvcstage", dvcfile, name)
+
+
+def attribution_stage_key(run: str, dvcfile: str, name: str, lock_digest: str) -> str:
+    """A stage as one coalition run of a measured attribution ran it (``run`` is the run's ``attrrun:`` key):
+    the record stage writes one record per key, and the attribution finds a run's records by it. Distinct
+    from :func:`dvc_stage_key`, so coalition runs never become the newest record of the workspace's stages."""
+    return join_key("attrstage", run, dvcfile, name, lock_digest)
 
 
 def dataset_key(path: str, digest: str) -> str:

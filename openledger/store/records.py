@@ -66,6 +66,7 @@ KINDS = (
     "feedback",
     "commit",
     "checkpoint",
+    "attribution",
 )
 
 
