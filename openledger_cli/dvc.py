@@ -209,7 +209,7 @@ def record_stage(ctx: click.Context) -> None:
     entry changed (with the MLflow runs they logged) and any dataset version in the repository not recorded
     yet. Fails open: a problem is a warning and the repro goes on."""
     from dvc_hooks.lockfile import RECORD_STAGE  # noqa: PLC0415
-    from dvc_hooks.record import record_stages  # noqa: PLC0415
+    from dvc_hooks.record import attribution_run, record_stages  # noqa: PLC0415
 
     with _fail_open("this repro was"):
         project = _project()
@@ -218,7 +218,7 @@ def record_stage(ctx: click.Context) -> None:
         prefix = stage_env[: -len(RECORD_STAGE)] if stage_env.endswith(RECORD_STAGE) else None
         recorder = Recorder(source="dvc", ledger=_ledger(ctx))
         written = record_stages(project, recorder, pipeline, experiment=os.environ.get("DVC_EXP_NAME") or None,
-                                stage_prefix=prefix)
+                                stage_prefix=prefix, attribution_run=attribution_run())
         render.say(f"openledger: {_summary(written)}")
 
 

@@ -35,6 +35,7 @@ from openledger_cli import render
 # the short help `openledger --help` shows without importing the module). Register a command with one line
 # here, in alphabetical order; define it in its module with a plain `@click.command()` / `@click.group()`.
 LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "attribute": ("openledger_cli.attribute", "attribute", "Value each data contributor by re-running without them."),
     "ci": ("openledger_cli.ci", "ci", "Everything a pipeline checks, in one step."),
     "dvc": ("openledger_cli.dvc", "dvc", "Record DVC pipelines and dataset versions as you run DVC."),
     "export": ("openledger_cli.export", "export", "Provenance in standard formats, for other tools."),
@@ -47,7 +48,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
 
 # Kinds with a command of their own: `record` refuses them so their rules cannot be sidestepped.
 _DEDICATED = {"identity": "openledger keys publish / endorse", "revocation": "openledger keys revoke",
-              "checkpoint": "openledger checkpoint", "commit": "the post-commit hook (openledger dvc install)"}
+              "checkpoint": "openledger checkpoint", "commit": "the post-commit hook (openledger dvc install)",
+              "attribution": "openledger attribute"}
 FORMAT_TEXT_JSON = click.Choice(["text", "json"])
 
 
