@@ -64,6 +64,12 @@ def prepare_clone(setup: dict[str, Any]) -> None:
     local = root / ".dvc" / "config.local"
     if local.is_file():
         shutil.copyfile(local, clone / ".dvc" / "config.local")
+    # A coalition's training must not log to the project's tracking server or register a model version there
+    # (nor sign MLflow records for it): MLflow writes to a store of this clone's own, deleted with it.
+    store = f"sqlite:///{clone / '.dvc' / 'tmp' / 'openledger-mlflow.db'}"
+    os.environ.update({"MLFLOW_TRACKING_URI": store, "MLFLOW_REGISTRY_URI": store})
+    for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+        os.environ.pop(name, None)
     from dvc.cli import main
 
     os.chdir(clone)

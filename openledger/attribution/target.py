@@ -104,8 +104,10 @@ def model_target(ledger: Ledger, name: str, version: str | None) -> AttributionT
                             hint="track the training data with `dvc add DIR`, commit, and retrain under "
                                  "`dvc repro` with `openledger dvc install`; `openledger report model` shows the "
                                  "lineage")
-    commits = [(s.body.get("git") or {}).get("commit") for s in lineage.stages]
-    commit = next((c for c in commits if isinstance(c, str) and c), None)
+    # the commit the training stage ran at, unless it ran with uncommitted changes (then no commit reproduces it)
+    states = [s.body.get("git") for s in lineage.stages if isinstance(s.body.get("git"), Mapping)]
+    commit = next((str(g["commit"]) for g in states if isinstance(g.get("commit"), str) and not g.get("dirty")),
+                  None)
     return AttributionTarget(f"model:{name}@{version}", tuple(sorted(datasets, key=lambda d: d.path)),
                              (name, version), tuple(r.id for r in lineage.model.records), commit, tuple(skipped))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import json
 import math
+import shutil
 import signal
 import subprocess
 import sys
@@ -365,3 +366,41 @@ def test_reconcile_flags_an_attribution_whose_runs_no_longer_match(
     assert result.returncode == 0
     assert [d["code"] for d in json.loads(result.stdout)["discrepancies"]] == ["attribution-stale"]
     assert repo.openledger("reconcile", "--strict", check=False).returncode == 1
+
+
+# -- a registered model ----------------------------------------------------------------------------------------
+
+
+def test_a_registered_model_is_valued_without_touching_its_tracking_store(demo: Any, tmp_path: Path) -> None:
+    """The demo's wine classifier (MLflow logs and registers it from the training stage): its data contributors
+    are valued at the commit it was trained at, and no coalition logs to the project's MLflow or registers a
+    model version there."""
+    import sqlite3
+
+    from openledger.attribution.record import newest_attribution
+
+    repo = tmp_path / "wine-project"
+    shutil.copytree(demo.repo, repo, symlinks=True)
+    env = dict(demo.ada, MLFLOW_TRACKING_URI="ledger+sqlite:///mlflow.db")
+
+    def versions() -> int:
+        with sqlite3.connect(repo / "mlflow.db") as db:
+            return int(db.execute("SELECT count(*) FROM model_versions").fetchone()[0])
+
+    registered, models = versions(), len(Ledger.open(repo / ".openledger").ids(kind="model"))
+    result = subprocess.run([sys.executable, "-m", "openledger_cli", "attribute", "wine-classifier@2", "-j", "2",
+                             "--format", "json"], cwd=repo, env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    assert body["target"] == "model:wine-classifier@2" and body["mode"] == "exact" and body["cost"]["runs"] == 3
+    assert sorted(p["name"] for p in body["players"]) == ["Ada Lovelace", "Bob Dylan"]
+    assert all(p["key"].startswith("ed25519:") for p in body["players"])  # their identities name them
+    shapley = sum(v["shapley"]["value"] for v in body["values"])
+    assert shapley == pytest.approx(body["full_value"] - body["baseline"])  # the values add up
+    assert versions() == registered and len(Ledger.open(repo / ".openledger").ids(kind="model")) == models
+    # what reports will read: the newest attribution of that version, per person
+    view = newest_attribution(Ledger.open(repo / ".openledger"), "wine-classifier", "2")
+    assert view is not None and view.record == body["record"] and view.metric == "accuracy"
+    for player in body["players"]:
+        estimate = view.value_of(player["id"])
+        assert estimate is not None and estimate.value == by_email(body)[player["email"]]["shapley"]["value"]
