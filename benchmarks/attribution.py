@@ -32,6 +32,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from dvc_hooks.attribution import manifest_bytes
+from dvc_hooks.lockfile import read_dir_entries
+
 BIN = Path(sys.executable).parent
 PLAYERS = 4
 TRAIN = """\
@@ -95,9 +98,6 @@ def attribute(template: Path, copy: Path, env: dict[str, str], jobs: int) -> flo
 
 def prepared_workspaces(template: Path, base: Path, env: dict[str, str]) -> list[Path]:
     """A fresh copy of the project, and one clone per coalition with its data checked out (not timed)."""
-    from dvc_hooks.attribution import manifest_bytes
-    from dvc_hooks.lockfile import read_dir_entries
-
     project = base / "project"
     shutil.copytree(template, project, symlinks=True)
     cache = project / ".dvc" / "cache"

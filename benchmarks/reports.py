@@ -64,10 +64,16 @@ from pathlib import Path
 from typing import Any
 
 from dvc_hooks.history import MAX_LISTED_PATHS
-from mlflow_plugin.capture import model_version_link, run_link
-from mlflow_plugin.feedback import assessment_link, trace_link
 from openledger import Draft, Ledger
-from openledger.lineage.joins import dataset_key, dvc_run_key, dvc_stage_key
+from openledger.lineage.joins import (
+    assessment_key,
+    dataset_key,
+    dvc_run_key,
+    dvc_stage_key,
+    model_version_key,
+    run_key,
+    trace_key,
+)
 from openledger.store.keys import Signer, signer_from_seed
 
 WEEKS = 10
@@ -314,7 +320,8 @@ class LedgerBuilder:
         inputs = [{"name": shard.path, "digest": shard.digest.removesuffix(".dir")[:36], "source_type": "dvc",
                    "source": json.dumps({"path": shard.path, "rev": None, "repo": None, "hash": shard.digest}),
                    "context": "training"} for shard in used]
-        body = {"run_id": run_id, "run_name": f"{experiment}-train", "experiment_id": "3", "status": "FINISHED",
+        body: dict[str, Any] = {
+                "run_id": run_id, "run_name": f"{experiment}-train", "experiment_id": "3", "status": "FINISHED",
                 "start_time": start.isoformat(), "end_time": self.tick(900).isoformat(),
                 "user_id": trainer.email.partition("@")[0], "backend": "sqlite",
                 "params": {"C": str(round(0.1 * (r % 10 + 1), 1)), "max_depth": str(r % 8 + 2),
@@ -327,7 +334,7 @@ class LedgerBuilder:
                 "models": [{"model_id": f"m-{hexdigest('model', r)}", "step": 0}], "git": git,
                 "dvc": {"stage": "train", "experiment": experiment}, "parent_run_id": None,
                 "source": {"name": "src/train.py", "type": "LOCAL"}, "captured": "live"}
-        key = run_link(run_id)
+        key = run_key(run_id)
         assert key is not None
         links = [shard.digest for shard in used] + [dvc_run_key("train", experiment), key]
         run_record = self.append(trainer.signer, [Draft("run", body, links, time=self.tick())])[0]
@@ -377,7 +384,7 @@ class LedgerBuilder:
                 "source": f"models:/{model_id}",
                 "artifact_location": f"mlflow-artifacts:/3/models/{model_id}/artifacts", "artifact_digest": digest,
                 "user_id": run["body"]["user_id"], "tags": {}, "captured": "live"}
-        links = [run_link(run_id) or "", run["id"], digest, model_version_link(name, version, model_id)]
+        links = [run_key(run_id) or "", run["id"], digest, model_version_key(name, version, model_id)]
         trainer = self.people[run["trainer"]]
         record = self.append(trainer.signer, [Draft("model", body, links, time=self.tick())])[0]
         return {"id": record, "name": name, "version": version, "run": run}
@@ -389,13 +396,14 @@ class LedgerBuilder:
         people = len(self.people)
 
         def run_links(run: dict[str, Any]) -> list[str]:
-            return sorted({run["id"], run_link(run["body"]["run_id"]) or ""})
+            return sorted({run["id"], run_key(run["body"]["run_id"]) or ""})
 
         for run in runs:
             for k in range(2):
                 reviewer = self.reviewers[self.random.randrange(len(self.reviewers))]
                 decision = "approve" if self.random.random() < 0.85 else "request-changes"
-                body = {"decision": decision, "target": f"run:{run['body']['run_id']}", "records": [run["id"]],
+                body: dict[str, Any] = {
+                        "decision": decision, "target": f"run:{run['body']['run_id']}", "records": [run["id"]],
                         "message": f"checked the run ({k})"}
                 reviews[reviewer].append(Draft("review", body, run_links(run), time=self.tick(5)))
         for shard in shards:
@@ -431,15 +439,15 @@ class LedgerBuilder:
         for model in models:
             if model["version"] % 5:
                 continue
-            approvals = [review_ids[who][i] for who, i in model["approvals"]]
+            approval_ids = [review_ids[who][i] for who, i in model["approvals"]]
             promoter = self.people[self.reviewers[0]]
             body = {"name": model["name"], "version": model["version"], "action": "promote", "alias": "champion",
                     "previous_version": model["version"] - 5 or None, "run_id": model["run"]["body"]["run_id"],
                     "model_id": model["run"]["body"]["models"][0]["model_id"],
-                    "target": f"model:{model['name']}@{model['version']}", "approvals": approvals,
+                    "target": f"model:{model['name']}@{model['version']}", "approvals": approval_ids,
                     "policy": {"approvals": 2, "reviewers": ["role:reviewer"], "distinct_from": ["trainer"],
                                "block_on": ["reject"]}}
-            self.append(promoter.signer, [Draft("model", body, [model["id"], *approvals], time=self.tick())])
+            self.append(promoter.signer, [Draft("model", body, [model["id"], *approval_ids], time=self.tick())])
 
     def trace_feedback(self, runs: list[dict[str, Any]], count: int) -> None:
         """Human assessments on the runs' traces, captured by the MLflow server (``assessment_body``)."""
@@ -458,7 +466,7 @@ class LedgerBuilder:
                 "captured": "live", **({"label": value} if isinstance(value, str) else {"score": value})}
             if k % 7 == 0:
                 body["comment"] = "the answer cites the wrong policy"
-            links = [run_link(run_id) or "", run["id"], trace_link(trace_id) or "", assessment_link(assessment_id)]
+            links = [run_key(run_id) or "", run["id"], trace_key(trace_id) or "", assessment_key(assessment_id)]
             drafts.append(Draft("feedback", body, links, time=self.tick(2)))
         for start in range(0, len(drafts), 1000):
             self.append(self.server, drafts[start:start + 1000])

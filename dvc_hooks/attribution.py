@@ -45,7 +45,8 @@ from typing import IO, Any
 import yaml
 
 from dvc_hooks.lockfile import RECORD_STAGE, LockStage, cache_dir, cached_size, parse_lock, read_dir_entries
-from dvc_hooks.record import ENV_ATTRIBUTION_RUN, DvcProject
+from dvc_hooks.project import DvcProject
+from dvc_hooks.record import ENV_ATTRIBUTION_RUN
 from openledger.attribution.metrics import parse_metrics, run_metrics
 from openledger.attribution.players import DatasetSubset, Player, players_of
 from openledger.attribution.runs import RunRequest, RunResult
@@ -123,15 +124,6 @@ class ValuedData:
     sizes: Mapping[str, Mapping[str, int]]
 
 
-def _identities(ledger: Ledger) -> dict[str, tuple[str, str]]:
-    result: dict[str, tuple[str, str]] = {}
-    for identity in ledger.trust().identities.values():
-        for email in (identity.email, *(g.rpartition("<")[2].rstrip(">") for g in identity.git if "<" in g)):
-            if email:
-                result.setdefault(email.lower(), (identity.keyid, identity.name))
-    return result
-
-
 def _files(entries: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     return {str(e["relpath"]): f"md5:{e['md5']}" for e in entries}
 
@@ -140,7 +132,7 @@ def prepare(project: DvcProject, ledger: Ledger, target: AttributionTarget) -> V
     """The players of ``target`` with their files, from the dataset records and DVC's cached manifests.
     Every valued file must be in the local cache (the runs check the data out from it)."""
     cache = cache_dir(project.root)
-    identities = _identities(ledger)
+    trust = ledger.trust()
     valued, history = [], []
     dvcfiles: dict[str, tuple[str, str]] = {}
     entries: dict[str, dict[str, Mapping[str, Any]]] = {}
@@ -151,7 +143,7 @@ def prepare(project: DvcProject, ledger: Ledger, target: AttributionTarget) -> V
             raise BadInputError(f"the manifest of {version.path} ({version.digest[:20]}) is not in the local DVC "
                                 "cache", hint="`dvc pull` (or `dvc fetch`) that version first")
         files = _files(listed)
-        valued.append(credited_version(version, files, identities))
+        valued.append(credited_version(version, files, trust))
         dvcfiles[version.path] = _out_of(version)
         entries[version.path] = {str(e["relpath"]): e for e in listed}
         sizes[version.path] = {}
@@ -164,7 +156,7 @@ def prepare(project: DvcProject, ledger: Ledger, target: AttributionTarget) -> V
         for other in dataset_history(ledger, version.path):
             manifest = read_dir_entries(cache, other.digest) if other.is_directory else None
             if manifest is not None:
-                history.append(credited_version(other, _files(manifest), identities))
+                history.append(credited_version(other, _files(manifest), trust))
     players = players_of(valued, history)
     return ValuedData(target, tuple(players), dvcfiles, entries, sizes)
 

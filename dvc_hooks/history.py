@@ -10,8 +10,7 @@ to its commit's author and marked ``complete: false``.
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -19,23 +18,17 @@ from typing import Any
 import yaml
 
 from dvc_hooks.lockfile import Artifact, cached_size, read_dir_manifest
-from openledger._internal.git import current_branch
 from openledger.errors import BadInputError
+from openledger.lineage.authorship import Author, blame_manifests, file_history, git_user
+from openledger.lineage.git import git_run
+from openledger.lineage.git import git_state as core_git_state
 
-__all__ = ["Author", "Commit", "DatasetVersion", "dataset_versions", "git_state", "head_commit"]
+__all__ = ["Commit", "DatasetVersion", "KeyForEmail", "dataset_versions", "git_state", "head_commit"]
+
+KeyForEmail = Callable[[str], str | None]  # TrustState.key_for_email: the ledger's one email -> key index
 
 # Paths credited per contributor are listed in full up to this many; beyond it, counts and bytes only.
 MAX_LISTED_PATHS = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class Author:
-    name: str
-    email: str
-
-    @property
-    def key(self) -> str:
-        return self.email.lower() or self.name
 
 
 @dataclass(slots=True)
@@ -51,12 +44,13 @@ class DatasetVersion:
     complete: bool = True
     manifest: dict[str, str] | None = None  # file -> digest, for a directory whose .dir manifest is cached
 
-    def contributors(self, cache: Path, identities: dict[str, str]) -> list[dict[str, Any]]:
-        """Each author with the files credited to them in this version (sorted by files, then email)."""
+    def contributors(self, cache: Path, key_for_email: KeyForEmail) -> list[dict[str, Any]]:
+        """Each author with the files credited to them in this version (sorted by files, then email), with the
+        key ``key_for_email`` gives for the author's email, if any."""
         if not self.artifact.is_dir:
-            return [_contributor(self.author, [self.commit], None, self.artifact.size, identities)]
+            return [_contributor(self.author, [self.commit], None, self.artifact.size, key_for_email)]
         if self.manifest is None:  # the .dir manifest is not in this cache: the version as a whole
-            whole = _contributor(self.author, [self.commit], None, self.artifact.size, identities)
+            whole = _contributor(self.author, [self.commit], None, self.artifact.size, key_for_email)
             whole["files"] = self.artifact.nfiles or 0
             return [whole]
         by_author: dict[str, tuple[Author, set[str | None], list[str]]] = {}
@@ -73,7 +67,7 @@ class DatasetVersion:
         rest = self.artifact.size - sum(s for s in sizes if s is not None) if self.artifact.size is not None else None
         if rest is None or None in sizes or rest < 0:
             rest = _cached_total(cache, manifest, entries[0][2])
-        result = [_contributor(author, sorted(commits, key=str), sorted(paths), size, identities)
+        result = [_contributor(author, sorted(commits, key=str), sorted(paths), size, key_for_email)
                   for (author, commits, paths), size in zip(entries, [rest, *sizes], strict=True)]
         result.sort(key=lambda c: (-c["files"], c["email"]))
         return result
@@ -91,10 +85,10 @@ def _cached_total(cache: Path, manifest: dict[str, str], paths: list[str]) -> in
 
 
 def _contributor(author: Author, commits: Iterable[str | None], paths: list[str] | None, size: int | None,
-                 identities: dict[str, str]) -> dict[str, Any]:
+                 key_for_email: KeyForEmail) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": author.name, "email": author.email, "role": "data",
                              "commits": [c for c in commits if c], "files": len(paths) if paths is not None else 1}
-    keyid = identities.get(author.email.lower())
+    keyid = key_for_email(author.email) if author.email else None
     if keyid:
         entry["key"] = keyid
     if size is not None:
@@ -115,47 +109,13 @@ def _out_in(document: Any, out_path: str) -> Artifact | None:
     return None
 
 
-def git_user(root: Path) -> Author:
-    """Who is committing here (git's ``user.name`` and ``user.email``): the author of a version not committed yet."""
-    name = _git(root, "config", "--get", "user.name").stdout.strip() or "unknown"
-    return Author(name, _git(root, "config", "--get", "user.email").stdout.strip())
-
-
-def _dvcfile_history(root: Path, dvcfile: str) -> list[tuple[str, Author, str, bytes | None]]:
-    """Each commit that changed ``dvcfile``, oldest first (as ``git log --reverse --topo-order`` lists them):
-    (commit, author, author time in ISO 8601, the file's bytes in that commit or ``None`` where it was deleted).
-    Two git processes whatever the length of the history; no commits yet is an empty history."""
-    log = _git(root, "log", "--reverse", "--topo-order", "--format=%H%x00%an%x00%ae%x00%aI", "--", dvcfile)
-    if log.returncode != 0:
-        return []
-    commits = [line.split("\0") for line in log.stdout.splitlines() if line]
-    if not commits:
-        return []
-    # every version of the file in one `git cat-file --batch`: "<oid> blob <size>\n<bytes>\n", or "... missing\n"
-    request = "".join(f"{sha}:{dvcfile}\n" for sha, *_ in commits).encode()
-    output = subprocess.run(["git", "cat-file", "--batch"], cwd=root, input=request, capture_output=True,
-                            check=True).stdout
-    history: list[tuple[str, Author, str, bytes | None]] = []
-    at = 0
-    for sha, name, email, when in commits:
-        header_end = output.index(b"\n", at)
-        header = output[at:header_end].split()
-        content: bytes | None = None
-        at = header_end + 1
-        if header[-1] != b"missing":
-            size = int(header[2])
-            content = output[at:at + size]
-            at += size + 1
-        history.append((sha, Author(name, email), when, content))
-    return history
-
-
 def dataset_versions(root: Path, dvcfile: str, out: Artifact, cache: Path) -> list[DatasetVersion]:
     """Every version of ``out`` (an out of the ``.dvc`` file ``dvcfile``), oldest first: one per commit that
     changed its hash, then the working tree's if it differs from the last commit's."""
     dataset_path = str(PurePosixPath(dvcfile).parent / out.path)
     versions: list[DatasetVersion] = []
-    for sha, author, when, content in _dvcfile_history(root, dvcfile):
+    for change in file_history(root, dvcfile):
+        sha, author, when, content = change.commit, change.author, change.time, change.content
         if content is None:
             continue  # the .dvc file was deleted in this commit
         try:
@@ -172,39 +132,32 @@ def dataset_versions(root: Path, dvcfile: str, out: Artifact, cache: Path) -> li
 
 
 def _credit_files(versions: list[DatasetVersion], cache: Path) -> None:
-    """File-level blame across versions: a file keeps its owner until a version changes it."""
-    previous: dict[str, str] = {}
-    owners: dict[str, tuple[Author, str | None]] = {}
-    known = True
+    """File-level blame across the directory versions whose ``.dir`` manifest is in the cache; a version
+    after one whose manifest is missing is incomplete (its files may have owners nobody can tell)."""
+    known: list[tuple[DatasetVersion, dict[str, str]]] = []
+    complete = True
     for version in versions:
         if not version.artifact.is_dir:
             continue
         manifest = read_dir_manifest(cache, version.artifact.digest or "")
         if manifest is None:
-            version.complete = False
-            known = False
+            version.complete = complete = False
             continue
-        credit = (version.author, version.commit)
-        owners = {relpath: (owners[relpath] if previous.get(relpath) == digest and relpath in owners else credit)
-                  for relpath, digest in manifest.items()}
+        version.complete, version.manifest = complete, manifest
+        known.append((version, manifest))
+    blamed = blame_manifests([(manifest, (version.author, version.commit)) for version, manifest in known])
+    for (version, _), owners in zip(known, blamed, strict=True):
         version.owners = owners
-        version.complete = known
-        version.manifest = manifest
-        previous = manifest
-
-
-def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
 
 
 def git_state(root: Path) -> dict[str, Any]:
     """HEAD's commit, branch and whether tracked files (other than dvc.lock and the ledger) differ from it.
     Plain git commands: the record stage runs on every repro and gitpython costs more to import."""
-    head = _git(root, "rev-parse", "--verify", "-q", "HEAD").stdout.strip() or None  # None: no commit yet
     # dvc.lock files are rewritten by the repro being recorded, and the ledger by the recording itself
-    dirty = head is not None and _git(root, "diff-index", "--quiet", "HEAD", "--", ".", ":(exclude,glob)**/dvc.lock",
-                                      ":(exclude).openledger").returncode == 1
-    return {"commit": head, "branch": current_branch(root), "dirty": dirty}
+    state = core_git_state(root, ignore=(":(exclude,glob)**/dvc.lock", ".openledger"))
+    if state is None:
+        return {"commit": None, "branch": None, "dirty": False}
+    return {"commit": state.commit, "branch": state.branch, "dirty": state.dirty}
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +172,7 @@ class Commit:
 
 def head_commit(root: Path) -> Commit:
     """HEAD, from one ``git log`` (the post-commit hook runs on every commit: no gitpython import)."""
-    found = _git(root, "log", "-1", "--format=%H%x00%P%x00%an%x00%ae%x00%B")
+    found = git_run(root, "log", "-1", "--format=%H%x00%P%x00%an%x00%ae%x00%B")
     if found.returncode != 0:
         raise BadInputError(f"cannot read HEAD in {root}: {found.stderr.strip()}")
     hexsha, parents, name, email, message = found.stdout.split("\0", 4)

@@ -18,24 +18,18 @@ import json
 import os
 import re
 import shlex
-import subprocess
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
-
-import yaml
 
 from dvc_hooks.lockfile import RECORD_STAGE
-from dvc_hooks.reconcile import observe
-from dvc_hooks.record import DvcProject
-from openledger._internal.files import write_atomic
+from dvc_hooks.project import DvcProject
 from openledger.errors import BadInputError
-from openledger.lineage.reconcile import Newest, dvc_discrepancies
+from openledger.lineage.git import git_run
+from openledger.store.files import write_atomic
 from openledger.store.ledger import Ledger
 
-__all__ = ["HOOK_MARKER", "InstallReport", "Status", "install", "status", "terminal_outputs", "uninstall"]
+__all__ = ["HOOK_MARKER", "InstallReport", "install", "terminal_outputs", "uninstall"]
 
 HOOK_MARKER = "# openledger post-commit hook"
 CHAINED_SUFFIX = ".pre-openledger"
@@ -94,7 +88,7 @@ def _scalar(text: str) -> str:
     return text if _SAFE_SCALAR.fullmatch(text) else json.dumps(text)
 
 
-def _stages_block(lines: list[str]) -> tuple[int, int, str] | None:
+def stages_block(lines: list[str]) -> tuple[int, int, str] | None:
     """Where the ``stages:`` mapping's entries end (insert index), where it starts, and its indentation."""
     start = next((i for i, line in enumerate(lines) if re.match(r"stages\s*:\s*(#.*)?$", line.rstrip("\n"))),
                  None)
@@ -116,7 +110,7 @@ def _stages_block(lines: list[str]) -> tuple[int, int, str] | None:
     return end, start, indent
 
 
-def _our_stage(lines: list[str]) -> tuple[int, int] | None:
+def our_stage(lines: list[str]) -> tuple[int, int] | None:
     """The line range of the record stage install wrote (its key line through its last indented line)."""
     for i, line in enumerate(lines):
         if line.strip().startswith(f"{RECORD_STAGE}:"):
@@ -143,7 +137,7 @@ def render_stage(indent: str, deps: list[str]) -> list[str]:
     return lines
 
 
-def _read_lines(path: Path) -> list[str]:
+def read_lines(path: Path) -> list[str]:
     try:
         return path.read_text("utf-8").splitlines(keepends=True)
     except (OSError, UnicodeDecodeError) as exc:
@@ -159,7 +153,7 @@ def _write_text(path: Path, text: str) -> None:
 def _without_stage(project: DvcProject, lines: list[str]) -> tuple[list[str], bool]:
     """``lines`` as they were before install: the record stage removed, and the newline install had to add to
     the last line before it taken away again. Also whether there was a stage to remove."""
-    ours = _our_stage(lines)
+    ours = our_stage(lines)
     if ours is None:
         return list(lines), False
     rest = lines[:ours[0]] + lines[ours[1]:]
@@ -172,9 +166,9 @@ def install_stage(project: DvcProject, pipeline: str) -> tuple[str, list[str]]:
     """Add (or bring up to date) the record stage of one ``dvc.yaml``.
     Returns what happened (``added``, ``updated``, ``unchanged`` or ``no-stages``) and warnings."""
     path = project.root / pipeline
-    before = _read_lines(path)
+    before = read_lines(path)
     lines, existed = _without_stage(project, before)
-    block = _stages_block(lines)
+    block = stages_block(lines)
     if block is None:
         return "no-stages", [f"{pipeline} has no stages: nothing to record there"]
     deps, silent = terminal_outputs(project, pipeline)
@@ -196,13 +190,13 @@ def install_stage(project: DvcProject, pipeline: str) -> tuple[str, list[str]]:
 
 def uninstall_stage(project: DvcProject, pipeline: str) -> bool:
     path = project.root / pipeline
-    lines, changed = _without_stage(project, _read_lines(path))
+    lines, changed = _without_stage(project, read_lines(path))
     if changed:
         _write_text(path, "".join(lines))
     lock = path.parent / "dvc.lock"
     if lock.exists():
-        lock_lines = _read_lines(lock)
-        entry = _our_stage(lock_lines)
+        lock_lines = read_lines(lock)
+        entry = our_stage(lock_lines)
         if entry is not None:
             del lock_lines[entry[0]:entry[1]]
             _write_text(lock, "".join(lock_lines))
@@ -241,8 +235,10 @@ def _remember_newline(project: DvcProject, rest: list[str]) -> None:
 
 
 def hooks_dir(project: DvcProject) -> Path:
-    out = subprocess.run(["git", "rev-parse", "--git-path", "hooks"], cwd=project.root, capture_output=True,
-                         text=True, check=True).stdout.strip()
+    found = git_run(project.root, "rev-parse", "--git-path", "hooks")
+    if found.returncode != 0:
+        raise BadInputError(f"cannot find the git hooks directory of {project.root}: {found.stderr.strip()}")
+    out = found.stdout.strip()
     path = Path(out)
     return path if path.is_absolute() else (project.root / path)
 
@@ -269,19 +265,19 @@ def install_hook(project: DvcProject) -> str:
     hook = directory / "post-commit"
     chained = directory / f"post-commit{CHAINED_SUFFIX}"
     script = hook_script()
-    if hook.exists() and HOOK_MARKER not in _read_hook(hook):
+    if hook.exists() and HOOK_MARKER not in read_hook(hook):
         if chained.exists():
             raise BadInputError(f"{hook} and {chained} both exist",
                                 hint=f"merge them by hand, or remove {chained.name}")
         hook.replace(chained)  # the user's hook, bytes and mode kept
-    if hook.exists() and _read_hook(hook) == script:
+    if hook.exists() and read_hook(hook) == script:
         return f"{hook} (already installed)"
     write_atomic(hook, script.encode())
     hook.chmod(0o755)
     return str(hook) + (f" (runs the existing hook first: {chained.name})" if chained.exists() else "")
 
 
-def _read_hook(path: Path) -> str:
+def read_hook(path: Path) -> str:
     try:
         return path.read_text("utf-8", errors="replace")
     except OSError:
@@ -292,7 +288,7 @@ def uninstall_hook(project: DvcProject) -> bool:
     directory = hooks_dir(project)
     hook = directory / "post-commit"
     chained = directory / f"post-commit{CHAINED_SUFFIX}"
-    if not hook.exists() or HOOK_MARKER not in _read_hook(hook):
+    if not hook.exists() or HOOK_MARKER not in read_hook(hook):
         return False
     if chained.exists():
         chained.replace(hook)
@@ -318,72 +314,3 @@ def install(project: DvcProject) -> InstallReport:
 def uninstall(project: DvcProject) -> tuple[list[str], bool]:
     changed = [p for p in project.pipeline_files() if uninstall_stage(project, p)]
     return changed, uninstall_hook(project)
-
-
-@dataclass
-class Status:
-    hook_installed: bool = False
-    pipelines: dict[str, dict[str, Any]] = field(default_factory=dict)
-    unrecorded_stages: list[dict[str, str]] = field(default_factory=list)
-    unrecorded_datasets: list[dict[str, str]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"hook_installed": self.hook_installed, "pipelines": self.pipelines,
-                "unrecorded_stages": self.unrecorded_stages, "unrecorded_datasets": self.unrecorded_datasets,
-                "warnings": self.warnings}
-
-
-def _newest_indexed(ledger: Ledger) -> Newest:
-    """Record look-ups through the index: status runs often and must not read the whole ledger."""
-
-    def newest(link: str, kind: str) -> tuple[str, Mapping[str, Any]] | None:
-        ids = ledger.ids(kind=kind, links_to=link)
-        return (ids[-1], ledger.body(ids[-1])) if ids else None  # checked, without compiling a schema
-
-    return newest
-
-
-def status(project: DvcProject, ledger: Ledger) -> Status:
-    result = Status(hook_installed=HOOK_MARKER in _read_hook(hooks_dir(project) / "post-commit"))
-    if not result.hook_installed:
-        result.warnings.append("the post-commit hook is not installed: run `openledger dvc install`")
-    state = observe(project)  # reads every dvc.lock first, so a corrupt one is named before DVC is asked
-    for pipeline in project.pipeline_files():
-        lines = _read_lines(project.root / pipeline)
-        if _stages_block(lines) is None:
-            continue
-        installed = _our_stage(lines) is not None
-        info: dict[str, Any] = {"record_stage": installed, "reproduced": pipeline not in state.unreproduced}
-        result.pipelines[pipeline] = info
-        if not installed:
-            result.warnings.append(f"{pipeline} has no record stage: run `openledger dvc install`")
-        else:
-            wanted, _ = terminal_outputs(project, pipeline)
-            current = _record_stage_deps(project, pipeline)
-            missing = sorted(set(wanted) - set(current))
-            if missing:
-                info["missing_deps"] = missing
-                result.warnings.append(f"{pipeline}: the record stage no longer depends on every terminal output "
-                                       f"({', '.join(missing)}); run `openledger dvc install` to update it")
-        if pipeline in state.unreproduced:
-            result.warnings.append(f"{pipeline} has no dvc.lock yet: its stages are recorded by the first "
-                                   "`dvc repro`")
-    for found in dvc_discrepancies(state, _newest_indexed(ledger)):
-        where = found.details
-        if found.code == "unrecorded-dataset":
-            result.unrecorded_datasets.append({k: str(where[k]) for k in ("path", "digest", "dvcfile")})
-        else:
-            why = "never recorded" if found.code == "unrecorded-stage" else "dvc.lock changed since it was recorded"
-            result.unrecorded_stages.append({"dvcfile": str(where["dvcfile"]), "stage": str(where["stage"]),
-                                             "why": why})
-    return result
-
-
-def _record_stage_deps(project: DvcProject, pipeline: str) -> list[str]:
-    try:
-        data = yaml.safe_load((project.root / pipeline).read_text("utf-8"))
-        stage = data["stages"][RECORD_STAGE]
-        return [d if isinstance(d, str) else next(iter(d)) for d in stage.get("deps") or []]
-    except (yaml.YAMLError, KeyError, TypeError, AttributeError, StopIteration):
-        return []

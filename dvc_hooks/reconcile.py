@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 
 from dvc_hooks.lockfile import RECORD_STAGE, read_dvcfile, read_lock
-from dvc_hooks.record import DvcProject, rooted
+from dvc_hooks.project import DvcProject
+from dvc_hooks.record import rooted
 from openledger.lineage.reconcile import DvcState, ObservedDataset, ObservedStage
 
 __all__ = ["observe"]

@@ -16,18 +16,18 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from dvc_hooks.history import DatasetVersion, dataset_versions, git_state, head_commit
-from dvc_hooks.lockfile import RECORD_STAGE, Artifact, LockStage, cache_dir, read_dvcfile, read_lock
-from openledger._internal.git import current_branch
+from dvc_hooks.history import DatasetVersion, KeyForEmail, dataset_versions, git_state, head_commit
+from dvc_hooks.lockfile import RECORD_STAGE, Artifact, LockStage, read_dvcfile, read_lock
+from dvc_hooks.project import DvcProject
 from openledger.capture.recorder import Recorder
 from openledger.errors import BadInputError, NotFoundError
-from openledger.lineage.joins import attribution_stage_key, dataset_key, dvc_run_key, dvc_stage_key
+from openledger.lineage.git import current_branch
+from openledger.lineage.joins import applied_experiment, attribution_stage_key, dataset_key, dvc_run_key, dvc_stage_key
 from openledger.store.ledger import Ledger
 from openledger.store.records import Record
 
@@ -38,59 +38,14 @@ _RUN_KEY = re.compile(r"attrrun:[0-9a-f]{32}")
 
 __all__ = [
     "ENV_ATTRIBUTION_RUN",
-    "DvcProject",
+    "ProjectRecording",
     "attribution_run",
     "bind_commit",
     "record_data",
     "record_datasets",
+    "record_project",
     "record_stages",
 ]
-
-
-@dataclass
-class DvcProject:
-    """A git repository with DVC initialised in it (``.dvc/`` at the top)."""
-
-    root: Path
-    git_dir: Path
-
-    @classmethod
-    def find(cls, start: Path | None = None) -> DvcProject:
-        here = (start or Path.cwd()).absolute()
-        env_root = os.environ.get("DVC_ROOT")
-        candidates = [Path(env_root)] if env_root else []
-        candidates += [here, *here.parents]
-        for candidate in candidates:
-            if (candidate / ".dvc").is_dir():
-                found = subprocess.run(["git", "rev-parse", "--absolute-git-dir"], cwd=candidate,
-                                       capture_output=True, text=True, check=False)
-                if found.returncode != 0:
-                    raise BadInputError(f"{candidate} uses DVC but is not in a git repository",
-                                        hint="OpenLedger needs git history: `git init` (not `dvc init --no-scm`)")
-                return cls(candidate, Path(found.stdout.strip()))
-        raise NotFoundError(f"no DVC project in {here} or any parent directory",
-                            hint="run `dvc init` in your git repository first")
-
-    def relpath(self, path: Path) -> str:
-        return path.absolute().relative_to(self.root).as_posix()
-
-    def git_files(self, *patterns: str) -> list[str]:
-        """Tracked and untracked-but-not-ignored files matching ``patterns`` (relative to the root)."""
-        output = subprocess.run(
-            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z", "--", *patterns],
-            cwd=self.root, capture_output=True, check=True,
-        ).stdout.decode("utf-8", "surrogateescape")
-        return sorted({name for name in output.split("\0") if name and (self.root / name).exists()})
-
-    def pipeline_files(self) -> list[str]:
-        return self.git_files("dvc.yaml", "*/dvc.yaml")
-
-    def data_files(self) -> list[str]:
-        return [f for f in self.git_files("*.dvc") if not f.startswith(".dvc/")]
-
-    @property
-    def cache(self) -> Path:
-        return cache_dir(self.root)
 
 
 def attribution_run() -> str | None:
@@ -103,19 +58,8 @@ def attribution_run() -> str | None:
     return value
 
 
-def _identities(ledger: Ledger) -> dict[str, str]:
-    """Email (lower case) -> key id, from identity records (including the git identities they list)."""
-    result: dict[str, str] = {}
-    for identity in ledger.trust().identities.values():
-        emails = [identity.email, *(g.rpartition("<")[2].rstrip(">") for g in identity.git if "<" in g)]
-        for email in emails:
-            if email:
-                result.setdefault(email.lower(), identity.keyid)
-    return result
-
-
 def _dataset_body(version: DatasetVersion, dvcfile: str, source: Mapping[str, Any], project: DvcProject,
-                  identities: dict[str, str]) -> dict[str, Any]:
+                  key_for_email: KeyForEmail) -> dict[str, Any]:
     body: dict[str, Any] = {
         "path": version.path,
         "digest": version.artifact.digest,
@@ -123,7 +67,7 @@ def _dataset_body(version: DatasetVersion, dvcfile: str, source: Mapping[str, An
         "source": dict(source),
         "commit": version.commit,
         "committed": version.time,
-        "contributors": version.contributors(project.cache, identities),
+        "contributors": version.contributors(project.cache, key_for_email),
         "complete": version.complete,
     }
     if version.artifact.size is not None:
@@ -140,7 +84,7 @@ def record_datasets(project: DvcProject, recorder: Recorder, dvcfiles: Iterable[
     """
     ledger = recorder.ledger
     written: list[Record] = []
-    identities: dict[str, str] | None = None
+    key_for_email: KeyForEmail | None = None  # the trust evaluation is read once, when first needed
     for dvcfile in (project.data_files() if dvcfiles is None else dvcfiles):
         parsed = read_dvcfile(project.root, dvcfile)
         for out in parsed.outs:
@@ -149,8 +93,8 @@ def record_datasets(project: DvcProject, recorder: Recorder, dvcfiles: Iterable[
             path = str(PurePosixPath(dvcfile).parent / out.path)
             if ledger.ids(kind="dataset", links_to=dataset_key(path, out.digest)):
                 continue
-            if identities is None:
-                identities = _identities(ledger)
+            if key_for_email is None:
+                key_for_email = ledger.trust().key_for_email
             previous: str | None = None
             for version in dataset_versions(project.root, dvcfile, out, project.cache):
                 key = dataset_key(version.path, version.artifact.digest or "")
@@ -158,7 +102,7 @@ def record_datasets(project: DvcProject, recorder: Recorder, dvcfiles: Iterable[
                 if existing:
                     previous = existing[-1]
                     continue
-                body = _dataset_body(version, dvcfile, parsed.source, project, identities)
+                body = _dataset_body(version, dvcfile, parsed.source, project, key_for_email)
                 # linking its own digest lets stages and MLflow runs that read this version find the record
                 links = [body["digest"], *([previous] if previous else [])]
                 record = recorder.record("dataset", body, links, once=key)
@@ -288,7 +232,9 @@ def record_stages(project: DvcProject, recorder: Recorder, pipeline: str, *, exp
         if previous:
             latest[stage.name] = previous[-1]
         runs = _runs_of(ledger, stage_prefix + stage.name, experiment) if stage_prefix is not None else []
-        if previous and not runs and ledger.body(previous[-1]).get("lock_digest") == stage.lock_digest:
+        if previous and not runs and (ledger.body(previous[-1]).get("lock_digest") == stage.lock_digest or (
+                experiment is None  # an experiment recording an entry another one recorded ran it again
+                and applied_experiment(((i, ledger.body(i)) for i in previous), stage.lock_digest))):
             continue
         if state is None:
             state = git_state(project.root)
@@ -348,3 +294,34 @@ def bind_commit(project: DvcProject, recorder: Recorder) -> Record | None:
         "records": len(unbound),
     }
     return recorder.record("commit", body, unbound)
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectRecording:
+    """What :func:`record_project` wrote, and the pipelines it could not record because they never ran."""
+
+    records: list[Record]
+    never_run: tuple[str, ...]
+
+
+def record_project(project: DvcProject, recorder: Recorder, *, require_lock: bool) -> ProjectRecording:
+    """Every dataset version and changed stage of every pipeline of the project that has no record yet (what
+    ``openledger dvc record`` and the post-commit hook do). Every ``dvc.lock`` is read before anything is
+    written, so a corrupt one records nothing; a missing one is an error only when ``require_lock`` and no
+    pipeline ran at all (the user expects stage records and would get none)."""
+    pipelines, never_run = [], []
+    for pipeline in project.pipeline_files():
+        lock = project.root / PurePosixPath(pipeline).parent / "dvc.lock"
+        if lock.exists():
+            read_lock(lock, dvcfile=pipeline)
+            pipelines.append(pipeline)
+        else:
+            never_run.append(pipeline)
+    if require_lock and never_run and not pipelines:
+        read_lock(project.root / PurePosixPath(never_run[0]).parent / "dvc.lock", dvcfile=never_run[0])
+    written = record_datasets(project, recorder)
+    for pipeline in pipelines:
+        # DVC_STAGE spells stages as `dvc repro` run from the top would (for the MLflow join).
+        prefix = "" if pipeline == "dvc.yaml" else f"{pipeline}:"
+        written += record_stages(project, recorder, pipeline, stage_prefix=prefix)
+    return ProjectRecording(written, tuple(never_run) if require_lock else ())

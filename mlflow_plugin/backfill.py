@@ -14,7 +14,7 @@ from typing import Any
 
 from mlflow_plugin.capture import RunCapture, logged_model_id, public_backend
 from mlflow_plugin.registry import first_line
-from mlflow_plugin.store import PREFIX
+from mlflow_plugin.store import plain_uri
 from openledger.capture.recorder import Recorder
 from openledger.errors import BadInputError
 
@@ -51,7 +51,7 @@ def open_stores(tracking_uri: str) -> tuple[Any, Any]:
     from mlflow.tracking._tracking_service.utils import _get_store as tracking_store
     from sqlalchemy.exc import SQLAlchemyError
 
-    plain = tracking_uri[len(PREFIX):] if tracking_uri.startswith(PREFIX) else tracking_uri
+    plain = plain_uri(tracking_uri)
     # Only the CLI's one-shot reads (reconcile, capture, ci) come here: with MLflow's default of 7 retries
     # an unreachable tracking server takes minutes to be reported. A value the user set is kept.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
@@ -119,7 +119,7 @@ def capture_history(
     from mlflow.exceptions import MlflowException
 
     store, registry = open_stores(tracking_uri)
-    capture = RunCapture(recorder, public_backend(tracking_uri.removeprefix(PREFIX)))
+    capture = RunCapture(recorder, public_backend(plain_uri(tracking_uri)))
     result = BackfillResult()
     try:
         runs = _runs(store, tracking_uri, experiment, run_id)

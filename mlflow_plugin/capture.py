@@ -15,15 +15,14 @@ from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+from mlflow_plugin.datasets import record_inputs
 from openledger.capture.recorder import Recorder
-from openledger.lineage.joins import dvc_run_key, input_digest, is_digest
-from openledger.lineage.targets import run_join_key
+from openledger.lineage.joins import dvc_run_key, input_digest, is_digest, model_version_key, run_key
 from openledger.store.canonical import canonical_bytes
 from openledger.store.digests import directory_digest
-from openledger.store.records import Record
+from openledger.store.records import Record, format_time
 
-__all__ = ["RunCapture", "logged_model_id", "model_body", "model_version_link", "public_backend", "run_body",
-           "run_link", "version_run_id"]
+__all__ = ["RunCapture", "logged_model_id", "model_body", "public_backend", "run_body", "version_run_id"]
 
 
 def logged_model_id(version: Any) -> str | None:
@@ -54,18 +53,6 @@ def version_run_id(version: Any, store: Any) -> str | None:
 _SYSTEM_TAG_PREFIXES = ("mlflow.", "openledger.")
 
 
-def run_link(run_id: str) -> str | None:
-    """The link target that joins records to an MLflow run (``mlflowrun:<id>``), for hex run ids."""
-    return run_join_key(run_id)  # the core's target resolver joins on the same key
-
-
-def model_version_link(name: str, version: Any, model_id: str | None) -> str:
-    """The link target that identifies one registered model version (``mlflowmv:<hash of name, version,
-    logged model>``): the de-duplication key of model records, like ``mlflowrun:`` for runs."""
-    identity = canonical_bytes([name, str(version), model_id])
-    return "mlflowmv:" + hashlib.sha256(identity).hexdigest()[:32]
-
-
 def public_backend(store_uri: str) -> str:
     """The store URI without credentials (user, password, query parameters)."""
     parts = urlsplit(store_uri)
@@ -80,7 +67,7 @@ def public_backend(store_uri: str) -> str:
 def _iso(millis: int | None) -> str | None:
     if millis is None:
         return None
-    return datetime.fromtimestamp(millis / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return format_time(datetime.fromtimestamp(millis / 1000, tz=timezone.utc))
 
 
 def _metric_points(store: Any, run_id: str, keys: list[str]) -> dict[str, list[tuple[int, int, float]]]:
@@ -196,7 +183,7 @@ class RunCapture:
     def run_ended(self, store: Any, run_id: str, *, captured: str = "live") -> Record | None:
         try:
             with self._lock:
-                link = run_link(run_id)
+                link = run_key(run_id)
                 if self._already_recorded(run_id, link):
                     return None
                 # set_terminated only *submits* queued async logging; the final metrics must be stored first.
@@ -204,6 +191,7 @@ class RunCapture:
                 run = store.get_run(run_id)
                 body = run_body(store, run, self.backend, captured=captured)
                 links = [digest for i in body["inputs"] if is_digest(digest := input_digest(i))]
+                links += record_inputs(self.recorder, run, captured=captured)  # a dataset record per input
                 if body["dvc"]["stage"]:  # the DVC record stage of the same repro finds the run by this key
                     links.append(dvc_run_key(body["dvc"]["stage"], body["dvc"]["experiment"]))
                 # Checked again under the ledger's feed lock: two processes ending or renaming the same run
@@ -222,12 +210,12 @@ class RunCapture:
                               *, captured: str = "live") -> Record | None:
         try:
             with self._lock:
-                key = model_version_link(version.name, version.version, logged_model_id(version))
+                key = model_version_key(version.name, version.version, logged_model_id(version))
                 if self.recorder.find_linked(key, kind="model"):
                     return None
                 body = model_body(version, logged_model, captured=captured)
                 links = []
-                if body["run_id"] and (link := run_link(body["run_id"])):
+                if body["run_id"] and (link := run_key(body["run_id"])):
                     links.append(link)
                     links += [r.id for r in self.recorder.find_linked(link, kind="run")]
                 if body["artifact_digest"]:

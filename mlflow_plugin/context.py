@@ -13,10 +13,11 @@ import logging
 import os
 from pathlib import Path
 
-import git
 from mlflow.tracking.context.abstract_context import RunContextProvider
 
-from openledger.store.keys import ENV_FEED, ENV_SIGNING_KEY, KeyStore, short_keyid, signer_from_env
+from openledger.lineage.git import git_state as repository_state
+from openledger.lineage.git import toplevel
+from openledger.store.keys import ENV_SIGNING_KEY, KeyStore, short_keyid, signer_from_env
 
 __all__ = ["LedgerRunContext", "git_state"]
 
@@ -24,15 +25,16 @@ logger = logging.getLogger("openledger")
 
 
 def git_state(start: Path) -> dict[str, str]:
-    try:
-        repo = git.Repo(start, search_parent_directories=True)
-        state = {"openledger.git.commit": repo.head.commit.hexsha,
-                 "openledger.git.dirty": "true" if repo.is_dirty(untracked_files=False) else "false"}
-        if not repo.head.is_detached:
-            state["openledger.git.branch"] = repo.active_branch.name
-        return state
-    except Exception:
+    """The run's git tags: HEAD's commit, whether tracked files anywhere in the repository differ from it, and
+    the branch (none when detached); no tags outside a repository or before its first commit."""
+    top = toplevel(start)
+    state = repository_state(top) if top else None
+    if state is None or state.commit is None:
         return {}
+    tags = {"openledger.git.commit": state.commit, "openledger.git.dirty": "true" if state.dirty else "false"}
+    if state.branch:
+        tags["openledger.git.branch"] = state.branch
+    return tags
 
 
 def _actor_tags() -> dict[str, str]:
@@ -43,9 +45,8 @@ def _actor_tags() -> dict[str, str]:
     store = KeyStore()
     keyid = store.selected_keyid()
     info = store.find(keyid)
-    feed = os.environ.get(ENV_FEED) or f"{keyid.partition(':')[2][:16]}-{store.device_id()}"
     return {"openledger.actor": keyid, "openledger.actor.name": info.name or short_keyid(keyid),
-            "openledger.feed": feed}
+            "openledger.feed": store.feed_for(keyid)}
 
 
 class LedgerRunContext(RunContextProvider):

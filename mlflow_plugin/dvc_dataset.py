@@ -20,7 +20,7 @@ from typing import Any
 from mlflow.data.dataset import Dataset
 from mlflow.data.dataset_source import DatasetSource
 
-__all__ = ["DvcDataset", "DvcDatasetSource", "from_dvc"]
+__all__ = ["DvcDataset", "DvcDatasetSource", "dvc_tracked", "from_dvc"]
 
 _DIGEST_WIDTH = 36  # MLflow's datasets.digest column
 
@@ -115,3 +115,21 @@ def from_dvc(path: str, rev: str | None = None, repo: str | None = None, name: s
     nfiles = getattr(getattr(entry, "meta", None), "nfiles", None)
     source = DvcDatasetSource(path, rev, repo, hash=f"md5:{md5}")
     return DvcDataset(source, name=name, digest=digest, size=dvc_info.get("size"), nfiles=nfiles)
+
+
+def dvc_tracked(path: Path) -> tuple[str, str] | None:
+    """``(path relative to the DVC repository, DVC's hash)`` when DVC tracks ``path`` (a ``.dvc`` file's out,
+    a stage output, or a file inside a tracked directory), as ``.dvc`` files and ``dvc.lock`` state it; else
+    None. DVC is only imported when a ``.dvc`` directory is above the path."""
+    root = next((parent for parent in path.parents if (parent / ".dvc").is_dir()), None)
+    if root is None:
+        return None
+    from dvc.api import DVCFileSystem
+
+    relpath = path.relative_to(root).as_posix()
+    try:
+        info = DVCFileSystem(str(root)).info(relpath)
+    except Exception:  # not tracked, or a DVC repository DVC cannot read: no join, the record stays MLflow's
+        return None
+    md5 = (info.get("dvc_info") or {}).get("md5")
+    return (relpath, f"md5:{md5}") if md5 else None

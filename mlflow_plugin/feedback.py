@@ -13,27 +13,15 @@ person who gave the feedback is the body's ``source.id``, which contribution lis
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
-from mlflow_plugin.capture import run_link
 from openledger.capture.recorder import Recorder
+from openledger.lineage.joins import assessment_key, run_key, trace_key
 from openledger.store.records import Record
 
-__all__ = ["assessment_body", "assessment_link", "record_assessment", "trace_link"]
+__all__ = ["assessment_body", "record_assessment"]
 
 _SOURCE_RUN = "mlflow.sourceRun"
-
-
-def trace_link(trace_id: str) -> str | None:
-    """The link that joins records to an MLflow trace (``mlflowtrace:<hex>`` for ``tr-<hex>`` ids)."""
-    hexdigest = trace_id.removeprefix("tr-")
-    return f"mlflowtrace:{hexdigest}" if run_link(hexdigest) else None
-
-
-def assessment_link(assessment_id: str) -> str:
-    """The de-duplication key of a captured assessment: one record per MLflow assessment id."""
-    return "mlflowassessment:" + hashlib.sha256(assessment_id.encode()).hexdigest()[:32]
 
 
 def _value_fields(value: Any) -> dict[str, Any]:
@@ -97,13 +85,13 @@ def record_assessment(recorder: Recorder, store: Any, assessment: Any) -> Record
             return None
         run_id = _run_of(store, assessment)
         links: list[str] = []
-        if run_id and (join := run_link(run_id)):
+        if run_id and (join := run_key(run_id)):
             links.append(join)
             links += [r.id for r in recorder.find_linked(join, kind="run")]
-        if link := trace_link(str(assessment.trace_id)):
+        if link := trace_key(str(assessment.trace_id)):
             links.append(link)
         body = assessment_body(assessment, run_id)
-        return recorder.record("feedback", body, links, once=assessment_link(str(assessment.assessment_id)))
+        return recorder.record("feedback", body, links, once=assessment_key(str(assessment.assessment_id)))
     except Exception as exc:
         recorder.fail(exc)
         return None

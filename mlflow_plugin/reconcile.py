@@ -14,7 +14,7 @@ from typing import Any
 from mlflow_plugin.backfill import list_experiments, list_runs, open_stores
 from mlflow_plugin.capture import logged_model_id, public_backend, run_body, version_run_id
 from mlflow_plugin.registry import first_line
-from mlflow_plugin.store import PREFIX
+from mlflow_plugin.store import plain_uri
 from openledger.errors import BadInputError
 from openledger.lineage.reconcile import ObservedModelVersion, ObservedRun, Progress
 
@@ -23,7 +23,7 @@ __all__ = ["MlflowState"]
 
 class MlflowState:
     def __init__(self, tracking_uri: str) -> None:
-        self.backend = public_backend(tracking_uri.removeprefix(PREFIX))
+        self.backend = public_backend(plain_uri(tracking_uri))
         self.store, self.registry = open_stores(tracking_uri)
 
     def runs(self, progress: Progress | None = None) -> Iterator[ObservedRun]:

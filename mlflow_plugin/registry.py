@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlflow_plugin.capture import logged_model_id, version_run_id
-from mlflow_plugin.store import PREFIX
+from mlflow_plugin.store import plain_uri
 from openledger.errors import NotFoundError, OpenLedgerError
 from openledger.lineage.targets import ModelVersionRef
 
@@ -33,7 +33,7 @@ class MlflowRegistry:
     def __init__(self, tracking_uri: str) -> None:
         from mlflow import MlflowClient
 
-        self.uri = tracking_uri[len(PREFIX):] if tracking_uri.startswith(PREFIX) else tracking_uri
+        self.uri = plain_uri(tracking_uri)
         self.client: Any = MlflowClient(self.uri, registry_uri=self.uri)
 
     def model_version(self, name: str, ref: str) -> ModelVersionRef:

@@ -22,7 +22,7 @@ from mlflow_plugin.capture import RunCapture, logged_model_id, public_backend
 from mlflow_plugin.feedback import record_assessment
 from openledger.capture.recorder import Recorder
 
-__all__ = ["PREFIX", "registry_store", "tracking_store"]
+__all__ = ["PREFIX", "plain_uri", "registry_store", "tracking_store"]
 
 PREFIX = "ledger+"
 _classes: dict[tuple[type, type], type] = {}
@@ -31,9 +31,16 @@ _captures_lock = threading.Lock()
 
 
 def inner_uri(store_uri: str) -> str:
+    """The store URI MLflow would use without OpenLedger: what follows ``ledger+`` (required here)."""
     if not store_uri.startswith(PREFIX):
         raise ValueError(f"not an OpenLedger store URI (expected {PREFIX}<scheme>://…): {store_uri}")
     return store_uri[len(PREFIX):]
+
+
+def plain_uri(tracking_uri: str) -> str:
+    """``tracking_uri`` without a ``ledger+`` prefix, for reads that must not capture (reconcile, backfill, the
+    registry lookups of the CLI): the same URI the user gave, minus the prefix if there is one."""
+    return tracking_uri.removeprefix(PREFIX)
 
 
 def capture_for(backend_uri: str) -> RunCapture:

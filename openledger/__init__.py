@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from openledger.errors import (
     BadInputError,
     ConfigError,
+    HashMismatchError,
     IntegrityError,
     KeyMaterialError,
     LedgerNotFoundError,
@@ -38,14 +39,15 @@ from openledger.errors import (
 if TYPE_CHECKING:
     from openledger.config import LedgerConfig
     from openledger.identity.trust import Identity, TrustState
-    from openledger.store.checkpoint import append_checkpoint, check_proof, prove_inclusion
+    from openledger.store.checkpoint import append_checkpoint, check_proof, prove_consistency, prove_inclusion
     from openledger.store.keys import KeyInfo, KeyStore, Signer, generate_signer, signer_from_seed
     from openledger.store.ledger import LEDGER_DIR, Draft, FsckReport, Ledger
     from openledger.store.records import KINDS, SCHEMA_VERSION, Payload, Record, open_record, sign_record
     from openledger.store.verify import Problem, VerificationReport, verify_ledger
 
 _LAZY = {
-    **dict.fromkeys(("append_checkpoint", "check_proof", "prove_inclusion"), "openledger.store.checkpoint"),
+    **dict.fromkeys(("append_checkpoint", "check_proof", "prove_consistency", "prove_inclusion"),
+                    "openledger.store.checkpoint"),
     "LedgerConfig": "openledger.config",
     **dict.fromkeys(("KeyInfo", "KeyStore", "Signer", "generate_signer", "signer_from_seed"), "openledger.store.keys"),
     **dict.fromkeys(("LEDGER_DIR", "Draft", "FsckReport", "Ledger"), "openledger.store.ledger"),
@@ -79,6 +81,7 @@ __all__ = [
     "ConfigError",
     "Draft",
     "FsckReport",
+    "HashMismatchError",
     "Identity",
     "IntegrityError",
     "KeyInfo",
@@ -103,6 +106,7 @@ __all__ = [
     "check_proof",
     "generate_signer",
     "open_record",
+    "prove_consistency",
     "prove_inclusion",
     "sign_record",
     "signer_from_seed",

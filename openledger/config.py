@@ -81,9 +81,20 @@ _SCHEMA = {
                 "default_branch": {"type": "string", "minLength": 1},
                 "strict": {"type": "boolean"},
                 "checkpoint": {"type": "boolean"},
+                "witness": {"type": "boolean"},
             },
             "additionalProperties": False,
         },
+        "checkpoints": {
+            "type": "object",
+            "properties": {
+                # the C2SP origin line of exported checkpoints: no spaces, no '+' (checked again when used)
+                "origin": {"type": "string", "pattern": "^[^\\s+\\x00-\\x1f\\x7f]{1,255}$"},
+                "witnesses": {"type": "array", "items": {"type": "string", "pattern": _KEYID_PATTERN}},
+            },
+            "additionalProperties": False,
+        },
+        "anchors": {"type": "object"},  # checked by openledger.anchors.config when anchors are used
     },
     "required": ["version"],
     "additionalProperties": False,
@@ -103,8 +114,8 @@ def _validate_policies() -> Callable[..., Any]:
 class LedgerConfig:
     """The validated contents of ``config.yaml``.
 
-    ``trust_mode`` is ``tofu`` (any key with a self-signed identity is trusted; the first key to claim an
-    email keeps it) or ``endorsed`` (only trust roots and keys a trust root endorsed). ``durability``
+    ``trust_mode`` is ``tofu`` (any key with a self-signed identity is trusted, unless another key claims one
+    of its emails) or ``endorsed`` (only trust roots and keys a trust root endorsed). ``durability``
     ``process`` survives a killed process; ``fsync`` also survives power loss, at a large cost per append.
     """
 
@@ -115,6 +126,8 @@ class LedgerConfig:
     policies: dict[str, Any] = field(default_factory=dict)
     scoring: dict[str, Any] = field(default_factory=dict)
     ci: dict[str, Any] = field(default_factory=dict)
+    checkpoints: dict[str, Any] = field(default_factory=dict)
+    anchors: dict[str, Any] = field(default_factory=dict)
     attribution: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -150,6 +163,8 @@ class LedgerConfig:
             policies=data.get("policies") or {},
             scoring=data.get("scoring") or {},
             ci=data.get("ci") or {},
+            checkpoints=data.get("checkpoints") or {},
+            anchors=data.get("anchors") or {},
             attribution=data.get("attribution") or {},
         )
 
@@ -185,8 +200,8 @@ class LedgerConfig:
             lines.append(yaml.safe_dump({"policies": self.policies}, sort_keys=True).rstrip())
         if self.scoring:
             lines.append(yaml.safe_dump({"scoring": self.scoring}, sort_keys=True).rstrip())
-        if self.ci:
-            lines.append(yaml.safe_dump({"ci": self.ci}, sort_keys=True).rstrip())
-        if self.attribution:
-            lines.append(yaml.safe_dump({"attribution": self.attribution}, sort_keys=True).rstrip())
+        for name in ("ci", "checkpoints", "anchors", "attribution"):
+            value = getattr(self, name)
+            if value:
+                lines.append(yaml.safe_dump({name: value}, sort_keys=True).rstrip())
         return "\n".join(lines) + "\n"

@@ -8,7 +8,8 @@ The subclasses map onto the CLI's exit codes::
 
     IntegrityError, SignatureError, PolicyError   -> 1  (verification or policy failure)
     BadInputError, ConfigError, KeyMaterialError,
-    UnsupportedVersionError, NotFoundError        -> 2  (usage or bad input)
+    UnsupportedVersionError, NotFoundError,
+    ServiceError                                  -> 2  (usage or bad input; a remote service failed)
 
 Tampering must never look like bad input: a corrupt object is an ``IntegrityError``.
 """
@@ -18,12 +19,14 @@ from __future__ import annotations
 __all__ = [
     "BadInputError",
     "ConfigError",
+    "HashMismatchError",
     "IntegrityError",
     "KeyMaterialError",
     "LedgerNotFoundError",
     "NotFoundError",
     "OpenLedgerError",
     "PolicyError",
+    "ServiceError",
     "SignatureError",
     "UnsupportedVersionError",
 ]
@@ -32,15 +35,20 @@ __all__ = [
 class OpenLedgerError(Exception):
     """Root of every error OpenLedger raises on purpose.
 
-    ``exit_code`` is the CLI contract: 1 for verification or policy failures, 2 for bad input.
+    ``exit_code`` is the CLI contract: 1 for verification or policy failures, 2 for bad input. ``code`` is the
+    machine-readable name of the problem (``verify --format json`` reports it): each subclass names its own, so
+    nobody has to read it back out of the message.
     """
 
     exit_code: int = 2
+    code: str = "error"
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        if code is not None:
+            self.code = code
 
     def diagnostics(self) -> str:
         """A one-line message for the user, with what to do about it when we know."""
@@ -53,24 +61,38 @@ class IntegrityError(OpenLedgerError):
     """Stored data does not match what was signed: a corrupt or altered object, a broken feed."""
 
     exit_code = 1
+    code = "malformed"
+
+
+class HashMismatchError(IntegrityError):
+    """An object's content does not hash to the id it is stored under."""
+
+    code = "hash-mismatch"
 
 
 class SignatureError(IntegrityError):
     """A signature does not verify against the key that claims it."""
+
+    code = "bad-signature"
 
 
 class PolicyError(OpenLedgerError):
     """The ledger is intact but a policy does not hold (untrusted signer under --strict, missing review)."""
 
     exit_code = 1
+    code = "policy"
 
 
 class BadInputError(OpenLedgerError):
     """The user's input is malformed: a body that fails its schema, an unknown kind, a bad record id."""
 
+    code = "bad-input"
+
 
 class NotFoundError(BadInputError):
     """Something the user named does not exist (a record id, a key id)."""
+
+    code = "not-found"
 
 
 class LedgerNotFoundError(NotFoundError):
@@ -87,3 +109,11 @@ class KeyMaterialError(BadInputError):
 
 class UnsupportedVersionError(BadInputError):
     """Data written by a newer version of OpenLedger (a record schema, a config version)."""
+
+    code = "unsupported-version"
+
+
+class ServiceError(OpenLedgerError):
+    """A service beyond this machine (a timestamp authority, a chain node) failed or answered nonsense."""
+
+    code = "service"

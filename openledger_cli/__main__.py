@@ -2,4 +2,5 @@
 
 from openledger_cli.main import cli
 
-cli(prog_name="openledger")
+if __name__ == "__main__":
+    cli(prog_name="openledger")

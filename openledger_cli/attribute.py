@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import sys
-import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,32 +28,20 @@ from openledger.attribution.values import METHODS, Estimate
 from openledger.errors import BadInputError
 from openledger.store.canonical import tag_nonfinite
 from openledger_cli import render
-from openledger_cli.main import FORMAT_TEXT_JSON, _ledger, _signer
+from openledger_cli._common import FORMAT_TEXT_JSON, load_signer, open_ledger
+from openledger_cli.sinks import visible
 
 if TYPE_CHECKING:
-    from dvc_hooks.record import DvcProject
+    from dvc_hooks.project import DvcProject
     from openledger.store.ledger import Ledger
 
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 
 
 def _project() -> DvcProject:
-    from dvc_hooks.record import DvcProject  # noqa: PLC0415 - keeps `openledger --help` fast
+    from dvc_hooks.project import DvcProject  # noqa: PLC0415 - keeps `openledger --help` fast
 
     return DvcProject.find()
-
-
-def _plain(text: object) -> str:
-    """One line for a terminal: control and other invisible characters shown as escapes."""
-    return "".join(c if c.isprintable() and unicodedata.category(c) != "Cf" else repr(c)[1:-1] for c in str(text))
-
-
-def _interval(estimate: Estimate) -> str:
-    if estimate.low is None or estimate.high is None:
-        return f"{estimate.value:+.4g} [?]"
-    if estimate.low == estimate.high:
-        return f"{estimate.value:+.4g}"
-    return f"{estimate.value:+.4g} [{estimate.low:+.3g}, {estimate.high:+.3g}]"
 
 
 def _target(project: DvcProject, ledger: Ledger, name: str | None, data: Path | None) -> AttributionTarget:
@@ -85,9 +72,17 @@ def _commit(project: DvcProject, target: AttributionTarget) -> str:
         try:
             return head_commit(project, target.commit)
         except BadInputError:
-            render.say(f"[yellow]note:[/yellow] the commit the model was trained at ({target.commit[:10]}) is not "
-                       "in this repository; running the pipeline at HEAD")
+            render.say(f"the commit the model was trained at ({target.commit[:10]}) is not "
+                       "in this repository; running the pipeline at HEAD", label="note:")
     return head_commit(project)
+
+
+def interval_text(estimate: Estimate) -> str:
+    if estimate.low is None or estimate.high is None:
+        return f"{estimate.value:+.4g} [?]"
+    if estimate.low == estimate.high:
+        return f"{estimate.value:+.4g}"
+    return f"{estimate.value:+.4g} [{estimate.low:+.3g}, {estimate.high:+.3g}]"
 
 
 @contextmanager
@@ -141,8 +136,8 @@ def attribute(  # noqa: PLR0917 - click passes every option positionally
     from dvc_hooks.attribution import LocalDvcExecutor, prepare, seed_plan  # noqa: PLC0415
 
     project = _project()
-    ledger = _ledger(ctx)
-    signer = _signer()  # before any run: an unusable key must not cost the runs
+    ledger = open_ledger(ctx)
+    signer = load_signer()  # before any run: an unusable key must not cost the runs
     settings = AttributionSettings.from_config(ledger.config)
     options = AttributionOptions(exact_max=exact_max, budget=budget, confidence=settings.confidence,
                                  truncation=settings.truncation, sample_seed=sample_seed)
@@ -153,8 +148,8 @@ def attribute(  # noqa: PLR0917 - click passes every option positionally
     game = Game(valued.players, tuple(d.path for d in target.datasets), commit, metric or settings.metric,
                 settings.direction, settings.baseline, seeds, param, own)
     if not settings.baseline_configured:
-        render.say(f"note: the empty coalition (and a failed run) counts as {game.metric} = {game.baseline:g}; "
-                   "set attribution.baseline in config.yaml to what a model that learned nothing scores")
+        render.say(f"the empty coalition (and a failed run) counts as {game.metric} = {game.baseline:g}; "
+                   "set attribution.baseline in config.yaml to what a model that learned nothing scores", label="note:")
     executor = LocalDvcExecutor(project, ledger, valued, commit=commit, metric=game.metric, jobs=jobs)
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a terminated attribution stops its workers too
@@ -183,7 +178,7 @@ def _print_table(result: Attribution, target: AttributionTarget) -> None:
     game = result.game
     runs, cost = result.runs, result.cost()
     level = f"{result.options.confidence:.0%}"
-    title = (f"{_plain(target.label)}: {_plain(game.metric)} ({game.direction}), {result.mode} values over "
+    title = (f"{visible(target.label)}: {visible(game.metric)} ({game.direction}), {result.mode} values over "
              f"{sum(1 for p in game.players if p.files)} players, intervals {level} for all at once")
     table = Table(title=Text(title), show_edge=False, header_style="bold", title_justify="left")
     table.add_column("contributor", overflow="fold")
@@ -193,8 +188,8 @@ def _print_table(result: Attribution, target: AttributionTarget) -> None:
                          justify="right")
     for value in sorted(result.values, key=lambda v: -v.shapley.value):
         person = value.person
-        table.add_row(Text(_plain(f"{person.name} <{person.email}>")), str(value.files),
-                      *(_interval(value.get(m)) for m in METHODS))
+        table.add_row(Text(visible(f"{person.name} <{person.email}>")), str(value.files),
+                      *(interval_text(value.get(m)) for m in METHODS))
     out = render.stdout
     out.print(table)
     out.print(Text(f"full data: {result.full_value:+.6g}; empty coalition: {game.gain(game.baseline):+.6g} "

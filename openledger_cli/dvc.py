@@ -4,26 +4,24 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path, PurePosixPath
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from openledger.capture.recorder import Recorder, strict_mode
-from openledger.errors import OpenLedgerError
+from openledger.capture.recorder import Recorder
 from openledger.store.keys import resolve_keyid
 from openledger.store.records import Record
 from openledger_cli import render
-from openledger_cli.main import FORMAT_TEXT_JSON, _ledger, _signer, strict_recording
+from openledger_cli._common import FORMAT_TEXT_JSON, ledger_dir, load_signer, open_ledger
 
 if TYPE_CHECKING:
-    from dvc_hooks.record import DvcProject
+    from dvc_hooks.project import DvcProject
 
 
 def _project() -> DvcProject:
-    from dvc_hooks.record import DvcProject  # noqa: PLC0415 - keeps `openledger --help` fast
+    from dvc_hooks.project import DvcProject  # noqa: PLC0415 - keeps `openledger --help` fast
 
     return DvcProject.find()
 
@@ -35,22 +33,6 @@ def _summary(records: Sequence[Record]) -> str:
     parts = [f"{n} {kind} record{'s' if n != 1 else ''}" for kind, n in sorted(counts.items())]
     stages = [str(r.body.get("name")) for r in records if r.kind == "stage"]
     return "recorded " + ", ".join(parts) + (f" ({', '.join(stages)})" if stages else "")
-
-
-@contextmanager
-def _fail_open(what: str) -> Iterator[None]:
-    """Commands DVC and git run must not break the user's repro or commit: problems become one warning on
-    stderr and exit 0, unless OPENLEDGER_STRICT=1."""
-    try:
-        yield
-    except OpenLedgerError as exc:
-        if strict_mode():
-            raise
-        render.say(f"[yellow]openledger: {what} not recorded:[/yellow] {exc.diagnostics()}")
-    except Exception as exc:  # fail open is the contract for hooks; strict mode shows the bug
-        if strict_mode():
-            raise
-        render.say(f"[yellow]openledger: {what} not recorded:[/yellow] {type(exc).__name__}: {exc}")
 
 
 @click.group()
@@ -85,7 +67,7 @@ def install() -> None:
         if outcome in said:
             render.say(said[outcome].format(pipeline))
     for warning in report.warnings:
-        render.say(f"[yellow]warning:[/yellow] {warning}")
+        render.say(warning, label="warning:")
     render.say(f"Installed the post-commit hook: {report.hook}")
     if {"added", "updated"} & set(report.pipelines.values()):
         render.say("Commit the changed dvc.yaml so your team records too; run `dvc repro` as usual.")
@@ -112,56 +94,29 @@ def status(ctx: click.Context, fmt: str) -> None:
 
     Exit 0, also when something is unrecorded; 2 when a dvc.lock is corrupt or from a newer DVC, or there
     is no DVC project or ledger."""
-    from dvc_hooks.install import status as do_status  # noqa: PLC0415
+    from dvc_hooks.status import status as do_status  # noqa: PLC0415
 
-    result = do_status(_project(), _ledger(ctx))
+    result = do_status(_project(), open_ledger(ctx))
     if fmt == "json":
         render.emit_json(result.to_json())
         return
-    out = render.stdout
-    out.print(f"post-commit hook: {'installed' if result.hook_installed else 'not installed'}")
+    render.line(f"post-commit hook: {'installed' if result.hook_installed else 'not installed'}")
     for pipeline, info in result.pipelines.items():
-        out.print(f"{pipeline}: record stage {'installed' if info['record_stage'] else 'missing'}")
+        render.line(f"{pipeline}: record stage {'installed' if info['record_stage'] else 'missing'}")
     if result.unrecorded_stages:
-        out.print(f"{len(result.unrecorded_stages)} stage(s) with no current record:")
+        render.line(f"{len(result.unrecorded_stages)} stage(s) with no current record:")
         for item in result.unrecorded_stages:
-            out.print(f"  {item['dvcfile']}:{item['stage']}  ({item['why']})")
+            render.line(f"  {item['dvcfile']}:{item['stage']}  ({item['why']})")
     if result.unrecorded_datasets:
-        out.print(f"{len(result.unrecorded_datasets)} dataset version(s) with no record:")
+        render.line(f"{len(result.unrecorded_datasets)} dataset version(s) with no record:")
         for item in result.unrecorded_datasets:
-            out.print(f"  {item['path']}  {item['digest']}")
+            render.line(f"  {item['path']}  {item['digest']}")
     if not result.unrecorded_stages and not result.unrecorded_datasets:
-        out.print("Every stage and dataset version is recorded.")
+        render.line("Every stage and dataset version is recorded.")
     else:
-        out.print("Record them with `openledger dvc record` (or the next `dvc repro`).")
+        render.line("Record them with `openledger dvc record` (or the next `dvc repro`).")
     for warning in result.warnings:
-        render.say(f"[yellow]warning:[/yellow] {warning}")
-
-
-def _record_all(project: DvcProject, recorder: Recorder, *, require_lock: bool) -> list[Record]:
-    """Dataset versions and changed stages of every pipeline. Every dvc.lock is read before anything is
-    written, so a corrupt one records nothing; one that is missing is an error only when ``require_lock``."""
-    from dvc_hooks.lockfile import read_lock  # noqa: PLC0415
-    from dvc_hooks.record import record_datasets, record_stages  # noqa: PLC0415
-
-    pipelines, never_run = [], []
-    for pipeline in project.pipeline_files():
-        lock = project.root / PurePosixPath(pipeline).parent / "dvc.lock"
-        if lock.exists():
-            read_lock(lock, dvcfile=pipeline)
-            pipelines.append(pipeline)
-        else:
-            never_run.append(pipeline)
-    if require_lock and never_run:
-        if not pipelines:  # nothing reproduced at all: the user expects stage records and gets none
-            read_lock(project.root / PurePosixPath(never_run[0]).parent / "dvc.lock", dvcfile=never_run[0])
-        render.say(f"[yellow]warning:[/yellow] not reproduced yet (no dvc.lock): {', '.join(never_run)}")
-    written = record_datasets(project, recorder)
-    for pipeline in pipelines:
-        # DVC_STAGE spells stages as `dvc repro` run from the top would (for the MLflow join).
-        prefix = "" if pipeline == "dvc.yaml" else f"{pipeline}:"
-        written += record_stages(project, recorder, pipeline, stage_prefix=prefix)
-    return written
+        render.say(warning, label="warning:")
 
 
 @dvc.command()
@@ -169,10 +124,14 @@ def _record_all(project: DvcProject, recorder: Recorder, *, require_lock: bool) 
 def record(ctx: click.Context) -> None:
     """Record now every dataset version and changed dvc.lock entry that has no record (the record stage and
     the hook do this automatically; use it after `dvc repro TARGET` or `dvc commit`)."""
+    from dvc_hooks.record import record_project  # noqa: PLC0415
+
     project = _project()
-    recorder = Recorder(source="dvc", ledger=_ledger(ctx), signer=_signer())
-    with strict_recording():
-        render.say(_summary(_record_all(project, recorder, require_lock=True)))
+    recorder = Recorder(source="dvc", ledger=open_ledger(ctx), signer=load_signer(), strict=True)
+    recorded = record_project(project, recorder, require_lock=True)
+    if recorded.never_run:
+        render.say(f"not reproduced yet (no dvc.lock): {', '.join(recorded.never_run)}", label="warning:")
+    render.say(_summary(recorded.records))
 
 
 @dvc.command("record-data")
@@ -190,16 +149,15 @@ def record_data(ctx: click.Context, path: Path, contributors: tuple[str, ...], d
     from dvc_hooks.record import record_data as do_record_data  # noqa: PLC0415
 
     project = _project()
-    ledger = _ledger(ctx)
+    ledger = open_ledger(ctx)
     known = list(ledger.trust().identities)
     keyids = [resolve_keyid(c, known) for c in contributors]
-    recorder = Recorder(source="dvc", ledger=ledger, signer=_signer())
-    with strict_recording():
-        written = do_record_data(project, recorder, path, keyids, description)
+    recorder = Recorder(source="dvc", ledger=ledger, signer=load_signer(), strict=True)
+    written = do_record_data(project, recorder, path, keyids, description)
     if written is None:
         render.say("Already recorded with these contributors.")
     else:
-        render.stdout.print(written.id)
+        render.line(written.id)
 
 
 @dvc.command("record-stage", hidden=False)
@@ -211,12 +169,12 @@ def record_stage(ctx: click.Context) -> None:
     from dvc_hooks.lockfile import RECORD_STAGE  # noqa: PLC0415
     from dvc_hooks.record import attribution_run, record_stages  # noqa: PLC0415
 
-    with _fail_open("this repro was"):
+    recorder = Recorder(source="dvc", ledger_dir=ledger_dir(ctx))
+    with recorder.failing_open("this repro was"):
         project = _project()
         pipeline = project.relpath(Path.cwd() / "dvc.yaml")
         stage_env = os.environ.get("DVC_STAGE", "")
         prefix = stage_env[: -len(RECORD_STAGE)] if stage_env.endswith(RECORD_STAGE) else None
-        recorder = Recorder(source="dvc", ledger=_ledger(ctx))
         written = record_stages(project, recorder, pipeline, experiment=os.environ.get("DVC_EXP_NAME") or None,
                                 stage_prefix=prefix, attribution_run=attribution_run())
         render.say(f"openledger: {_summary(written)}")
@@ -226,12 +184,12 @@ def record_stage(ctx: click.Context) -> None:
 @click.pass_context
 def post_commit(ctx: click.Context) -> None:
     """Run by the git post-commit hook: record what changed and bind unbound records to the new commit."""
-    from dvc_hooks.record import bind_commit  # noqa: PLC0415
+    from dvc_hooks.record import bind_commit, record_project  # noqa: PLC0415
 
-    with _fail_open("this commit was"):
+    recorder = Recorder(source="dvc", ledger_dir=ledger_dir(ctx))
+    with recorder.failing_open("this commit was"):
         project = _project()
-        recorder = Recorder(source="dvc", ledger=_ledger(ctx))
-        written = _record_all(project, recorder, require_lock=False)
+        written = record_project(project, recorder, require_lock=False).records
         binding = bind_commit(project, recorder)
         if written or binding:
             bound = f"; bound {binding.body['records']} records to {binding.body['commit'][:10]}" if binding else ""

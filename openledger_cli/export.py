@@ -8,11 +8,14 @@ from pathlib import Path
 
 import click
 
-from openledger.export import EXPORT_FORMATS, cyclonedx_json, intoto_envelope, intoto_statement, prov_json
+from openledger.export import EXPORT_FORMATS
+from openledger.export.cyclonedx import cyclonedx_json
+from openledger.export.intoto import intoto_envelope, intoto_statement
+from openledger.export.prov import prov_json
 from openledger.store.digests import directory_digest
 from openledger_cli import render
-from openledger_cli.main import _signer
-from openledger_cli.report import emit, load_model_report
+from openledger_cli._common import emit, load_signer
+from openledger_cli.report import load_model_report
 
 
 @click.group()
@@ -60,7 +63,7 @@ def export_model(  # noqa: PLR0917 - click passes every option positionally
     """
     if artifact is not None and fmt != "in-toto":
         raise click.UsageError("--artifact names the subject of an in-toto statement: use it with --format in-toto")
-    signer = _signer() if fmt == "in-toto" else None  # a missing key fails before any work
+    signer = load_signer() if fmt == "in-toto" else None  # a missing key fails before any work
     data = load_model_report(ctx, target, tracking_uri)
     if signer is not None:
         statement = intoto_statement(data, subject_digest=directory_digest(artifact) if artifact else None)
@@ -68,6 +71,6 @@ def export_model(  # noqa: PLR0917 - click passes every option positionally
     else:
         text = prov_json(data) if fmt == "prov-json" else cyclonedx_json(data)
     emit(text, output)
-    if not data["verified"]:
-        render.say("[red]Some records in this export failed verification[/red]: run `openledger verify`.")
+    if not data.verified:
+        render.say("Some records in this export failed verification: run `openledger verify`.", label="error:")
         ctx.exit(1)

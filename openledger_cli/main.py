@@ -7,34 +7,36 @@ under --strict); 2 usage or bad input. Data goes to stdout, messages to stderr.
 from __future__ import annotations
 
 import base64
-import getpass
 import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from importlib import import_module
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
 from openledger import __version__
-from openledger.capture.recorder import ENV_STRICT, Recorder
+from openledger.capture.manual import DEDICATED_KINDS, record_by_hand
+from openledger.capture.recorder import Recorder
 from openledger.config import LedgerConfig
-from openledger.errors import BadInputError, KeyMaterialError, OpenLedgerError
+from openledger.errors import BadInputError, LedgerNotFoundError, OpenLedgerError
+from openledger.identity.identities import endorse_identity, list_identities, publish_identity, revoke_key
 from openledger.store.canonical import tag_nonfinite
-from openledger.store.keys import ENV_PASSPHRASE, ENV_SIGNING_KEY, KeyStore, Signer, resolve_keyid, short_keyid
+from openledger.store.keys import ENV_PASSPHRASE, ENV_SIGNING_KEY, KeyStore, resolve_keyid, short_keyid
 from openledger.store.ledger import LEDGER_DIR, Ledger
-from openledger.store.records import KINDS
+from openledger.store.records import KINDS, Record, format_time
 from openledger_cli import render
+from openledger_cli._common import FORMAT_TEXT_JSON, fail, load_signer, mlflow_adapter, open_ledger, passphrase_source
 
 # Commands that live in a module of their own, imported only when they run: `dvc record-stage` runs on
 # every `dvc repro` and must not pay for report rendering or MLflow lookups. name -> (module, attribute,
 # the short help `openledger --help` shows without importing the module). Register a command with one line
 # here, in alphabetical order; define it in its module with a plain `@click.command()` / `@click.group()`.
 LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "anchor": ("openledger_cli.anchors", "anchor", "Anchor a checkpoint outside the ledger (RFC 3161, EVM chain)."),
     "attribute": ("openledger_cli.attribute", "attribute", "Value each data contributor by re-running without them."),
     "ci": ("openledger_cli.ci", "ci", "Everything a pipeline checks, in one step."),
     "dvc": ("openledger_cli.dvc", "dvc", "Record DVC pipelines and dataset versions as you run DVC."),
@@ -44,13 +46,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "reconcile": ("openledger_cli.reconcile", "reconcile_command", "List what does not fit with MLflow, DVC, git."),
     "report": ("openledger_cli.report", "report", "Provenance of a model version, and credit per contributor."),
     "review": ("openledger_cli.review", "review", "Sign a review of a model version, run, dataset or record."),
+    "witness": ("openledger_cli.anchors", "witness", "Cosign the newest checkpoint if it extends what you cosigned."),
 }
-
-# Kinds with a command of their own: `record` refuses them so their rules cannot be sidestepped.
-_DEDICATED = {"identity": "openledger keys publish / endorse", "revocation": "openledger keys revoke",
-              "checkpoint": "openledger checkpoint", "commit": "the post-commit hook (openledger dvc install)",
-              "attribution": "openledger attribute"}
-FORMAT_TEXT_JSON = click.Choice(["text", "json"])
 
 
 class LedgerGroup(click.Group):
@@ -67,7 +64,7 @@ class LedgerGroup(click.Group):
             return super().invoke(ctx)
         except OpenLedgerError as exc:
             # escaped: a message may hold brackets (pip install 'openledger-mlops[export]') that rich reads as markup
-            render.say(f"[red]error:[/red] {render.escape(exc.diagnostics())}")
+            render.say(exc.diagnostics(), label="error:")
             ctx.exit(exc.exit_code)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -97,48 +94,6 @@ class LedgerGroup(click.Group):
             rows.append((name, command.get_short_help_str(limit)))
         with formatter.section("Commands"):
             formatter.write_dl(rows)
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    render.say(f"[red]error:[/red] {render.escape(message)}")
-    sys.exit(code)
-
-
-def _ledger(ctx: click.Context) -> Ledger:
-    path = ctx.obj.get("ledger_path")
-    return Ledger.open(Path(path) if path else None)
-
-
-def _passphrase_source() -> Callable[[str], str]:
-    def ask(keyid: str) -> str:
-        env = os.environ.get(ENV_PASSPHRASE)
-        if env is not None:
-            return env
-        if not sys.stdin.isatty():
-            raise KeyMaterialError(
-                f"key {short_keyid(keyid)} needs its passphrase", hint=f"set {ENV_PASSPHRASE}"
-            )
-        return getpass.getpass(f"Passphrase for {short_keyid(keyid)}: ")
-
-    return ask
-
-
-def _signer(key: str | None = None) -> Signer:
-    return KeyStore().load_signer(key, _passphrase_source())
-
-
-def _read_body(text: str) -> Any:
-    source = "--body"
-    if text.startswith("@"):
-        source = text[1:]
-        try:
-            text = Path(source).read_text("utf-8") if source != "-" else sys.stdin.read()
-        except OSError as exc:
-            raise BadInputError(f"cannot read {source}: {exc.strerror}") from None
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise BadInputError(f"{source} is not valid JSON: {exc}") from None
 
 
 @click.group(cls=LedgerGroup, lazy_commands=LAZY_COMMANDS,
@@ -184,12 +139,12 @@ def init(directory: Path, roots: tuple[str, ...], mode: str | None, durability: 
     render.say(f"Created {ledger.root} (trust mode {config.trust_mode}).")
     if store.list():
         try:
-            record = _publish_identity(ledger, store, None)
+            published = _publish(ledger, None)
         except OpenLedgerError as exc:
-            render.say(f"[yellow]warning:[/yellow] could not publish your identity: {exc.diagnostics()}")
-            record = None
-        if record:
-            render.say(f"Published your identity: {record}")
+            render.say(f"could not publish your identity: {exc.diagnostics()}", label="warning:")
+            published = None
+        if published:
+            render.say(f"Published your identity: {published.id}")
     elif os.environ.get(ENV_SIGNING_KEY):
         render.say("Publish the CI key's identity with `openledger keys publish --name NAME --email EMAIL`.")
     else:
@@ -197,22 +152,12 @@ def init(directory: Path, roots: tuple[str, ...], mode: str | None, durability: 
     render.say(f"Commit {LEDGER_DIR}/ with your repository.")
 
 
-def _publish_identity(ledger: Ledger, store: KeyStore, key: str | None, name: str | None = None,
-                      email: str | None = None) -> str | None:
-    """Append the signer's self-signed identity unless it is published already; returns the record id."""
-    signer = _signer(key)
-    if any(r.body["key"] == signer.keyid for r in ledger.select(kind="identity", actor=signer.keyid)):
-        return None
-    info = next((i for i in store.list() if i.keyid == signer.keyid), None)
-    name = name or (info.name if info else None)
-    email = email or (info.email if info else None)
-    if not name or not email:
-        raise BadInputError(
-            f"key {short_keyid(signer.keyid)} (from {ENV_SIGNING_KEY}) has no stored name and email",
-            hint="run `openledger keys publish --name NAME --email EMAIL`",
-        )
-    body = {"key": signer.keyid, "name": name, "email": email, "git": [f"{name} <{email}>"]}
-    return ledger.append(signer, "identity", body).id
+def _publish(ledger: Ledger, key: str | None, name: str | None = None, email: str | None = None) -> Record | None:
+    """Publish the identity of ``key`` (default: yours), named as given or as the key store remembers it."""
+    signer = load_signer(key)
+    info = next((i for i in KeyStore().list() if i.keyid == signer.keyid), None)
+    return publish_identity(ledger, signer, name=name or (info.name if info else None),
+                            email=email or (info.email if info else None))
 
 
 # -- keys ------------------------------------------------------------------------------------------------
@@ -244,16 +189,17 @@ def keys_generate(ctx: click.Context, name: str, email: str, passphrase: bool) -
             fail("the passphrase is empty")
     store = KeyStore()
     info = store.generate(name, email, secret)
-    render.say(f"Generated {info.keyid}\n  stored in {info.path} (mode 0600)")
+    render.say(f"Generated {info.keyid}")
+    render.say(f"  stored in {info.path} (mode 0600)")
     click.echo(info.keyid)
     try:
-        ledger = _ledger(ctx)
-    except OpenLedgerError:
+        ledger = open_ledger(ctx)
+    except LedgerNotFoundError:  # a broken config.yaml is an error, not "no ledger"
         render.say("No ledger here: run `openledger init` in your repository to publish this identity.")
         return
-    record = _publish_identity(ledger, store, info.keyid)
-    if record:
-        render.say(f"Published identity record {record}")
+    published = _publish(ledger, info.keyid)
+    if published:
+        render.say(f"Published identity record {published.id}")
 
 
 @keys.command("publish")
@@ -263,8 +209,8 @@ def keys_generate(ctx: click.Context, name: str, email: str, passphrase: bool) -
 @click.pass_context
 def keys_publish(ctx: click.Context, key: str | None, name: str | None, email: str | None) -> None:
     """Append the identity record of your key to this ledger (done by `keys generate` and `init`)."""
-    record = _publish_identity(_ledger(ctx), KeyStore(), key, name, email)
-    render.say(f"Published identity record {record}" if record else "Your identity is already published.")
+    published = _publish(open_ledger(ctx), key, name, email)
+    render.say(f"Published identity record {published.id}" if published else "Your identity is already published.")
 
 
 @keys.command("list")
@@ -275,22 +221,14 @@ def keys_list(ctx: click.Context, fmt: str) -> None:
     store = KeyStore()
     local = store.list()
     default = store.default_keyid()
-    identities: list[dict[str, Any]] = []
     try:
-        ledger = _ledger(ctx)
-    except OpenLedgerError:
+        ledger: Ledger | None = open_ledger(ctx)
+    except LedgerNotFoundError:  # outside a repository: only the keys on this machine
         ledger = None
-    if ledger is not None:
-        trust = ledger.trust()
-        now = ledger.clock().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        for keyid, identity in sorted(trust.identities.items(), key=lambda kv: kv[1].name):
-            identities.append({"keyid": keyid, "name": identity.name, "email": identity.email,
-                               "endorsed_by": list(identity.endorsed_by),
-                               "trust": trust.status(keyid, now) or "trusted",
-                               "root": keyid in trust.roots})
+    identities = list_identities(ledger, now=format_time(ledger.clock())) if ledger is not None else []
     if fmt == "json":
         render.emit_json({"local": [dict(i.to_json(), default=i.keyid == default) for i in local],
-                          "ledger": identities})
+                          "ledger": [row.to_json() for row in identities]})
         return
     from rich.table import Table  # noqa: PLC0415 - tables only for this text output, not every command
 
@@ -298,17 +236,16 @@ def keys_list(ctx: click.Context, fmt: str) -> None:
     for column in ("key id", "name", "email", "passphrase", "default"):
         table.add_column(column)
     for info in local:
-        table.add_row(short_keyid(info.keyid), info.name, info.email, "yes" if info.encrypted else "no",
-                      "*" if info.keyid == default else "")
+        table.add_row(short_keyid(info.keyid), render.cell(info.name), render.cell(info.email),
+                      "yes" if info.encrypted else "no", "*" if info.keyid == default else "")
     render.stdout.print(table)
     if ledger is not None:
         table = Table(title="Identities in this ledger", show_edge=False, header_style="bold")
         for column in ("key id", "name", "email", "trust", "endorsed by"):
             table.add_column(column)
         for row in identities:
-            status = "root" if row["root"] else row["trust"]
-            table.add_row(short_keyid(row["keyid"]), row["name"], row["email"], status,
-                          ", ".join(short_keyid(k) for k in row["endorsed_by"]))
+            table.add_row(short_keyid(row.keyid), render.cell(row.name), render.cell(row.email),
+                          "root" if row.root else row.trust, ", ".join(short_keyid(k) for k in row.endorsed_by))
         render.stdout.print(table)
 
 
@@ -320,7 +257,7 @@ def keys_export(key: str | None, secret: bool) -> None:
     store = KeyStore()
     info = store.find(key) if key else store.find(store.selected_keyid())
     if secret:
-        seed = store.load_seed(info.keyid, _passphrase_source())
+        seed = store.load_seed(info.keyid, passphrase_source())
         render.say("This is your PRIVATE key: store it only in a CI secret, never in a file in the repository.")
         click.echo(base64.b64encode(seed).decode())
         return
@@ -335,20 +272,13 @@ def keys_export(key: str | None, secret: bool) -> None:
 @click.pass_context
 def keys_endorse(ctx: click.Context, keyid: str, name: str | None, email: str | None) -> None:
     """As a trust root, vouch that KEYID belongs to the person it names."""
-    ledger = _ledger(ctx)
-    trust = ledger.trust()
-    target = resolve_keyid(keyid, set(trust.identities) | ({keyid} if len(keyid) == 72 else set()))
-    declared = trust.identities.get(target)
-    name = name or (declared.name if declared else None)
-    email = email or (declared.email if declared else None)
-    if not name or not email:
-        fail(f"{short_keyid(target)} has published no identity: give --name and --email")
-    signer = _signer()
-    if signer.keyid not in ledger.config.trust_roots:
-        render.say("[yellow]warning:[/yellow] your key is not a trust root in config.yaml; "
-                   "this endorsement will not count in endorsed mode.")
-    record = ledger.append(signer, "identity", {"key": target, "name": name, "email": email})
-    click.echo(record.id)
+    endorsement = endorse_identity(open_ledger(ctx), load_signer(), keyid, name=name, email=email)
+    if endorsement.git:  # what is endorsed is what credit is matched by: say so
+        render.say(f"also vouching for its git identities: {', '.join(endorsement.git)}")
+    if not endorsement.by_trust_root:
+        render.say("your key is not a trust root in config.yaml; "
+                   "this endorsement will not count in endorsed mode.", label="warning:")
+    click.echo(endorsement.record.id)
 
 
 @keys.command("revoke")
@@ -359,23 +289,31 @@ def keys_endorse(ctx: click.Context, keyid: str, name: str | None, email: str | 
 @click.pass_context
 def keys_revoke(ctx: click.Context, keyid: str, reason: str, compromised_since: str | None) -> None:
     """Revoke KEYID (your own key, or any key if you are a trust root)."""
-    ledger = _ledger(ctx)
-    trust = ledger.trust()
-    target = resolve_keyid(keyid, set(trust.identities) | ({keyid} if len(keyid) == 72 else set()))
-    body: dict[str, Any] = {"key": target, "reason": reason}
-    if compromised_since:
-        body["compromised_since"] = compromised_since
-    signer = _signer()
-    if signer.keyid != target and signer.keyid not in ledger.config.trust_roots:
-        render.say("[yellow]warning:[/yellow] you are neither the key's owner nor a trust root in config.yaml; "
-                   "this revocation will not count.")
-    record = ledger.append(signer, "revocation", body)
-    click.echo(record.id)
+    revocation = revoke_key(open_ledger(ctx), load_signer(), keyid, reason=reason,
+                            compromised_since=compromised_since)
+    if not revocation.counts:
+        render.say("you are neither the key's owner nor a trust root in config.yaml; this revocation will not count.",
+                   label="warning:")
+    click.echo(revocation.record.id)
 
 
 # -- records ---------------------------------------------------------------------------------------------
+def _read_body(text: str) -> Any:
+    source = "--body"
+    if text.startswith("@"):
+        source = text[1:]
+        try:
+            text = Path(source).read_text("utf-8") if source != "-" else sys.stdin.read()
+        except OSError as exc:
+            raise BadInputError(f"cannot read {source}: {exc.strerror}") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise BadInputError(f"{source} is not valid JSON: {exc}") from None
+
+
 @cli.command()
-@click.argument("kind", type=click.Choice([k for k in KINDS if k not in _DEDICATED]))
+@click.argument("kind", type=click.Choice([k for k in KINDS if k not in DEDICATED_KINDS]))
 @click.option("--body", "body_text", required=True, metavar="JSON|@FILE",
               help="The record body as JSON, or @file (@- for stdin); checked against the kind's schema.")
 @click.option("--link", "links", multiple=True, metavar="ID",
@@ -388,20 +326,8 @@ def record(ctx: click.Context, kind: str, body_text: str, links: tuple[str, ...]
     Example:
       openledger record feedback --body '{"target": "model:iris@3", "label": "mislabelled", "comment": "row 17"}'
     """
-    ledger = _ledger(ctx)
-    body = _read_body(body_text)
-    resolved = [_resolve_link(ledger, link) for link in links]
-    record = ledger.append(_signer(), kind, body, resolved)
+    record = record_by_hand(open_ledger(ctx), load_signer(), kind, _read_body(body_text), links)
     click.echo(record.id)
-
-
-def _resolve_link(ledger: Ledger, link: str) -> str:
-    """A full record id for an id prefix (with or without ``sha256:``); other digests pass unchanged."""
-    if link.startswith("sha256:") and len(link) == 71:
-        return link
-    if link.startswith("sha256:") or all(c in "0123456789abcdef" for c in link):
-        return ledger.resolve(link)
-    return link
 
 
 @cli.command()
@@ -411,12 +337,10 @@ def _resolve_link(ledger: Ledger, link: str) -> str:
 @click.pass_context
 def log(ctx: click.Context, kind: str | None, actor: str | None, fmt: str) -> None:
     """List records, oldest first."""
-    ledger = _ledger(ctx)
+    ledger = open_ledger(ctx)
     trust = ledger.trust()
     if actor:
-        ledger.index.sync()
-        actors = {row[0] for row in ledger.index.db.execute("SELECT DISTINCT actor FROM records")}
-        actor = resolve_keyid(actor, actors)
+        actor = resolve_keyid(actor, ledger.actors())
     damaged: list[tuple[str, str]] = []
     records = list(ledger.select(kind=kind, actor=actor, damaged=damaged))
     if fmt == "json":
@@ -425,7 +349,7 @@ def log(ctx: click.Context, kind: str | None, actor: str | None, fmt: str) -> No
         render.stdout.print(render.records_table(records, trust))
     if damaged:
         for where, problem in damaged:
-            render.say(f"[red]damaged:[/red] {where}: {problem}")
+            render.say(f"{where}: {problem}", label="damaged:")
         render.say(f"{len(damaged)} damaged object(s) left out: run `openledger verify`.")
         ctx.exit(1)
 
@@ -437,7 +361,7 @@ def log(ctx: click.Context, kind: str | None, actor: str | None, fmt: str) -> No
 @click.pass_context
 def show(ctx: click.Context, record_id: str, fmt: str) -> None:
     """Show one record (its signature and hash are checked first)."""
-    ledger = _ledger(ctx)
+    ledger = open_ledger(ctx)
     found = ledger.get(ledger.resolve(record_id))
     if fmt == "envelope":
         sys.stdout.write(found.envelope.decode() + "\n")
@@ -446,17 +370,19 @@ def show(ctx: click.Context, record_id: str, fmt: str) -> None:
     else:
         trust = ledger.trust()
         status = trust.status(found.actor, found.time) or "trusted"
-        render.stdout.print(f"[bold]{found.id}[/bold]  {found.kind}  (signature valid, signer {status})")
-        render.stdout.print(f"by    {trust.describe(found.actor)}  {found.actor}")
-        render.stdout.print(f"time  {found.time}   feed {found.feed} #{found.seq}")
+        render.line((found.id, "bold"), f"  {found.kind}  (signature valid, signer {status})")
+        render.line(f"by    {trust.describe(found.actor)}  {found.actor}")
+        render.line(f"time  {found.time}   feed {found.feed} #{found.seq}")
         for link in found.links:
-            render.stdout.print(f"link  {link}")
-        render.stdout.print_json(json.dumps(tag_nonfinite(dict(found.body))))
+            render.line(f"link  {link}")
+        # ASCII JSON: a control character in the body is printed as its \u escape, never sent to the terminal
+        for text in json.dumps(tag_nonfinite(dict(found.body)), indent=2, ensure_ascii=True).splitlines():
+            render.line(text)
         from openledger.credit.contributions import reviews_and_feedback_on  # noqa: PLC0415 - only for the text view
 
         responses = reviews_and_feedback_on(ledger, found.id)
         if responses:
-            render.stdout.print("Reviews and feedback on this record:")
+            render.line("Reviews and feedback on this record:")
             render.stdout.print(render.records_table(responses, trust))
 
 
@@ -465,10 +391,22 @@ def show(ctx: click.Context, record_id: str, fmt: str) -> None:
 @click.option("--strict", is_flag=True, help="Also fail (exit 1) on records by unknown, unendorsed or revoked keys.")
 @click.option("--against", metavar="CHECKPOINT",
               help="A checkpoint id kept outside the repository: fail if history was rewritten or truncated.")
+@click.option("--since", metavar="CHECKPOINT",
+              help="Incremental: trust this checkpoint (signed by a trusted key) for the records it covers: their "
+                   "bytes and its Merkle root are checked, their signatures not again. Implies --against.")
+@click.option("--witnesses", type=click.IntRange(0), metavar="N",
+              help="Require N cosignatures by distinct trusted witness keys on the newest checkpoint.")
+@click.option("--witness", "witness_keys", multiple=True, metavar="KEYID",
+              help="A witness key whose cosignatures count (repeatable; default: checkpoints: witnesses: in "
+                   "config.yaml, else any trusted key).")
+@click.option("--anchors", is_flag=True, help="Check every anchor offline, and flag covered records that claim "
+              "a time after their anchor.")
+@click.option("--evm", metavar="RPC_URL|NAME", help="With --anchors: re-read EVM anchors from this chain node.")
 @click.option("--format", "fmt", type=FORMAT_TEXT_JSON, default="text", show_default=True)
 @click.option("--jobs", "-j", type=click.IntRange(1), default=None, help="Worker processes (default: all cores).")
 @click.pass_context
-def verify(ctx: click.Context, strict: bool, against: str | None, fmt: str, jobs: int | None) -> None:
+def verify(ctx: click.Context, *, strict: bool, against: str | None, since: str | None, witnesses: int | None,
+           witness_keys: tuple[str, ...], anchors: bool, evm: str | None, fmt: str, jobs: int | None) -> None:
     """Check every record's hash and signature, each feed's continuity, every checkpoint and every signer.
 
     Exit 0 when the ledger is intact; 1 when anything was tampered with (or, with --strict, a signer is
@@ -476,9 +414,20 @@ def verify(ctx: click.Context, strict: bool, against: str | None, fmt: str, jobs
     """
     from openledger.store.verify import verify_ledger  # noqa: PLC0415 - loads multiprocessing: verify only
 
-    ledger = _ledger(ctx)
+    ledger = open_ledger(ctx)
     with render.progress_bar("Verifying") as progress:
-        report = verify_ledger(ledger, against=against, workers=jobs, progress=progress)
+        report = verify_ledger(ledger, against=against, since=since, workers=jobs, progress=progress)
+    if since and report.since is None:
+        render.say("Verified in full: the --since checkpoint is missing, or its signer is not trusted.")
+    if witnesses is not None or witness_keys:
+        from openledger.store.witness import check_witnesses  # noqa: PLC0415 - only for this option
+
+        keys = [resolve_keyid(key, report.trust.identities) if len(key) != 72 else key for key in witness_keys]
+        report = report.with_problems(check_witnesses(ledger, report, 1 if witnesses is None else witnesses, keys))
+    if anchors or evm:
+        from openledger.anchors.anchoring import check_anchors  # noqa: PLC0415 - optional extras
+
+        report = report.with_problems(check_anchors(ledger, report, evm_rpc=evm))
     code = report.exit_code(strict=strict)
     if fmt == "json":
         render.emit_json(report.to_json(strict=strict))
@@ -491,24 +440,28 @@ def _print_verification(report: Any, strict: bool) -> None:
     for problem in report.problems[:200]:
         colour = {"error": "red", "warning": "yellow", "unsupported": "magenta"}[problem.severity]
         where = problem.record or problem.location or ""
-        render.stdout.print(f"[{colour}]{problem.severity:<7}[/{colour}] {problem.code:<26} {where}  "
-                            f"{problem.message}", highlight=False)
+        render.line((f"{problem.severity:<7}", colour), f" {problem.code:<26} {where}  {problem.message}")
     if len(report.problems) > 200:
         counts = Counter(p.code for p in report.problems[200:])
-        render.stdout.print(f"… and {len(report.problems) - 200} more: "
-                            + ", ".join(f"{n} {c}" for c, n in counts.most_common()))
+        render.line(f"… and {len(report.problems) - 200} more: "
+                    + ", ".join(f"{n} {c}" for c, n in counts.most_common()))
     summary = (f"{report.records} records in {report.feeds} feeds, {report.checkpoints} checkpoints; "
                f"{len(report.errors)} errors, {len(report.warnings)} warnings")
     code = report.exit_code(strict=strict)
-    verdict = {0: "[green]OK[/green]", 1: "[red]FAILED[/red]", 2: "[magenta]CANNOT VERIFY[/magenta]"}[code]
-    render.stdout.print(f"{verdict}: {summary}" + (" (strict)" if strict else ""))
+    verdict = {0: ("OK", "green"), 1: ("FAILED", "red"), 2: ("CANNOT VERIFY", "magenta")}[code]
+    render.line(verdict, f": {summary}" + (" (strict)" if strict else ""))
     if code == 0 and report.warnings:
         render.say("Warnings do not fail without --strict.")
 
 
 @cli.command()
+@click.option("--format", "fmt", type=click.Choice(["id", "note"]), default="id", show_default=True,
+              help="note: the checkpoint as a C2SP tlog-checkpoint signed note, with its witnesses' cosignatures.")
+@click.option("--show", "show_id", metavar="ID", help="Print this existing checkpoint instead of signing one.")
+@click.option("--extends", metavar="ID", help="The checkpoint to extend (default: the newest you signed, else "
+              "the newest).")
 @click.pass_context
-def checkpoint(ctx: click.Context) -> None:
+def checkpoint(ctx: click.Context, fmt: str, show_id: str | None, extends: str | None) -> None:
     """Verify the ledger, then sign a checkpoint over all of it; prints the checkpoint id.
 
     Keep the id outside the repository (CI variable, release note) and later run
@@ -516,55 +469,87 @@ def checkpoint(ctx: click.Context) -> None:
     """
     from openledger.store.checkpoint import append_checkpoint  # noqa: PLC0415 - see `verify`
     from openledger.store.verify import verify_ledger  # noqa: PLC0415
+    from openledger.store.witness import export_note  # noqa: PLC0415
 
-    ledger = _ledger(ctx)
-    with render.progress_bar("Verifying") as progress:
-        report = verify_ledger(ledger, progress=progress)
-    made = append_checkpoint(ledger, _signer(), report)
-    render.say(f"Checkpoint over {made.body['count']} records, Merkle root {made.body['root']}")
-    click.echo(made.id)
+    ledger = open_ledger(ctx)
+    if show_id is None:
+        with render.progress_bar("Verifying") as progress:
+            report = verify_ledger(ledger, progress=progress)
+        made = append_checkpoint(ledger, load_signer(), report, extends=ledger.resolve(extends) if extends else None)
+        render.say(f"Checkpoint over {made.body['count']} records, Merkle root {made.body['root']}")
+        show_id = made.id
+    else:
+        show_id = ledger.resolve(show_id)
+    click.echo(export_note(ledger, show_id) if fmt == "note" else show_id, nl=fmt != "note")
 
 
 @cli.command()
-@click.argument("record_id", metavar="ID")
+@click.argument("record_id", metavar="ID", required=False)
 @click.option("--checkpoint", "checkpoint_id", metavar="ID", help="The checkpoint to prove against "
               "(default: the newest that covers the record).")
+@click.option("--consistency", nargs=2, metavar="OLD NEW", help="Instead: prove that checkpoint NEW extends "
+              "checkpoint OLD (an RFC 9162 consistency proof).")
 @click.pass_context
-def prove(ctx: click.Context, record_id: str, checkpoint_id: str | None) -> None:
-    """Print a JSON inclusion proof that record ID is covered by a checkpoint (RFC 6962 audit path)."""
-    from openledger.store.checkpoint import prove_inclusion  # noqa: PLC0415 - see `verify`
+def prove(ctx: click.Context, record_id: str | None, checkpoint_id: str | None,
+          consistency: tuple[str, str] | None) -> None:
+    """Print a JSON inclusion proof that record ID is covered by a checkpoint (RFC 6962 audit path), or with
+    --consistency OLD NEW a consistency proof between two checkpoints."""
+    from openledger.store.checkpoint import prove_consistency, prove_inclusion  # noqa: PLC0415 - see `verify`
     from openledger.store.verify import verify_ledger  # noqa: PLC0415
 
-    ledger = _ledger(ctx)
-    full_id = ledger.resolve(record_id)
+    if (record_id is None) == (consistency is None):
+        raise click.UsageError("give a record ID, or --consistency OLD NEW")
+    ledger = open_ledger(ctx)
+    if consistency:
+        old, new = (ledger.resolve(text) for text in consistency)
+    else:
+        assert record_id is not None
+        full_id = ledger.resolve(record_id)
     full_checkpoint = ledger.resolve(checkpoint_id) if checkpoint_id else None
     report = verify_ledger(ledger)
     if report.errors:
         fail(f"the ledger has {len(report.errors)} integrity error(s): run `openledger verify`", 1)
-    render.emit_json(prove_inclusion(ledger, full_id, report, full_checkpoint))
+    render.emit_json(prove_consistency(ledger, old, new, report) if consistency
+                     else prove_inclusion(ledger, full_id, report, full_checkpoint))
 
 
 @cli.command("check-proof")
-@click.argument("proof_file", type=click.File("r"), metavar="PROOF.json")
+@click.argument("proof_file", type=click.File("rb"), metavar="PROOF.json|NOTE")
 @click.option("--root", metavar="sha256:HEX", help="Trust this Merkle root instead of the signed checkpoint "
               "carried in the proof.")
-def check_proof_command(proof_file: Any, root: str | None) -> None:
-    """Check an inclusion proof made by `openledger prove` (exit 0 valid, 1 invalid). Needs no ledger."""
-    from openledger.store.checkpoint import check_proof  # noqa: PLC0415 - see `verify`
+@click.option("--checkpoint", "notes", type=click.File("rb"), multiple=True, metavar="NOTE",
+              help="A signed note (checkpoint --format note) pinning a tree head of the proof (repeatable).")
+@click.option("--key", metavar="KEYID", help="For a note given as the file: the key whose signature it must carry.")
+def check_proof_command(proof_file: Any, root: str | None, notes: tuple[Any, ...], key: str | None) -> None:
+    """Check a proof made by `openledger prove` (inclusion or consistency), or the signature of a checkpoint
+    note (with --key). Exit 0 valid, 1 invalid. Needs no ledger."""
+    from openledger.store.checkpoint import check_note, check_proof  # noqa: PLC0415 - see `verify`
 
+    data = proof_file.read()
     try:
-        proof = json.load(proof_file)
+        proof = json.loads(data)
     except ValueError as exc:
-        raise BadInputError(f"{proof_file.name} is not JSON: {exc}") from None
+        if key is None:
+            hint = " (to check a signed note, give --key KEYID)" if "\n\n\u2014 ".encode() in data else ""
+            raise BadInputError(f"{proof_file.name} is not JSON: {exc}{hint}") from None
+        note = check_note(data, key if len(key) == 72 else "ed25519:" + key.removeprefix("ed25519:"))
+        render.say(f"checkpoint note of {note.origin}, size {note.size}, root {note.root_id}, signed by {key}",
+                   label="valid:")
+        sys.exit(0)
     if not isinstance(proof, dict):
-        raise BadInputError(f"{proof_file.name} is not an inclusion proof")
-    result = check_proof(proof, root=root)
+        raise BadInputError(f"{proof_file.name} is not a proof")
+    result = check_proof(proof, root=root, notes=[note.read() for note in notes])
+    if result["valid"] and result["kind"] == "consistency":
+        render.say(f"tree {result['new_size']} ({result['new_checkpoint']}) extends tree "
+                   f"{result['old_size']} ({result['old_checkpoint']})", label="valid:")
+        render.say(f"  signed by {result['old_signer']} and {result['new_signer']}")
+        sys.exit(0)
     if result["valid"]:
-        render.say(f"[green]valid[/green]: {result['record']} is included under root {result['root']}")
+        render.say(f"{result['record']} is included under root {result['root']}", label="valid:")
         if result["checkpoint_signer"]:
             render.say(f"  checkpoint {result['checkpoint']} signed by {result['checkpoint_signer']}")
         sys.exit(0)
-    render.say(f"[red]invalid[/red]: {result['reason']}")
+    render.say(str(result["reason"]), label="invalid:")
     sys.exit(1)
 
 
@@ -588,14 +573,11 @@ def capture_mlflow(ctx: click.Context, tracking_uri: str, experiment: str | None
     Each record is marked "captured": "after-the-fact": you attest what the store holds now. Runs and
     versions already in the ledger are never recorded twice; runs still in progress are skipped.
     """
-    try:
-        from mlflow_plugin.backfill import capture_history  # noqa: PLC0415 - MLflow is an optional extra
-    except ImportError:
-        raise BadInputError("MLflow is not installed", hint="pip install 'openledger-mlops[mlflow]'") from None
+    capture_history = mlflow_adapter("backfill").capture_history
     if run_id and experiment:
         raise click.UsageError("give --run or --experiment, not both")
-    recorder = Recorder(source="capture", ledger=_ledger(ctx), signer=_signer())
-    with strict_recording(), render.progress_bar("Capturing runs") as progress:
+    recorder = Recorder(source="capture", ledger=open_ledger(ctx), signer=load_signer(), strict=True)
+    with render.progress_bar("Capturing runs") as progress:
         result = capture_history(tracking_uri, recorder, experiment=experiment, run_id=run_id, progress=progress)
     if fmt == "json":
         render.emit_json(result.to_json())
@@ -610,7 +592,7 @@ def capture_mlflow(ctx: click.Context, tracking_uri: str, experiment: str | None
 @click.pass_context
 def pack(ctx: click.Context) -> None:
     """Fold loose objects into one immutable pack file (fewer files in git; reads are unchanged)."""
-    name, count = _ledger(ctx).pack()
+    name, count = open_ledger(ctx).pack()
     render.say(f"Packed {count} records into packs/{name}" if name else "Nothing to pack.")
 
 
@@ -622,33 +604,19 @@ def fsck(ctx: click.Context, fmt: str) -> None:
 
     Exit 0 when no object is damaged, 1 otherwise (then `openledger verify` says which records).
     """
-    report = _ledger(ctx).fsck()
+    report = open_ledger(ctx).fsck()
     if fmt == "json":
         render.emit_json(report.to_json())
     else:
         for path in report.removed:
-            render.stdout.print(f"removed  {path}")
+            render.line(f"removed  {path}")
         for path, problem in report.corrupt:
-            render.stdout.print(f"[red]damaged[/red]  {path}: {problem}")
+            render.line(("damaged", "red"), f"  {path}: {problem}")
         for path in report.unexpected:
-            render.stdout.print(f"[yellow]unexpected[/yellow] {path} (left in place)")
-        render.stdout.print(f"{report.objects} objects checked, {len(report.removed)} leftovers removed, "
+            render.line(("unexpected", "yellow"), f" {path} (left in place)")
+        render.line(f"{report.objects} objects checked, {len(report.removed)} leftovers removed, "
                             f"{len(report.corrupt)} damaged")
     ctx.exit(1 if report.corrupt else 0)
-
-
-@contextmanager
-def strict_recording() -> Iterator[None]:
-    """An explicit command must not fail open: recording problems become errors with exit codes."""
-    previous = os.environ.get(ENV_STRICT)
-    os.environ[ENV_STRICT] = "1"
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(ENV_STRICT, None)
-        else:
-            os.environ[ENV_STRICT] = previous
 
 
 def main() -> None:

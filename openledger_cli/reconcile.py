@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.table import Table
 
-from openledger.errors import BadInputError, NotFoundError
+from openledger.errors import NotFoundError
 from openledger.lineage.graph import LedgerGraph
 from openledger.lineage.reconcile import DvcState, ReconcileReport, TrackingState, reconcile
 from openledger.store.ledger import Ledger
 from openledger_cli import render
-from openledger_cli.main import _ledger
-from openledger_cli.report import emit, to_json
+from openledger_cli._common import emit, mlflow_adapter, open_ledger, to_json
 from openledger_cli.report_md import table as md_table
+from openledger_cli.sinks import md, md_code
 
 __all__ = ["observe_sources", "reconcile_command", "reconcile_markdown"]
 
@@ -24,19 +23,16 @@ def _tracking(tracking_uri: str | None, report_skipped: list[str]) -> TrackingSt
     if not tracking_uri:
         report_skipped.append("MLflow: no tracking URI (give --tracking-uri or set MLFLOW_TRACKING_URI)")
         return None
-    try:
-        from mlflow_plugin.reconcile import MlflowState  # noqa: PLC0415 - MLflow is an optional extra
-    except ImportError:
-        raise BadInputError("MLflow is not installed", hint="pip install 'openledger-mlops[mlflow]'") from None
-    return MlflowState(tracking_uri)
+    state: TrackingState = mlflow_adapter("reconcile").MlflowState(tracking_uri)
+    return state
 
 
 def _dvc(root: Path, skipped: list[str]) -> DvcState | None:
     if not (root / ".dvc").is_dir():
         skipped.append(f"DVC: no DVC project in {root}")
         return None
+    from dvc_hooks.project import DvcProject  # noqa: PLC0415
     from dvc_hooks.reconcile import observe  # noqa: PLC0415 - only for DVC projects
-    from dvc_hooks.record import DvcProject  # noqa: PLC0415
 
     try:
         return observe(DvcProject.find(root))
@@ -66,32 +62,31 @@ def _text(report: ReconcileReport, strict: bool) -> None:
             table.add_column(column, overflow="fold")
         for item in report.discrepancies:
             colour = "red" if item.severity == "error" else "yellow"
-            table.add_row(f"[{colour}]{item.severity}[/{colour}]", item.code, item.subject, item.message)
+            table.add_row(render.text((item.severity, colour)), item.code, render.cell(item.subject),
+                          render.cell(item.message))
         render.stdout.print(table)
     checked = ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in report.checked.items())
     code = report.exit_code(strict=strict)
-    verdict = "[green]OK[/green]" if code == 0 else "[red]FAILED[/red]"
+    verdict = ("OK", "green") if code == 0 else ("FAILED", "red")
     counts = ", ".join(f"{n} {c}" for c, n in report.counts().items()) or "nothing out of place"
-    render.stdout.print(f"{verdict}: {counts} (checked {checked})" + (" (strict)" if strict else ""),
-                        highlight=False)
+    render.line(verdict, f": {counts} (checked {checked})" + (" (strict)" if strict else ""))
     for note in report.skipped:
         render.say(f"skipped: {note}")
     if code == 0 and report.discrepancies:
         render.say("Warnings do not fail without --strict.")
 
 
-def reconcile_markdown(data: dict[str, Any]) -> str:
+def reconcile_markdown(report: ReconcileReport, strict: bool) -> str:
     """The reconcile report as Markdown (a pull request comment, a CI job summary)."""
-    verdict = "✅ nothing out of place" if not data["discrepancies"] else (
-        "❌ failed" if not data["ok"] else "⚠️ warnings")
-    lines = ["## Reconcile", "", f"{verdict} · checked " + ", ".join(
-        f"{n} {what.replace('_', ' ')}" for what, n in data["checked"].items()), ""]
-    if data["discrepancies"]:
+    verdict = "✅ nothing out of place" if not report.discrepancies else (
+        "❌ failed" if report.exit_code(strict=strict) else "⚠️ warnings")
+    lines = ["## Reconcile", "", f"{verdict} · checked " + md(", ".join(
+        f"{n} {what.replace('_', ' ')}" for what, n in report.checked.items())), ""]
+    if report.discrepancies:
         lines += md_table(["Severity", "Code", "Subject", "What"],
-                          [[d["severity"], d["code"], f"`{d['subject']}`", d["message"]]
-                           for d in data["discrepancies"]])
+                          [[d.severity, d.code, md_code(d.subject), d.message] for d in report.discrepancies])
         lines.append("")
-    lines += [f"- skipped: {note}" for note in data["skipped"]]
+    lines += [f"- skipped: {md(note)}" for note in report.skipped]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -119,16 +114,15 @@ def reconcile_command(ctx: click.Context, *, tracking_uri: str | None, strict: b
                        record; records by untrusted or revoked keys; commits the repository lacks
     Example:  openledger reconcile --tracking-uri sqlite:///mlflow.db --strict
     """
-    ledger = _ledger(ctx)
+    ledger = open_ledger(ctx)
     tracking, dvc, git_root, skipped = observe_sources(ledger, tracking_uri, use_dvc=not no_dvc, use_git=not no_git)
     with render.progress_bar("Reading MLflow runs") as progress:
-        report = reconcile(LedgerGraph.load(ledger), tracking=tracking, dvc=dvc, git_root=git_root, progress=progress)
-    report.skipped = skipped + report.skipped
-    data = report.to_json(strict=strict)
+        report = reconcile(LedgerGraph.load(ledger), tracking=tracking, dvc=dvc, git_root=git_root, progress=progress,
+                           skipped=skipped)
     if fmt == "json":
-        emit(to_json(data), output)
+        emit(to_json(report.to_json(strict=strict)), output)
     elif fmt == "md" or output is not None:
-        emit(reconcile_markdown(data), output)
+        emit(reconcile_markdown(report, strict), output)
     else:
         _text(report, strict)
     ctx.exit(report.exit_code(strict=strict))

@@ -1,4 +1,10 @@
-"""Rendering for the CLI: rich tables on stdout, messages on stderr, JSON that parses."""
+"""Rendering for the CLI: rich tables on stdout, messages on stderr, JSON that parses.
+
+Nothing a record says can become terminal markup or a control sequence: the consoles parse no rich markup,
+every message and cell passes through :func:`~openledger_cli.sinks.visible` (control and format characters
+shown as escapes, one line), and colour is given by the code as a style (:func:`say`'s ``label``,
+:func:`line`'s styled parts), never spelled inside the text.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from openledger.store.canonical import tag_nonfinite
 from openledger.store.keys import short_keyid
+from openledger_cli.sinks import visible
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from openledger.identity.trust import TrustState
     from openledger.store.records import Record
@@ -22,19 +30,22 @@ if TYPE_CHECKING:
     stdout: Console
     stderr: Console
 
+Part = str | tuple[str, str]  # plain text, or (text, rich style) chosen by the code
+
 
 @cache
 def console(stream: str) -> Console:
     """The rich console for ``"stdout"`` or ``"stderr"``, made on first use (also as ``render.stdout`` and
     ``render.stderr``): the commands DVC and git run on every repro and commit print one plain line (see
-    :func:`say`), and importing rich costs more than their work."""
+    :func:`say`), and importing rich costs more than their work. Markup is off: square brackets in a name are
+    text. No ``:name:`` emoji codes either: a record's text is printed as written."""
     from rich.console import Console  # noqa: PLC0415
 
     # Piped output (into a file, a pull request) gets room for full ids instead of wrapping at 80 columns.
-    # No `:name:` emoji codes: a record's text is printed as written (and rich's emoji table is not loaded).
     if stream == "stdout":
-        return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200, emoji=False)
-    return Console(stderr=True, soft_wrap=True, emoji=False)
+        return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200, emoji=False, markup=False,
+                       highlight=False)
+    return Console(stderr=True, soft_wrap=True, emoji=False, markup=False, highlight=False)
 
 
 def __getattr__(name: str) -> Any:
@@ -43,20 +54,47 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def say(message: str) -> None:
-    """A message for the person at the terminal (stderr, so stdout stays data)."""
-    if message.isprintable() and "[" not in message:
-        # no markup, tabs or control characters: exactly what rich would print, without loading it
-        sys.stderr.write(message + "\n")
+def text(*parts: Part) -> Text:
+    """One line from parts: plain strings shown as text (escaped by :func:`visible`), ``(text, style)`` pairs
+    coloured."""
+    from rich.text import Text  # noqa: PLC0415 - see console()
+
+    line = Text()
+    for part in parts:
+        if isinstance(part, tuple):
+            line.append(visible(part[0]), style=part[1])
+        else:
+            line.append(visible(part))
+    return line
+
+
+def line(*parts: Part, stream: str = "stdout") -> None:
+    """Print one line made of parts (see :func:`text`)."""
+    console(stream).print(text(*parts))
+
+
+_LABELS = {"error:": "red", "warning:": "yellow", "damaged:": "red", "valid:": "green", "invalid:": "red"}
+
+
+def say(message: str, *, label: str | None = None) -> None:
+    """A message for the person at the terminal (stderr, so stdout stays data), on one line: control
+    characters in it are shown escaped. ``label`` (``error:``, ``warning:``, …) is printed before it, in its
+    colour on a terminal."""
+    shown = visible(message)
+    if label is None or not console_is_terminal():
+        # no colour to show: exactly what rich would print, without loading it
+        sys.stderr.write((f"{label} " if label else "") + shown + "\n")
         return
-    console("stderr").print(message, highlight=False)
+    line((label, _LABELS.get(label, "bold")), " ", shown, stream="stderr")
 
 
-def escape(text: str) -> str:
-    """``text`` with rich markup escaped (brackets such as ``openledger-mlops[export]`` are not markup)."""
-    from rich.markup import escape as rich_escape  # noqa: PLC0415 - see console()
+def console_is_terminal() -> bool:
+    return sys.stderr.isatty()
 
-    return rich_escape(text)
+
+def cell(value: Any) -> str:
+    """A table cell: one line, control characters escaped."""
+    return visible("" if value is None else value)
 
 
 def emit_json(data: Any) -> None:
@@ -112,11 +150,11 @@ def records_table(records: Iterable[Record], trust: TrustState) -> Table:
         table.add_column(column, overflow="fold")
     for record in records:
         table.add_row(
-            record.time[:19].replace("T", " "),
-            record.kind,
-            trust.describe(record.actor, with_email=False),
-            short_id(record.id),
-            summarize_body(record),
+            cell(record.time[:19].replace("T", " ")),
+            cell(record.kind),
+            cell(trust.describe(record.actor)),
+            cell(short_id(record.id)),
+            cell(summarize_body(record)),
         )
     return table
 

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.markdown import Markdown
 from rich.table import Table
 
-from openledger._internal.files import write_atomic
-from openledger.errors import BadInputError, NotFoundError
+from openledger.credit.scoring import ROLES
+from openledger.errors import BadInputError
 from openledger.lineage.graph import LedgerGraph
-from openledger.lineage.targets import promoted_version
-from openledger.report import ROLES, contributors_report, model_report
-from openledger.store.canonical import tag_nonfinite
+from openledger.lineage.targets import ModelRegistry, resolve_model_target
+from openledger.reports.contributors import ContributorsReport, contributors_report
+from openledger.reports.model import ModelReport, model_report
 from openledger_cli import render, report_md
-from openledger_cli.main import _ledger
+from openledger_cli._common import emit, open_ledger, registry_for, to_json
 
 FORMATS = click.Choice(["text", "md", "json", "html"])
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z)?")
@@ -37,50 +35,23 @@ def _is_date(text: str) -> bool:
     return True
 
 
-def emit(text: str, output: Path | None) -> None:
-    """Data to stdout, or to OUTPUT written atomically."""
-    if output is None:
-        click.echo(text, nl=False)
-        return
-    try:
-        write_atomic(output.absolute(), text.encode("utf-8"))
-    except OSError as exc:
-        raise BadInputError(f"cannot write {output}: {exc.strerror}") from None
-    render.say(f"Wrote {output}")
+def load_model_report(ctx: click.Context, target: str, tracking_uri: str | None) -> ModelReport:
+    """The model report of NAME[@VERSION|@ALIAS] in this ledger (an alias no promotion record explains is
+    looked up in MLflow's registry at ``tracking_uri``)."""
+    graph = LedgerGraph.load(open_ledger(ctx))
+
+    def registry() -> ModelRegistry:
+        return registry_for(tracking_uri)
+
+    name, version = resolve_model_target(graph.by_kind.get("model", []), target,
+                                         registry if tracking_uri else None)
+    return model_report(graph, name, version)
 
 
-def to_json(report: dict[str, Any]) -> str:
-    return json.dumps(tag_nonfinite(report), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+def model_html(report: ModelReport) -> str:
+    from openledger_cli.report_html import model_html as render_html  # noqa: PLC0415 - only for html
 
-
-def _html(kind: str, report: dict[str, Any]) -> str:
-    from openledger_cli.report_html import contributors_html, model_html  # noqa: PLC0415 - only for html
-
-    return model_html(report) if kind == "model" else contributors_html(report)
-
-
-def _alias_version(graph: LedgerGraph, name: str, alias: str, tracking_uri: str | None) -> str:
-    """The version an alias points at: the newest promotion record for it, else MLflow's registry."""
-    promoted = promoted_version(graph.by_kind.get("model", []), name, alias)
-    if promoted is not None:
-        return promoted
-    if tracking_uri:
-        from mlflow_plugin.registry import MlflowRegistry  # noqa: PLC0415 - MLflow is an optional extra
-
-        resolved = MlflowRegistry(tracking_uri).alias_version(name, alias)
-        if resolved is not None:
-            return str(resolved)
-    raise NotFoundError(f"no promotion to @{alias} of {name} is recorded",
-                        hint="give NAME@VERSION, or --tracking-uri so MLflow's registry can resolve the alias")
-
-
-def load_model_report(ctx: click.Context, target: str, tracking_uri: str | None) -> dict[str, Any]:
-    """The model report of NAME[@VERSION|@ALIAS] in this ledger."""
-    name, _, version = target.partition("@")
-    graph = LedgerGraph.load(_ledger(ctx))
-    if version and not version.isdigit():
-        version = _alias_version(graph, name, version, tracking_uri)
-    return model_report(graph, name, version or None)
+    return render_html(report)
 
 
 @click.group()
@@ -99,27 +70,32 @@ def report() -> None:
               help="text (terminal), md (Markdown with a Mermaid graph), json (stable keys), html (one offline file).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here (atomically).")
 @click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", metavar="URI",
-              help="MLflow store to resolve an @ALIAS in when no promotion of it is recorded.")
+              help="MLflow store to resolve an @ALIAS in when no promotion of it is recorded (and to log to).")
+@click.option("--log-to-mlflow", is_flag=True,
+              help="Also log the HTML report as an artifact of the version's MLflow run (replacing an earlier one).")
 @click.pass_context
-def report_model(ctx: click.Context, target: str, fmt: str, output: Path | None, tracking_uri: str | None) -> None:
+def report_model(ctx: click.Context, target: str, *, fmt: str, output: Path | None, tracking_uri: str | None,
+                 log_to_mlflow: bool) -> None:
     """Where a model version came from: runs, pipeline stages, dataset versions and who supplied them, the
     code and its authors, reviews and feedback, and the verification status of every record shown.
 
     Without @VERSION: the newest recorded version. Exit 0; 1 if a record shown fails verification.
     """
     data = load_model_report(ctx, target, tracking_uri)
+    if log_to_mlflow:
+        from openledger_cli.mlflow_report import log_model_report  # noqa: PLC0415 - MLflow is an optional extra
+
+        render.say(f"Logged the report to MLflow: {log_model_report(data, tracking_uri)}")
     if fmt == "json":
-        emit(to_json(data), output)
-    elif fmt == "md":
-        emit(report_md.model_markdown(data), output)
+        emit(to_json(data.to_json()), output)
     elif fmt == "html":
-        emit(_html("model", data), output)
-    elif output is not None:
+        emit(model_html(data), output)
+    elif fmt == "md" or output is not None:
         emit(report_md.model_markdown(data), output)
     else:
         render.stdout.print(Markdown(report_md.model_markdown(data)))
-    if not data["verified"]:
-        render.say("[red]Some records in this report failed verification[/red]: run `openledger verify`.")
+    if not data.verified:
+        render.say("Some records in this report failed verification: run `openledger verify`.", label="error:")
         ctx.exit(1)
 
 
@@ -138,27 +114,28 @@ def report_contributors(ctx: click.Context, model: str | None, since: str | None
     lineage. Every number lists the record ids behind it."""
     if since and not _is_date(since):
         raise BadInputError(f"--since {since!r} is not a date", hint="use YYYY-MM-DD")
-    graph = LedgerGraph.load(_ledger(ctx))
+    graph = LedgerGraph.load(open_ledger(ctx))
     data = contributors_report(graph, model=model, since=since)
     if fmt == "json":
-        emit(to_json(data), output)
+        emit(to_json(data.to_json()), output)
     elif fmt == "md" or (fmt == "text" and output is not None):
         emit(report_md.contributors_markdown(data), output)
     elif fmt == "html":
-        emit(_html("contributors", data), output)
+        from openledger_cli.report_html import contributors_html  # noqa: PLC0415 - only for html
+
+        emit(contributors_html(data), output)
     else:
         render.stdout.print(contributors_table(data))
-        for step in data["impact"]:
-            render.stdout.print(f"{step['model']} v{step['from_version']} -> v{step['to_version']}: "
-                                f"{step['metric']} {step['from_value']:.4g} -> {step['to_value']:.4g} "
-                                f"({step['improvement']:+.4g})")
+        for step in data.impact:
+            render.line(f"{step.model} v{step.from_version} -> v{step.to_version}: "
+                        f"{step.metric} {step.from_value:.4g} -> {step.to_value:.4g} ({step.improvement:+.4g})")
 
 
-def contributors_table(data: dict[str, Any]) -> Table:
+def contributors_table(data: ContributorsReport) -> Table:
     table = Table(title="Contributors", show_edge=False, header_style="bold")
     for column in ("contributor", *ROLES, "overall", "impact"):
         table.add_column(column, justify="left" if column == "contributor" else "right")
-    for row in data["contributors"]:
-        cells = [row["person"]["name"], *(report_md.role_cell(row["roles"].get(role)) for role in ROLES)]
-        table.add_row(*cells, report_md.pct(row["overall"]), report_md.impact_cell(row["impact"]))
+    for row in data.contributors:
+        cells = [render.cell(row.person.name), *(report_md.role_cell(row.roles.get(role)) for role in ROLES)]
+        table.add_row(*cells, report_md.pct(row.overall), report_md.impact_cell(row.impact))
     return table

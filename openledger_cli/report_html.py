@@ -12,9 +12,11 @@ Markdown report's (``report_md``'s phrase functions serve both).
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+from openledger.reports.contributors import CONTRIBUTORS_SCHEMA, ContributorsReport
+from openledger.reports.model import MODEL_SCHEMA, ModelReport, RecordCheck, RunView
 from openledger_cli import report_md as md
 from openledger_cli.lineage_svg import KIND_STYLES, lineage_svg
 from openledger_cli.lineage_svg import STYLE as SVG_STYLE
@@ -146,77 +148,76 @@ def _legend() -> Html:
     return Html('<ul class="legend">' + "".join(entries) + "</ul>")
 
 
-def _run_rows(runs: Iterable[Mapping[str, Any]]) -> list[list[Any]]:
-    return [[_code(run["run_id"]), run["name"], run["status"], md.trainer_name(run), _lines(md.pairs(run["params"])),
-             _lines(md.pairs(run["metrics"])), _ids(run["records"])] for run in runs]
+def _run_rows(runs: Iterable[RunView]) -> list[list[Any]]:
+    return [[_code(run.run_id), run.name, run.status, md.trainer_name(run), _lines(md.pairs(run.params)),
+             _lines(md.pairs(run.metrics)), _ids(run.records)] for run in runs]
 
 
-def _status(record: Mapping[str, Any]) -> Html:
-    return Html(f'<span class="status-{esc(record["status"])}">{esc(md.status_text(record))}</span>')
+def _status(check: RecordCheck) -> Html:
+    return Html(f'<span class="status-{esc(check.status)}">{esc(md.status_text(check))}</span>')
 
 
-def model_html(report: Mapping[str, Any]) -> str:
-    model = report["model"]
-    title = f"Provenance: {model['name']} v{model['version']}"
-    status = (Html('<span class="badge ok">all records verified</span>') if report["verified"]
+def model_html(report: ModelReport) -> str:
+    model = report.model
+    title = f"Provenance: {model.ref.name} v{model.ref.version}"
+    status = (Html('<span class="badge ok">all records verified</span>') if report.verified
               else Html('<span class="badge bad">some records failed verification</span>'))
-    facts = [Html(f"Model record {_id(model['records'][-1])}"), Html(f"run {_code(model['run_id'])}")]
-    if model["aliases"]:
-        facts.append(esc("aliases: " + ", ".join("@" + a for a in model["aliases"])))
+    facts = [Html(f"Model record {_id(model.records[-1])}"), Html(f"run {_code(model.run_id)}")]
+    if model.aliases:
+        facts.append(esc("aliases: " + ", ".join("@" + a for a in model.aliases)))
     facts.append(status)
-    code = report["code"]
-    commits = _join((_code(c[:10], c) for c in code["commits"]), ", ") or "unknown"
-    feedback = [Html(f"{esc(md.review_text(r))} ({_id(r['record'])})") for r in report["reviews"]]
-    feedback += [Html(f"{esc(md.feedback_text(f))} ({_id(f['record'])})") for f in report["feedback"]]
-    promotions = [Html(f"{esc(md.promotion_text(p))} ({_id(p['record'])})") for p in report["promotions"]]
-    none = [] if report["reviews"] or report["feedback"] else [Html("<p>None recorded.</p>")]
+    code = report.code
+    commits = _join((_code(c[:10], c) for c in code.commits), ", ") or "unknown"
+    feedback = [Html(f"{esc(md.review_text(r))} ({_id(r.record)})") for r in report.reviews]
+    feedback += [Html(f"{esc(md.feedback_text(f))} ({_id(f.record)})") for f in report.feedback]
+    promotions = [Html(f"{esc(md.promotion_text(p))} ({_id(p.record)})") for p in report.promotions]
+    none = [] if report.reviews or report.feedback else [Html("<p>None recorded.</p>")]
     body = [
         Html(f"<h1>{esc(title)}</h1>"), Html('<p class="facts">' + " · ".join(facts) + "</p>"),
-        _section("Lineage", Html("<figure>" + lineage_svg(report["graph"], f"Lineage of {model['name']} v"
-                                                          f"{model['version']}") + "</figure>"), _legend()),
+        _section("Lineage", Html("<figure>" + lineage_svg(report.graph, f"Lineage of {model.ref.name} v"
+                                                          f"{model.ref.version}") + "</figure>"), _legend()),
         _section("Contributors", _table(["Contributor", "Roles", "Evidence"],
-                                        [[md.person_label(c["person"]), ", ".join(sorted(c["roles"])),
-                                          _ids(md.evidence(c))] for c in report["contributors"]])),
+                                        [[c.person.label, ", ".join(sorted(c.roles)), _ids(md.evidence(c))]
+                                         for c in report.contributors])),
         _section("Datasets", _table(["Path", "Digest", "Files", "Contributors (files)", "Record"],
-                                    [[d["path"], _code(d["digest"][:24], d["digest"]), d["files"],
+                                    [[d.ref.path, _code(d.ref.digest[:24], d.ref.digest), d.files,
                                       md.dataset_credit(d),
                                       md.dataset_record(d, _id) or Html('<span class="missing">no record</span>')]
-                                     for d in report["datasets"]], numeric=[2])),
+                                     for d in report.datasets], numeric=[2])),
         _section("Pipeline stages", _table(["Stage", "Command", "Experiment", "Commit", "Record"],
-                                           [[s["name"], _code(s["cmd"]), s["experiment"] or "",
-                                             _code(((s["git"] or {}).get("commit") or "")[:10],
-                                                   (s["git"] or {}).get("commit")), _id(s["records"][-1])]
-                                            for s in report["stages"]])),
+                                           [[s.name, _code(s.cmd), s.experiment or "",
+                                             _code((s.commit or "")[:10], s.commit), _id(s.records[-1])]
+                                            for s in report.stages])),
         _section("Runs", _table(["Run", "Name", "Status", "Trainer", "Params", "Metrics", "Records"],
-                                _run_rows(report["runs"]))),
+                                _run_rows(report.runs))),
         _section("Code", Html(f"<p>Commits: {commits}; files the training stage depends on: "
-                              f"{_join(map(_code, code['files']), ', ') or 'none tracked by git'}</p>"),
-                 _table(["Author", "Commits", "Files"], [[a["person"]["name"], len(a["commits"]), ", ".join(a["files"])]
-                                                         for a in code["authors"]], numeric=[1])),
+                              f"{_join(map(_code, code.files), ', ') or 'none tracked by git'}</p>"),
+                 _table(["Author", "Commits", "Files"], [[a.person.name, len(a.commits), ", ".join(a.files)]
+                                                         for a in code.authors], numeric=[1])),
         _section("Reviews and feedback", *none, _items([*feedback, *promotions]) if feedback or promotions else ""),
         _section("Records", _table(["Record", "Kind", "Signer", "Time", "Status"],
-                                   [[_id(rid), r["kind"], r["signer"], r["time"], _status(r)]
-                                    for rid, r in report["records"].items()])),
+                                   [[_id(rid), r.kind, md.signer_text(r.signer), r.time, _status(r)]
+                                    for rid, r in report.records.items()])),
     ]
-    return _page(title, body, str(report.get("schema", "")))
+    return _page(title, body, MODEL_SCHEMA)
 
 
 # -- the contributors report ---------------------------------------------------------------------------------
 
 
-def contributors_html(report: Mapping[str, Any]) -> str:
-    scope = report["scope"]
-    title = f"Contributors: {scope['model']}" if scope["model"] else "Contributors"
-    rows = [[c["person"]["name"], *(md.role_cell(c["roles"].get(role)) for role in md.ROLE_HEADERS),
-             md.pct(c["overall"]), md.impact_cell(c["impact"]), _ids(md.credit_records(c))]
-            for c in report["contributors"]]
+def contributors_html(report: ContributorsReport) -> str:
+    scope = report.scope
+    title = f"Contributors: {scope.model}" if scope.model else "Contributors"
+    rows = [[c.person.name, *(md.role_cell(c.roles.get(role)) for role in md.ROLE_HEADERS),
+             md.pct(c.overall), md.impact_cell(c.impact), _ids(md.credit_records(c))]
+            for c in report.contributors]
     body = [Html(f"<h1>{esc(title)}</h1>"), Html(f'<p class="facts">{esc(md.scope_text(report))}</p>'),
             _table(["Contributor", *md.ROLE_HEADERS.values(), "Overall", "Impact", "Records"], rows,
                    numeric=range(1, len(md.ROLE_HEADERS) + 3))]
-    if report["impact"]:
+    if report.impact:
         steps = []
-        for step in report["impact"]:
+        for step in report.impact:
             credited = md.credited_text(step)
             steps.append(md.impact_text(step) + (f": {credited}" if credited else ""))
         body.append(_section("Impact along the lineage", _items(steps)))
-    return _page(title, body, str(report.get("schema", "")))
+    return _page(title, body, CONTRIBUTORS_SCHEMA)

@@ -6,7 +6,7 @@ import importlib.util
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,13 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory, monkeypatch: 
     monkeypatch.setenv("GIT_COMMITTER_NAME", "Test Author")
     monkeypatch.setenv("GIT_COMMITTER_EMAIL", "author@example.org")
     return home
+
+
+def run_openledger(cwd: Path, *args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The CLI as a user or a hook runs it: ``python -m openledger_cli`` in a subprocess, in ``cwd``, with ``env``
+    (default: this process's environment). The caller reads the exit code."""
+    return subprocess.run([sys.executable, "-m", "openledger_cli", *args], cwd=cwd,
+                          env=dict(env) if env is not None else None, capture_output=True, text=True, check=False)
 
 
 def git(repo: Path, *args: str) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from openledger import KeyMaterialError, KeyStore
+from openledger import BadInputError, KeyMaterialError, KeyStore
 from openledger.store.keys import resolve_keyid, signer_from_seed
 
 
@@ -68,7 +68,7 @@ def test_prefix_resolution() -> None:
     known = ["ed25519:" + "ab" * 32, "ed25519:" + "ac" * 32]
     assert resolve_keyid("abab", known) == known[0]
     assert resolve_keyid("ed25519:acac", known) == known[1]
-    with pytest.raises(Exception, match="ambiguous"):
+    with pytest.raises(BadInputError, match="ambiguous"):
         resolve_keyid("a", known)
 
 

@@ -47,7 +47,7 @@ def test_the_core_package_resolves_every_export_lazily_from_the_module_it_names(
 
 
 def imported_roots(package: str, *, skip: tuple[str, ...] = ()) -> set[str]:
-    roots = set()
+    roots: set[str] = set()
     for path in (ROOT / package).rglob("*.py"):
         if path.name in skip:
             continue
@@ -67,3 +67,41 @@ def test_import_directions() -> None:
     assert not imported_roots("mlflow_plugin") & {"dvc_hooks", "openledger_cli"}
     assert not imported_roots("mlflow_plugin", skip=("dvc_dataset.py",)) & {"dvc"}
     assert not imported_roots("dvc_hooks") & {"mlflow", "mlflow_plugin", "openledger_cli"}
+
+
+def test_no_cli_module_writes_to_the_ledger_itself() -> None:
+    """A command parses, calls one core operation and renders: appending records is the core's business
+    (STYLE.md rule 1; docs/design.md, "The core's layout")."""
+    offenders = []
+    for path in (ROOT / "openledger_cli").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            receiver = node.func.value
+            name = receiver.id if isinstance(receiver, ast.Name) else getattr(receiver, "attr", "")
+            if node.func.attr in ("append", "append_many", "append_once") and "ledger" in name.lower():
+                offenders.append(f"{path.name}:{node.lineno}")
+            if node.func.attr in ("append_many", "append_once"):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert offenders == []
+
+
+def test_cli_modules_share_helpers_through_one_private_module_not_main() -> None:
+    for path in (ROOT / "openledger_cli").rglob("*.py"):
+        if path.name in ("main.py", "__main__.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert node.module != "openledger_cli.main", f"{path.name} imports from main"
+
+
+def test_the_lint_rule_keeps_internal_private() -> None:
+    """Outside the core, `openledger._internal` is refused by ruff (TID251): a module that imports it fails."""
+    probe = ROOT / "openledger_cli" / "_probe_internal.py"
+    probe.write_text("from openledger._internal.memory import paused_gc\n\n__all__ = ['paused_gc']\n")
+    try:
+        result = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", str(probe)],
+                                capture_output=True, text=True, check=False, cwd=ROOT)
+    finally:
+        probe.unlink()
+    assert result.returncode == 1 and "TID251" in result.stdout, result.stdout

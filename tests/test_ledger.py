@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from openledger import Draft, Ledger, NotFoundError, SignatureError, verify_ledger
+from openledger import BadInputError, Draft, Ledger, NotFoundError, SignatureError, verify_ledger
 from openledger.store.ledger import PACK_THRESHOLD
 from tests.conftest import FixedClock, git, make_signer
 
@@ -35,7 +35,7 @@ def test_append_and_get(ledger: Ledger) -> None:
 
 def test_bad_body_writes_nothing(ledger: Ledger) -> None:
     signer = make_signer(2)
-    with pytest.raises(Exception, match="feedback body"):
+    with pytest.raises(BadInputError, match="feedback body"):
         ledger.append_many(signer, [Draft("feedback", FEEDBACK), Draft("feedback", {"target": 3})])
     assert len(ledger) == 0
     assert ledger.loose_paths() == []
@@ -206,6 +206,7 @@ def test_sigkill_mid_stream_loses_nothing_that_returned(ledger: Ledger, batch: i
     process.send_signal(signal.SIGKILL)
     process.wait()
     returned += process.stdout.read().split()  # lines already printed before the kill
+    process.stdout.close()
     ledger.fsck()
     report = verify_ledger(ledger)
     assert report.errors == []
@@ -244,12 +245,29 @@ def test_two_branches_merge_without_conflict(repo: Path, clock: FixedClock) -> N
     assert verify_ledger(ledger, workers=1).errors == []
 
 
-def test_durability_fsync_mode_writes_the_same_bytes(repo: Path) -> None:
+@pytest.mark.parametrize(("durability", "syncs"), [("fsync", True), ("process", False)])
+def test_durability_fsync_mode_syncs_each_object_before_it_is_renamed_into_place(
+        repo: Path, monkeypatch: pytest.MonkeyPatch, durability: str, syncs: bool) -> None:
+    """fsync mode calls fsync on the object's file before the rename that makes it visible (process mode does
+    not): the real os.fsync runs; the spy only notes which file it was given."""
+    import os
+
     from openledger import LedgerConfig
 
-    ledger = Ledger.init(repo, LedgerConfig(durability="fsync"))
+    ledger = Ledger.init(repo, LedgerConfig(durability=durability))
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
     record = ledger.append(make_signer(2), "feedback", FEEDBACK)
+    monkeypatch.undo()
     assert ledger.get(record.id) == record
+    objects = str(ledger.root / "objects" / record.id[7:9])
+    assert any(path.startswith(objects) and ".tmp-" in path for path in synced) is syncs, synced
 
 
 def test_index_handles_ids_sharing_their_first_eight_bytes(ledger: Ledger) -> None:
@@ -259,17 +277,17 @@ def test_index_handles_ids_sharing_their_first_eight_bytes(ledger: Ledger) -> No
     prefix = "sha256:" + "ab" * 8
     first, second = prefix + "1" * 48, prefix + "2" * 48
     actor = make_signer(2).keyid
-    ledger.index.add(
+    ledger._index.add(
         [IndexedRecord(first, "feedback", actor, "f", 0, "2026-01-01T00:00:00Z", (), ()),
          IndexedRecord(second, "feedback", actor, "f", 1, "2026-01-01T00:00:00Z", (first,), ())],
         [Location("pack-a.jsonl", 10, 5), Location("pack-a.jsonl", 20, 6)],
     )
-    assert ledger.index.locate(first) == Location("pack-a.jsonl", 10, 5)
-    assert ledger.index.locate(second) == Location("pack-a.jsonl", 20, 6)
-    assert ledger.index.locate(prefix + "3" * 48) is None
-    assert ledger.index.ids_with_prefix(prefix, limit=5) == [first, second]
-    assert ledger.index.ids_with_prefix(prefix + "2") == [second]
-    assert ledger.index.feed_tips(actor, "f") == [(second, 1)]
+    assert ledger._index.locate(first) == Location("pack-a.jsonl", 10, 5)
+    assert ledger._index.locate(second) == Location("pack-a.jsonl", 20, 6)
+    assert ledger._index.locate(prefix + "3" * 48) is None
+    assert ledger._index.ids_with_prefix(prefix, limit=5) == [first, second]
+    assert ledger._index.ids_with_prefix(prefix + "2") == [second]
+    assert ledger._index.feed_tips(actor, "f") == [(second, 1)]
 
 
 def test_append_once_checks_under_the_feed_lock(ledger: Ledger) -> None:
@@ -301,7 +319,7 @@ def test_a_record_indexed_by_another_processs_sync_is_not_indexed_twice(ledger: 
                       time="2026-11-01T12:00:05Z", links=(), body=FEEDBACK)
     record = sign_record(payload, signer)
     ledger._write_loose(record)  # the writer has written the object ...
-    ledger.index.sync()  # ... another process's sync finds it ...
-    ledger.index.add([record], [Location(LOOSE)])  # ... and then the writer indexes it
+    ledger._index.sync()  # ... another process's sync finds it ...
+    ledger._index.add([record], [Location(LOOSE)])  # ... and then the writer indexes it
     assert [r.id for r in ledger.select()] == [first.id, record.id]
-    assert ledger.index.feed_tips(signer.keyid, signer.feed) == [(record.id, 1)]
+    assert ledger._index.feed_tips(signer.keyid, signer.feed) == [(record.id, 1)]

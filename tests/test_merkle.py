@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from openledger.store.merkle import inclusion_proof, merkle_root, verify_inclusion
+from openledger.store.merkle import (
+    MerkleAccumulator,
+    consistency_proof,
+    inclusion_proof,
+    merkle_root,
+    verify_consistency,
+    verify_inclusion,
+)
 
 
 def rfc6962_root(leaves: list[bytes]) -> bytes:
@@ -55,3 +62,50 @@ def test_out_of_range() -> None:
     with pytest.raises(IndexError):
         inclusion_proof(ids_of(3), 3)
     assert not verify_inclusion(ids_of(3)[0], 5, 3, [], merkle_root(ids_of(3)))
+
+
+def rfc9162_subproof(m: int, leaves: list[bytes], complete: bool) -> list[bytes]:
+    """RFC 9162 section 2.1.4.1, SUBPROOF, written as the RFC states it (recursively)."""
+    n = len(leaves)
+    if m == n:
+        return [] if complete else [rfc6962_root(leaves)]
+    k = 1
+    while k * 2 < n:
+        k *= 2
+    if m <= k:
+        return [*rfc9162_subproof(m, leaves[:k], complete), rfc6962_root(leaves[k:])]
+    return [*rfc9162_subproof(m - k, leaves[k:], False), rfc6962_root(leaves[:k])]
+
+
+@given(st.integers(1, 80), st.data())
+def test_consistency_proofs_match_the_rfc_and_verify(count: int, data: st.DataObject) -> None:
+    ids = ids_of(count)
+    raw = [bytes.fromhex(i[7:]) for i in ids]
+    old = data.draw(st.integers(1, count))
+    proof = consistency_proof(ids, old)
+    if old < count:
+        assert proof == rfc9162_subproof(old, raw, True)
+    old_root, new_root = merkle_root(ids[:old]), merkle_root(ids)
+    assert verify_consistency(old, count, old_root, new_root, proof)
+    assert not verify_consistency(old, count, new_root if old < count else bytes(32), new_root, proof)
+    if proof:
+        bent = [bytes([proof[-1][0] ^ 1]) + proof[-1][1:], *proof[:-1]][::-1]
+        assert not verify_consistency(old, count, old_root, new_root, bent)
+        # (a wrong tree size can still fit the path's shape: sizes are bound by the signed tree heads)
+        assert not verify_consistency(old, count, old_root, new_root, proof[:-1])
+    accumulator = MerkleAccumulator()
+    accumulator.extend(ids[:old])
+    assert accumulator.root() == old_root
+    accumulator.extend(ids[old:])
+    assert accumulator.root() == new_root
+
+
+def test_consistency_edge_cases() -> None:
+    ids = ids_of(8)
+    assert verify_consistency(0, 8, merkle_root([]), merkle_root(ids), [])
+    assert not verify_consistency(0, 8, merkle_root(ids[:1]), merkle_root(ids), [])
+    assert verify_consistency(8, 8, merkle_root(ids), merkle_root(ids), [])
+    assert not verify_consistency(8, 8, merkle_root(ids), merkle_root(ids), [merkle_root(ids)])
+    assert not verify_consistency(5, 4, merkle_root(ids[:5]), merkle_root(ids[:4]), [])
+    with pytest.raises(IndexError):
+        consistency_proof(ids, 9)

@@ -9,7 +9,8 @@ from openledger.lineage.graph import LedgerGraph
 from openledger.lineage.reconcile import ObservedModelVersion, ObservedRun, reconcile
 from tests.conftest import make_signer, publish
 
-RUN = {"run_id": "a" * 32, "status": "FINISHED", "params": {"lr": "0.1"}, "metrics": {"loss": float("nan")},
+RUN_ID = "a" * 32
+RUN = {"run_id": RUN_ID, "status": "FINISHED", "params": {"lr": "0.1"}, "metrics": {"loss": float("nan")},
        "metric_history_digest": "sha256:" + "1" * 64, "end_time": "2026-11-01T12:00:00.000000Z", "inputs": []}
 
 
@@ -36,7 +37,7 @@ def test_unendorsed_signers_and_damaged_records_are_listed(endorsed_ledger: Ledg
     path = endorsed_ledger.root / "objects" / broken.id[7:9] / broken.id[9:]
     path.chmod(0o644)
     path.write_bytes(path.read_bytes().replace(b'"payload":"', b'"payload":"AAAA'))
-    endorsed_ledger.index.rebuild()
+    endorsed_ledger.rebuild_index()
     report = reconcile(LedgerGraph.load(endorsed_ledger))
     by_code = {d.code: d for d in report.discrepancies}
     assert set(by_code) == {"untrusted-signer", "damaged-record"}
@@ -53,10 +54,10 @@ def test_nan_metrics_compare_equal_and_unsigned_fields_are_not_compared(ledger: 
     ledger.append(signer, "run", body)
     current = dict(RUN, metrics={"loss": math.nan}, inputs=[{"name": "x", "digest": "md5:" + "2" * 32}],
                    tags={"note": "changed after the run: tags are not attested"})
-    report = reconcile(LedgerGraph.load(ledger), tracking=Store([ObservedRun(RUN["run_id"], current, True, False)]))
-    assert report.discrepancies == []
+    report = reconcile(LedgerGraph.load(ledger), tracking=Store([ObservedRun(RUN_ID, current, True, False)]))
+    assert report.discrepancies == ()
     changed = dict(current, status="KILLED", metrics={"loss": 0.5})
-    report = reconcile(LedgerGraph.load(ledger), tracking=Store([ObservedRun(RUN["run_id"], changed, True, False)]))
+    report = reconcile(LedgerGraph.load(ledger), tracking=Store([ObservedRun(RUN_ID, changed, True, False)]))
     assert sorted(d.details["field"] for d in report.discrepancies) == ["metric loss", "status"]
 
 

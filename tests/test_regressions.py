@@ -171,3 +171,61 @@ def test_short_writes_never_leave_a_truncated_object(ledger: Ledger, monkeypatch
     record = ledger.append(make_signer(2), "feedback", {"target": "x", "label": "y"})
     monkeypatch.undo()
     assert ledger.get(record.id) == record
+
+
+def test_a_record_does_not_share_the_callers_body(ledger: Ledger) -> None:
+    """Changing the dict given to append afterwards cannot make the record disagree with its signed bytes, and
+    the record's own body cannot be changed at all."""
+    from openledger.store.canonical import parse_canonical
+
+    body = {"target": "model:iris@1", "label": "ok", "tags": ["a"]}
+    record = ledger.append(make_signer(2), "feedback", body)
+    body["label"] = "changed"
+    body["tags"].append("b")  # type: ignore[attr-defined]
+    assert record.body == parse_canonical(record.payload_bytes)["body"] == {"target": "model:iris@1", "label": "ok",
+                                                                             "tags": ["a"]}
+    with pytest.raises(TypeError):
+        record.body["label"] = "x"  # type: ignore[index]
+    with pytest.raises(TypeError):
+        record.body["tags"].append("x")
+    assert ledger.get(record.id) == record
+
+
+def test_keys_list_with_a_broken_config_is_a_config_error_not_no_ledger(inited: Path) -> None:  # noqa: F811
+    (inited / ".openledger" / "config.yaml").write_text("trust_mode: [unclosed\n")
+    for args in (("keys", "list"), ("keys", "generate", "--name", "Bo", "--email", "bo@example.org")):
+        result = run(inited, *args)
+        assert result.exit_code == 2, result.output
+        assert "config.yaml" in result.stderr and "No ledger here" not in result.stderr
+
+
+def test_fail_open_capture_keeps_the_traceback_of_a_bug_in_the_debug_log(
+        ledger: Ledger, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from openledger.capture.recorder import Recorder
+
+    class BrokenSigner:
+        keyid, feed = make_signer(3).keyid, "broken"
+
+        def sign(self, message: bytes) -> bytes:
+            raise ZeroDivisionError("a bug, not a recording problem")
+
+    recorder = Recorder(ledger=ledger, signer=BrokenSigner(), source="test", strict=False)  # type: ignore[arg-type]
+    with caplog.at_level(logging.DEBUG, logger="openledger"):
+        assert recorder.record("feedback", {"target": "t", "label": "l"}) is None
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "ZeroDivisionError" in warning.getMessage()
+    [debug] = [r for r in caplog.records if r.levelno == logging.DEBUG]
+    assert debug.exc_info is not None and debug.exc_info[0] is ZeroDivisionError
+    with pytest.raises(ZeroDivisionError):
+        Recorder(ledger=ledger, signer=BrokenSigner(), strict=True).record(  # type: ignore[arg-type]
+            "feedback", {"target": "t", "label": "l"})
+
+
+def test_verify_codes_come_from_the_exception_not_its_message() -> None:
+    from openledger.errors import HashMismatchError, IntegrityError, SignatureError
+
+    assert HashMismatchError("anything").code == "hash-mismatch"
+    assert SignatureError("content hash is wrong (a message that once fooled the code)").code == "bad-signature"
+    assert IntegrityError("content hash", code="custom").code == "custom"

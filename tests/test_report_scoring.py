@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from openledger import Ledger, LedgerConfig
+from openledger.credit.scoring import ScoringPolicy
 from openledger.errors import ConfigError
 from openledger.lineage.graph import LedgerGraph
-from openledger.report import ScoringPolicy, contributors_report, model_report
+from openledger.reports.contributors import contributors_report
+from openledger.reports.model import model_report
 from tests.conftest import make_signer, publish
 
 ANN, BEN, CAT = make_signer(31), make_signer(32), make_signer(33)
@@ -55,7 +58,7 @@ def by_name(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_shares_weights_and_impact(scored: tuple[Ledger, dict[str, str]]) -> None:
     ledger, ids = scored
-    report = contributors_report(LedgerGraph.load(ledger))
+    report = contributors_report(LedgerGraph.load(ledger)).to_json()
     people = by_name(report)
     # data: files credited across the dataset versions models used (Ann 3, Ben 1; each version counted once)
     assert people["Ann"]["roles"]["data"]["files"] == 3 and people["Ben"]["roles"]["data"]["files"] == 1
@@ -75,9 +78,32 @@ def test_shares_weights_and_impact(scored: tuple[Ledger, dict[str, str]]) -> Non
     assert people["Ben"]["impact_records"] == [ids["d2"]]
 
 
-def test_since_counts_only_later_work(scored: tuple[Ledger, dict[str, str]]) -> None:
-    ledger, _ = scored
-    assert contributors_report(LedgerGraph.load(ledger), since="2999-01-01")["contributors"] == []
+def test_since_counts_only_later_work(tmp_path: Path) -> None:
+    """Work recorded before --since is left out, work at or after it counted: a cut between Ann's data (January)
+    and Ben's (March), a cut exactly at a record's time, and a cut after everything."""
+    ledger = Ledger.init(tmp_path)
+    for signer, name in ((ANN, "Ann"), (BEN, "Ben"), (CAT, "Cat")):
+        publish(ledger, signer, name)
+
+    def at(day: str) -> datetime:
+        return datetime.fromisoformat(f"{day}T09:00:00+00:00")
+
+    for who, signer, day in (("ann", ANN, "2026-01-10"), ("ben", BEN, "2026-03-01")):
+        body = {"path": f"data/{who}", "digest": f"md5:{who[0] * 32}",
+                "contributors": [{"name": who.title(), "email": f"{who}@example.org", "files": 2,
+                                  "paths": ["x", "y"]}]}
+        ledger.append(signer, "dataset", body, time=at(day))
+    ledger.append(CAT, "review", {"decision": "approve", "target": "dataset:data/ben"}, time=at("2026-03-02"))
+
+    def credited(since: str) -> dict[str, list[str]]:
+        report = contributors_report(LedgerGraph.load(ledger), since=since)
+        return {row.person.name: sorted(row.roles) for row in report.contributors}
+
+    assert credited("2026-01-01") == {"Ann": ["data"], "Ben": ["data"], "Cat": ["review"]}
+    assert credited("2026-02-01") == {"Ben": ["data"], "Cat": ["review"]}
+    assert credited("2026-03-01T09:00:00Z") == {"Ben": ["data"], "Cat": ["review"]}  # on the boundary: counted
+    assert credited("2026-03-01T09:00:00.000001Z") == {"Cat": ["review"]}
+    assert credited("2999-01-01") == {}
 
 
 @pytest.mark.parametrize(("scoring", "message"), [
@@ -99,11 +125,11 @@ def test_a_run_captured_twice_is_one_node_with_both_attestations(scored: tuple[L
                                        "metrics": {"accuracy": 0.90}, "captured": "after-the-fact"},
                           [f"mlflowrun:{run_id}"])
     graph = LedgerGraph.load(ledger)
-    report = model_report(graph, "m", "2")
+    report = model_report(graph, "m", "2").to_json()
     [run] = report["runs"]
     assert run["records"] == [ids["r2"], again.id]
     assert [a["captured"] for a in run["attestations"]] == [None, "after-the-fact"]
     assert [n["id"] for n in report["graph"]["nodes"]].count(f"run:{run_id}") == 1
-    training = by_name(contributors_report(graph, model="m"))
+    training = by_name(contributors_report(graph, model="m").to_json())
     assert "training" not in training["Ann"]["roles"]
     assert training["Cat"]["roles"]["training"]["runs"] == 3

@@ -88,7 +88,7 @@ def test_feedback_by_hand(with_run: Path) -> None:
     (["feedback", "nonsense", "--label", "x"], "is not a target"),
     (["review", "approve", "run:0000"], "no record of MLflow run 0000"),
     (["review", "approve", "dataset:nope.csv"], "no dataset record for nope.csv"),
-    (["review", "approve", "model:iris@1"], "needs the MLflow registry"),
+    (["review", "approve", "model:iris@1"], "no model named 'iris' in the ledger"),  # no MLflow: the ledger's
     (["gate", "dataset", "nope.csv"], "no dataset record"),
 ])
 def test_bad_input_is_exit_2(with_run: Path, args: list[str], message: str) -> None:

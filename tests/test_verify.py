@@ -7,6 +7,7 @@ import json
 import random
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -148,7 +149,7 @@ def overwrite_new(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
-def _fields(payload: Payload) -> dict[str, object]:
+def _fields(payload: Payload) -> dict[str, Any]:
     return {name: getattr(payload, name) for name in
             ("kind", "actor", "feed", "seq", "prev", "time", "links", "body", "v")}
 
@@ -204,7 +205,10 @@ def test_tofu_identity_conflict(ledger: Ledger) -> None:
     publish(ledger, real, "Ada")
     ledger.append(impostor, "identity", {"key": impostor.keyid, "name": "Ada", "email": "ada@example.org"})
     report = verify_ledger(ledger, workers=1)
-    assert {p.code for p in report.warnings} == {"identity-conflict"}
+    # neither claim wins by its claimed time: both keys are in conflict, and the email itself is contested
+    assert {(p.code, p.record) for p in report.warnings if p.code == "identity-conflict"} == {
+        ("identity-conflict", r.id) for r in ledger.select(kind="identity")}
+    assert [p.code for p in report.warnings if p.code != "identity-conflict"] == ["email-contested"]
 
 
 def test_endorsed_mode_and_revocation(endorsed_ledger: Ledger, clock: FixedClock) -> None:

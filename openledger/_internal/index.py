@@ -374,6 +374,9 @@ class LedgerIndex:
         return True
 
     # -- queries ---------------------------------------------------------------------------------------
+    def actors(self) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT DISTINCT actor FROM records")}
+
     def feed_tips(self, actor: str, feed: str) -> list[tuple[str, int]]:
         rows = self.db.execute("SELECT id, seq FROM tips WHERE actor=? AND feed=?", (actor, feed))
         return [(row[0], row[1]) for row in rows]
@@ -443,6 +446,11 @@ class LedgerIndex:
                 f"SELECT target FROM links WHERE id IN ({marks})", chunk))  # noqa: S608 - placeholders only
         rows = self.db.execute("SELECT id FROM records WHERE kind IS NOT ? ORDER BY n", (by_kind,))
         return [row[0] for row in rows if row[0] not in referenced]
+
+    def prev_links(self) -> dict[str, tuple[str, ...]]:
+        """Every indexed record's ``prev`` ids (unverified, like everything here: callers check what they derive)."""
+        return {row[0]: tuple(row[1].split()) if row[1] else ()
+                for row in self.db.execute("SELECT id, prev FROM records")}
 
     def count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM records").fetchone()[0])

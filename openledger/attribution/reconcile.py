@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from openledger._internal.git import git_blobs, git_output
 from openledger.attribution.metrics import parse_metrics
+from openledger.lineage.git import git_blobs, git_output
 from openledger.lineage.graph import LedgerGraph
 from openledger.lineage.reconcile import Discrepancy
 from openledger.store.ledger import Fact

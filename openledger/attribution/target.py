@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from openledger.attribution.players import Contributor, CreditedVersion
 from openledger.errors import BadInputError
@@ -25,6 +25,9 @@ from openledger.lineage.graph import LedgerGraph
 from openledger.lineage.joins import dataset_key
 from openledger.store.ledger import Ledger
 from openledger.store.records import Record
+
+if TYPE_CHECKING:
+    from openledger.identity.trust import TrustState
 
 __all__ = ["AttributionTarget", "DatasetVersion", "credited_version", "data_target", "dataset_history",
            "model_target"]
@@ -105,7 +108,7 @@ def model_target(ledger: Ledger, name: str, version: str | None) -> AttributionT
                                  "`dvc repro` with `openledger dvc install`; `openledger report model` shows the "
                                  "lineage")
     # the commit the training stage ran at, unless it ran with uncommitted changes (then no commit reproduces it)
-    states = [s.body.get("git") for s in lineage.stages if isinstance(s.body.get("git"), Mapping)]
+    states = [g for s in lineage.stages if isinstance(g := s.body.get("git"), Mapping)]
     commit = next((str(g["commit"]) for g in states if isinstance(g.get("commit"), str) and not g.get("dirty")),
                   None)
     return AttributionTarget(f"model:{name}@{version}", tuple(sorted(datasets, key=lambda d: d.path)),
@@ -135,21 +138,22 @@ def dataset_history(ledger: Ledger, path: str) -> list[DatasetVersion]:
     return [_version(_credited(records)) for records in by_digest.values()]
 
 
-def _contributor(entry: Mapping[str, Any], identities: Mapping[str, tuple[str, str]]) -> Contributor:
-    """A dataset record's contributor entry as a person: their key (from the entry, else their email's
-    identity) names them; with neither, their email does."""
+def _contributor(entry: Mapping[str, Any], trust: TrustState) -> Contributor:
+    """A dataset record's contributor entry as a person, by the rule every report uses
+    (:meth:`~openledger.credit.people.People.by_email`): the key that owns the entry's email now (none while
+    it is contested), else the entry's key when it has no email; with no key, the email names them. So a
+    player's id is the id the contributors report gives the same person."""
     email = str(entry.get("email") or "")
-    key = entry.get("key") if isinstance(entry.get("key"), str) else None
-    name = str(entry.get("name") or email or "unknown")
-    if key is None and email.lower() in identities:
-        key, name = identities[email.lower()]
+    key = trust.credited_key(email, entry.get("key") if isinstance(entry.get("key"), str) else None)
+    identity = trust.identities.get(key) if key else None
+    name = identity.name if identity is not None else str(entry.get("name") or email or "unknown")
     return Contributor(key or f"email:{email.lower()}", name, email, key)
 
 
 def credited_version(version: DatasetVersion, files: Mapping[str, str],
-                     identities: Mapping[str, tuple[str, str]]) -> CreditedVersion:
+                     trust: TrustState) -> CreditedVersion:
     """``version`` with its files (``relpath -> digest``, from the ``.dir`` manifest) and who its record credits
-    for each. ``identities`` maps a lower-case email to (key id, name).
+    for each, under the ledger's ``trust`` state.
 
     A contributor entry with ``paths`` owns those files; an entry without (the whole version credited to one
     committer, its manifest unknown at recording time) owns every file when it is the only contributor.
@@ -163,11 +167,11 @@ def credited_version(version: DatasetVersion, files: Mapping[str, str],
                                 f"{len(entry.get('paths') or [])} files of {entry.get('name')}: attribution needs "
                                 "every file's contributor", hint="value a smaller dataset, or split it into "
                                 "several DVC-tracked directories")
-        person = _contributor(entry, identities)
+        person = _contributor(entry, trust)
         for relpath in entry.get("paths") or []:
             if isinstance(relpath, str) and relpath in files:
                 owners[relpath] = person
     if len(entries) == 1 and whole:
-        person = _contributor(whole[0], identities)
+        person = _contributor(whole[0], trust)
         owners = dict.fromkeys(files, person)
     return CreditedVersion(version.path, version.digest, version.record.id, version.committed, dict(files), owners)

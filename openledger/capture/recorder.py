@@ -14,10 +14,11 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,12 @@ class Recorder:
     """Appends records on behalf of an adapter, failing open (one warning per distinct problem)."""
 
     def __init__(self, *, ledger_dir: Path | None = None, source: str = "openledger", ledger: Ledger | None = None,
-                 signer: Signer | None = None) -> None:
+                 signer: Signer | None = None, strict: bool | None = None) -> None:
+        """``strict``: raise instead of failing open (an explicit command such as ``openledger dvc record``);
+        ``None`` follows ``OPENLEDGER_STRICT`` as it is when a problem happens."""
         self.ledger_dir = ledger_dir
         self.source = source
+        self._strict = strict
         self._lock = threading.Lock()
         self._ledger = ledger
         self._signer = signer
@@ -69,17 +73,40 @@ class Recorder:
     def signer(self) -> Signer:
         return self._open()[1]
 
-    def warn_once(self, problem: str) -> None:
-        if problem not in self._warned:
-            self._warned.add(problem)
-            logger.warning("OpenLedger (%s): %s; the work goes on unrecorded", self.source, problem)
+    @property
+    def strict(self) -> bool:
+        return strict_mode() if self._strict is None else self._strict
 
-    def fail(self, exc: BaseException) -> None:
-        """Handle a failure while recording: raise under OPENLEDGER_STRICT, otherwise warn once."""
-        if strict_mode():
+    def warn_once(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            logger.warning("%s", message)
+
+    def fail(self, exc: BaseException, what: str | None = None) -> None:
+        """Handle a failure while recording: raise when strict, otherwise warn once (naming ``what`` was not
+        recorded, when given). A failure that is not one of OpenLedger's own is a bug: its traceback goes to the
+        debug log, so failing open does not hide it."""
+        if self.strict:
             raise exc
-        problem = exc.diagnostics() if isinstance(exc, OpenLedgerError) else f"{type(exc).__name__}: {exc}"
-        self.warn_once(problem)
+        if isinstance(exc, OpenLedgerError):
+            problem = exc.diagnostics()
+        else:
+            problem = f"{type(exc).__name__}: {exc}"
+            logger.debug("OpenLedger (%s): recording failed with a bug", self.source, exc_info=exc)
+        if what is None:
+            self.warn_once(f"OpenLedger ({self.source}): {problem}; the work goes on unrecorded")
+        else:
+            self.warn_once(f"openledger: {what} not recorded: {problem}")
+
+    @contextlib.contextmanager
+    def failing_open(self, what: str) -> Iterator[None]:
+        """Run a whole capture step (a hook DVC or git runs) so that any failure in it, including finding the
+        ledger, is :meth:`fail`'s: one warning saying ``what`` was not recorded and why, or an error when
+        strict (``OPENLEDGER_STRICT=1``)."""
+        try:
+            yield
+        except Exception as exc:  # fail open is the contract for capture; strict mode re-raises
+            self.fail(exc, what)
 
     def record(self, kind: str, body: Mapping[str, Any], links: Sequence[str] = (), *,
                once: str | None = None) -> Record | None:

@@ -2,8 +2,9 @@
 
 A ``review`` is credited to its signer. A ``feedback`` record is credited to its signer too, unless its body
 names a human ``source`` (feedback captured from MLflow, where the process that recorded it is not the person
-who gave it): then it is credited to that person, matched to an identity in the ledger by email or name
-when one fits. Feedback from an automated source (``LLM_JUDGE``, ``CODE``) is credited to nobody.
+who gave it): then it is credited to that person, matched to a key by email, or by a name only one identity
+uses (:meth:`~openledger.identity.trust.TrustState.key_for_source`: a contested email matches no key).
+Feedback from an automated source (``LLM_JUDGE``, ``CODE``) is credited to nobody.
 
 >>> import tempfile; from pathlib import Path; from openledger.store.keys import generate_signer
 >>> ledger = Ledger.init(Path(tempfile.mkdtemp()))
@@ -19,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from openledger.identity.trust import Identity, TrustState
+from openledger.identity.trust import TrustState
 from openledger.store.canonical import tag_nonfinite
 from openledger.store.ledger import Fact, Ledger
 from openledger.store.records import Record
@@ -54,14 +55,6 @@ class Contribution:
                 "targets": list(self.targets), "time": self.time, "body": tag_nonfinite(dict(self.body))}
 
 
-def _identity_for(source_id: str, trust: TrustState) -> Identity | None:
-    wanted = source_id.strip().lower()
-    for identity in trust.identities.values():
-        if wanted in (identity.email.lower(), identity.name.lower()):
-            return identity
-    return None
-
-
 def credited_identity(record: Record | Fact, trust: TrustState) -> tuple[str, str | None] | None:
     """(contributor, key or None) that a review or feedback record credits; None for automated feedback."""
     source = record.body.get("source") if record.kind == "feedback" else None
@@ -70,10 +63,10 @@ def credited_identity(record: Record | Fact, trust: TrustState) -> tuple[str, st
             return None
         source_id = str(source.get("id") or "")
         if source_id:
-            identity = _identity_for(source_id, trust)
-            if identity is None:
+            key = trust.key_for_source(source_id)
+            if key is None:
                 return source_id, None
-            return f"{identity.name} <{identity.email}>", identity.keyid
+            return trust.describe(key), key
     return trust.describe(record.actor), record.actor
 
 

@@ -13,6 +13,7 @@ What to gate and the defaults come from ``config.yaml``::
       default_branch: main                 # where checkpoints are appended (else CI_DEFAULT_BRANCH, else main)
       strict: false                        # fail on reconcile and verify warnings too
       checkpoint: true                     # append a checkpoint on the default branch
+      witness: false                       # cosign the newest checkpoint as a witness (with this job's key)
 
 >>> push = {"GITHUB_ACTIONS": "true", "GITHUB_REF_NAME": "main", "GITHUB_EVENT_NAME": "push"}
 >>> CiContext.detect(push).on_default_branch
@@ -24,21 +25,22 @@ True
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from openledger._internal.git import current_branch
-from openledger.errors import NotFoundError, OpenLedgerError
+from openledger.errors import IntegrityError, NotFoundError, OpenLedgerError
 from openledger.governance.policy import GateResult, gate_subject
+from openledger.lineage.git import current_branch
 from openledger.lineage.graph import LedgerGraph
 from openledger.lineage.reconcile import DvcState, ReconcileReport, TrackingState, reconcile
 from openledger.lineage.targets import ModelRegistry, parse_target, resolve_target
-from openledger.report import contributors_report
+from openledger.reports.contributors import ContributorsReport, contributors_report
 from openledger.store.checkpoint import append_checkpoint
 from openledger.store.ledger import Ledger
 from openledger.store.records import RecordSigner
 from openledger.store.verify import VerificationReport, verify_ledger
+from openledger.store.witness import witness_ledger
 
 __all__ = ["CiContext", "CiRun", "GateOutcome", "ci_settings", "run_ci"]
 
@@ -87,6 +89,7 @@ class CiSettings:
     default_branch: str | None = None
     strict: bool = False
     checkpoint: bool = True
+    witness: bool = False
 
 
 def ci_settings(config: Mapping[str, Any]) -> CiSettings:
@@ -95,7 +98,7 @@ def ci_settings(config: Mapping[str, Any]) -> CiSettings:
     for model in models:
         parse_target(f"model:{model}")  # a malformed entry is bad input now, not a failed gate later
     return CiSettings(models, config.get("default_branch"), bool(config.get("strict", False)),
-                      bool(config.get("checkpoint", True)))
+                      bool(config.get("checkpoint", True)), bool(config.get("witness", False)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,25 +118,33 @@ class GateOutcome:
                 "gate": self.result.to_json() if self.result else None}
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class CiRun:
+    """Everything one CI run checked and decided; :meth:`exit_code` is the job's verdict."""
+
     context: CiContext
     strict: bool
     verification: VerificationReport
     reconciliation: ReconcileReport
-    gates: list[GateOutcome]
-    contributors: dict[str, Any]
+    gates: tuple[GateOutcome, ...]
+    contributors: ContributorsReport
     registry: str  # "mlflow" or "ledger": where model versions and aliases were resolved
     checkpoint: str | None = None
-    notes: list[str] = field(default_factory=list)
+    notes: tuple[str, ...] = ()
     read_only: bool = False
+    cosignature: str | None = None  # the cosignature record this job appended as a witness
+    witness_refused: bool = False  # as a witness, it found history inconsistent with what it cosigned
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code() == 0
 
     def exit_code(self) -> int:
         verified = self.verification.exit_code(strict=self.strict)
         if verified == 2:
             return 2
         failed = (verified == 1 or self.reconciliation.exit_code(strict=self.strict) == 1
-                  or not all(g.passed for g in self.gates))
+                  or not all(g.passed for g in self.gates) or self.witness_refused)
         return 1 if failed else 0
 
     def to_json(self) -> dict[str, Any]:
@@ -145,12 +156,13 @@ class CiRun:
             "context": self.context.to_json(),
             "read_only": self.read_only,
             "checkpoint": self.checkpoint,
-            "notes": self.notes,
+            "cosignature": self.cosignature,
+            "notes": list(self.notes),
             "verify": self.verification.to_json(strict=self.strict),
             "reconcile": self.reconciliation.to_json(strict=self.strict),
             "registry": self.registry,
             "gates": [g.to_json() for g in self.gates],
-            "contributors": self.contributors,
+            "contributors": self.contributors.to_json(),
         }
 
 
@@ -161,34 +173,75 @@ def _gate(ledger: Ledger, model: str, registry: ModelRegistry) -> GateOutcome:
         return GateOutcome(model, None, exc.message)
 
 
+def _witness(ledger: Ledger, signer: RecordSigner, verification: VerificationReport, context: CiContext, *,
+             home: Path | None, pinned: str | None, notes: list[str]) -> tuple[str | None, bool]:
+    """As a witness: cosign the newest checkpoint if it extends what this key cosigned (and the pinned
+    checkpoint); (the cosignature, whether it refused). Runs before this job's own checkpoint: a witness never
+    cosigns its own. A refusal fails the job."""
+    if context.pull_request:
+        notes.append("no cosignature: a pull/merge request is not the project's history yet")
+        return None, False
+    if home is None or verification.errors:
+        notes.append("no cosignature: verification failed" if verification.errors
+                     else "no cosignature: no place to keep the witness's state")
+        return None, False
+    try:
+        outcome = witness_ledger(ledger, signer, verification, home=home, pinned=pinned)
+    except IntegrityError as exc:
+        notes.append(f"witness refused: {exc.message}")
+        return None, True
+    except OpenLedgerError as exc:  # nothing to cosign yet, or only the job's own checkpoints
+        notes.append(f"no cosignature: {exc.message}")
+        return None, False
+    if outcome.record is None:
+        notes.append(f"witness: checkpoint {outcome.checkpoint.id} was already cosigned")
+        return None, False
+    notes.append(f"witness: cosigned checkpoint {outcome.checkpoint.id}")
+    return outcome.record.id, False
+
+
 def run_ci(ledger: Ledger, *, context: CiContext, settings: CiSettings, registry: ModelRegistry,
            registry_name: str, signer: RecordSigner | None, against: str | None = None,
            tracking: TrackingState | None = None, dvc: DvcState | None = None, git_root: Path | None = None,
-           skipped: Sequence[str] = (), progress: Progress | None = None) -> CiRun:
-    verification = verify_ledger(ledger, against=against, progress=progress)
+           skipped: Sequence[str] = (), progress: Progress | None = None, witness_home: Path | None = None,
+           witness_from: str | None = None, incremental: bool = True) -> CiRun:
+    # With a pinned checkpoint (signed by a trusted key), what it covers was verified when it was signed:
+    # check those records by their bytes and the rest in full (docs/threat-model.md, incremental verification).
+    since = against if incremental and against else None
+    verification = verify_ledger(ledger, against=against, since=since, progress=progress)
     graph = LedgerGraph.load(ledger)
-    reconciliation = reconcile(graph, tracking=tracking, dvc=dvc, git_root=git_root)
-    reconciliation.skipped = [*skipped, *reconciliation.skipped]
-    gates = [_gate(ledger, model, registry) for model in settings.models]
+    reconciliation = reconcile(graph, tracking=tracking, dvc=dvc, git_root=git_root, skipped=skipped)
+    gates = tuple(_gate(ledger, model, registry) for model in settings.models)
     names = sorted({model.rpartition("@")[0] for model in settings.models})
     contributors = contributors_report(graph, model=names[0] if len(names) == 1 else None)
-    run = CiRun(context, settings.strict, verification, reconciliation, gates, contributors, registry_name)
+    notes: list[str] = []
+    if verification.since:
+        notes.append(f"incremental verification: the records checkpoint {verification.since} covers were "
+                     "checked by their hashes, the others in full (--full-verify to check every signature)")
+    elif since:
+        notes.append("verified in full: the pinned checkpoint is missing or its signer is not trusted")
+    cosignature, refused = None, False
+    if settings.witness and signer is not None:
+        cosignature, refused = _witness(ledger, signer, verification, context, home=witness_home,
+                                        pinned=witness_from or against, notes=notes)
+    checkpoint = None
     if signer is None:
-        run.read_only = True
-        run.notes.append("read-only: no signing key (set OPENLEDGER_SIGNING_KEY from the CI's secrets to "
-                         "checkpoint); nothing was written to the ledger")
+        notes.append("read-only: no signing key (set OPENLEDGER_SIGNING_KEY from the CI's secrets to "
+                     "checkpoint); nothing was written to the ledger")
     elif not settings.checkpoint:
-        run.notes.append("no checkpoint: turned off (--no-checkpoint, or ci.checkpoint: false in config.yaml)")
+        notes.append("no checkpoint: turned off (--no-checkpoint, or ci.checkpoint: false in config.yaml)")
     elif context.pull_request:
-        run.notes.append("no checkpoint: a pull/merge request is not the project's history yet")
+        notes.append("no checkpoint: a pull/merge request is not the project's history yet")
     elif not context.on_default_branch:
-        run.notes.append(f"no checkpoint: branch {context.branch or '(detached)'} is not the default branch "
-                         f"{context.default_branch}")
+        notes.append(f"no checkpoint: branch {context.branch or '(detached)'} is not the default branch "
+                     f"{context.default_branch}")
     elif verification.exit_code(strict=settings.strict) != 0:
-        run.notes.append("no checkpoint: verification failed" + (" (strict)" if not verification.errors else ""))
+        notes.append("no checkpoint: verification failed" + (" (strict)" if not verification.errors else ""))
     else:
         try:
-            run.checkpoint = append_checkpoint(ledger, signer, verification).id
+            checkpoint = append_checkpoint(ledger, signer, verification).id
         except OpenLedgerError as exc:
-            run.notes.append(f"no checkpoint: {exc.message}")
-    return run
+            notes.append(f"no checkpoint: {exc.message}")
+    return CiRun(context, settings.strict, verification, reconciliation, gates, contributors, registry_name,
+                 checkpoint, tuple(notes), read_only=signer is None, cosignature=cosignature,
+                 witness_refused=refused)

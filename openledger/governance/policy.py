@@ -29,7 +29,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from openledger.credit.people import People, Person
 from openledger.errors import ConfigError
+from openledger.identity.emails import normalise_email
 from openledger.identity.trust import TrustState, instant
 from openledger.lineage.targets import Subject
 from openledger.store.ledger import Ledger
@@ -50,7 +52,7 @@ DECISION_NOUNS = {"approve": "approval", "request-changes": "change request", "r
 _UNTRUSTED = {
     "unknown-key": "the key has no identity in this ledger",
     "unendorsed-key": "the key is not endorsed by a trust root",
-    "identity-conflict": "the key claims an email another key claimed first",
+    "identity-conflict": "the key claims an email (or git identity) that another key claims too",
 }
 
 
@@ -138,7 +140,7 @@ class ReviewVerdict:
 
     review_id: str
     actor: str
-    who: str
+    reviewer: Person
     decision: str
     time: str
     message: str
@@ -147,14 +149,16 @@ class ReviewVerdict:
 
     def describe(self) -> str:
         """``approval sha256:… by ed25519:… (Name <email>) discarded: key revoked at …``."""
-        text = f"{DECISION_NOUNS[self.decision]} {self.review_id} by {self.actor} ({self.who}) {self.status}"
+        noun = DECISION_NOUNS[self.decision]
+        text = f"{noun} {self.review_id} by {self.actor} ({self.reviewer.label}) {self.status}"
         if self.reason:
             return f"{text}: {self.reason}"
         return f"{text}: {self.message}" if self.message else text
 
     def to_json(self) -> dict[str, Any]:
-        return {"review": self.review_id, "actor": self.actor, "who": self.who, "decision": self.decision,
-                "time": self.time, "message": self.message, "status": self.status, "reason": self.reason}
+        return {"review": self.review_id, "actor": self.actor, "reviewer": self.reviewer.to_json(),
+                "decision": self.decision, "time": self.time, "message": self.message, "status": self.status,
+                "reason": self.reason}
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +221,8 @@ def _discard_reason(review: Record, subject: Subject, trust: TrustState, allowed
             return "MLflow names the reviewer as its user (user_id)"
     if "data" in rule.distinct_from:
         keys, emails = subject.data_contributors()
-        if actor in keys or (identity is not None and identity.email.lower() in emails):
+        # every email the reviewer's identity claims (git entries too): data committed under an alias counts
+        if actor in keys or (identity is not None and {normalise_email(e) for e in emails} & set(identity.emails)):
             return "the reviewer supplied its data"
     return ""
 
@@ -233,13 +238,14 @@ def evaluate_reviews(subject: Subject, reviews: Iterable[Record], trust: TrustSt
     ordered = sorted((r for r in reviews if pinned & set(r.body.get("records") or r.links)),
                      key=lambda r: (instant(r.time), r.id))
     latest = {review.actor: review for review in ordered}
+    people = People(trust)
     verdicts: list[ReviewVerdict] = []
     for review in ordered:
         body = review.body
-        who = trust.describe(review.actor)
+        who = people.by_key(review.actor)
 
         def verdict(status: str, reason: str = "", review: Record = review, body: Any = body,
-                    who: str = who) -> ReviewVerdict:
+                    who: Person = who) -> ReviewVerdict:
             return ReviewVerdict(review.id, review.actor, who, body["decision"], review.time,
                                  str(body.get("message", "")), status, reason)
 

@@ -1,9 +1,17 @@
 """Who is trusted: identities, endorsements and revocations evaluated under the ledger's trust mode.
 
-* ``tofu``: a key is trusted once it has a self-signed ``identity`` record; the first key (by claimed time)
-  to claim an email keeps it, and a later key claiming the same email is flagged.
+* ``tofu``: a key is trusted once it has a self-signed ``identity`` record, unless it is in an identity
+  conflict (below).
 * ``endorsed``: a key is trusted if it is a trust root in ``config.yaml`` or a trust root signed an
   ``identity`` record for it (an endorsement).
+
+In both modes a key's identity is what a trust root last endorsed for it when a root endorsed it (a later
+self-declaration changes nothing: it needs a new endorsement), else its latest self-declaration. The emails
+each identity claims (its ``email`` and every ``git`` entry's) go into one
+:class:`~openledger.identity.emails.EmailIndex`, with the claims that count: never a revoked key's, and in
+``endorsed`` mode only vouched ones (a root's own identity, an endorsement). An email claimed by two keys of
+the same rank is contested, credits nobody, and puts both keys in conflict (``identity-conflict``); record
+times are claims, so which claim came "first" decides nothing.
 
 A ``revocation`` counts when signed by the revoked key itself or by a trust root. Records by a revoked key
 are untrusted from ``compromised_since`` (or the revocation's time) on; earlier ones keep their standing.
@@ -18,13 +26,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from openledger.identity.emails import Contest, EmailClaim, EmailIndex, git_email, normalise_email
+
 
 def instant(time: str) -> str:
     """A record time in one sortable spelling (six fraction digits): ``.5Z`` and ``.500000Z`` are equal."""
     head, dot, fraction = time.rstrip("Z").partition(".")
     return f"{head}.{(fraction if dot else '').ljust(6, '0')[:6]}Z"
 
-__all__ = ["Identity", "TrustFact", "TrustState", "instant"]
+__all__ = ["Contest", "Identity", "TrustFact", "TrustState", "instant"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +50,9 @@ class TrustFact:
 
 @dataclass(frozen=True, slots=True)
 class Identity:
+    """Who a key is: from its latest root endorsement if it has one (``record_id`` is then the endorsement),
+    else from its latest self-declaration."""
+
     keyid: str
     name: str
     email: str
@@ -48,17 +61,33 @@ class Identity:
     record_id: str = ""
     endorsed_by: tuple[str, ...] = ()
 
+    @property
+    def emails(self) -> tuple[str, ...]:
+        """Every email this identity claims, normalised: its own, then each ``git`` entry's."""
+        found = [normalise_email(self.email), *(git_email(entry) for entry in self.git)]
+        return tuple(dict.fromkeys(e for e in found if e))
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any], record_id: str) -> Identity:
+        return cls(body["key"], body["name"], body["email"], tuple(body.get("git", ())),
+                   tuple(body.get("roles", ())), record_id)
+
 
 @dataclass(frozen=True)
 class TrustState:
-    """The evaluated trust of every key the ledger mentions."""
+    """The evaluated trust of every key the ledger mentions.
+
+    ``identities`` is who each key is (as shown everywhere); ``declared`` each key's latest self-declaration
+    (what ``keys endorse`` offers to vouch for); ``emails`` the one email -> key index.
+    """
 
     mode: str
     roots: frozenset[str]
     identities: Mapping[str, Identity]
     revoked_from: Mapping[str, str] = field(default_factory=dict)
-    conflicts: Mapping[str, str] = field(default_factory=dict)  # keyid -> record id of the conflicting claim
     ignored: tuple[tuple[str, str], ...] = ()  # (record id, why) for endorsements/revocations that do not count
+    declared: Mapping[str, Identity] = field(default_factory=dict)
+    emails: EmailIndex = field(default_factory=EmailIndex)
 
     @classmethod
     def evaluate(cls, facts: Iterable[TrustFact], *, mode: str, roots: Iterable[str]) -> TrustState:
@@ -80,9 +109,8 @@ class TrustState:
             return key in revoked_from and instant(when) >= revoked_from[key]
 
         declared: dict[str, Identity] = {}
-        endorsements: dict[str, list[str]] = {}
-        email_owner: dict[str, str] = {}
-        conflicts: dict[str, str] = {}
+        endorsed: dict[str, Identity] = {}
+        endorsers: dict[str, set[str]] = {}
         for fact in ordered:
             if fact.kind != "identity":
                 continue
@@ -91,37 +119,38 @@ class TrustState:
                 if revoked_at(key, fact.time):
                     ignored.append((fact.id, "identity signed after its key was revoked"))
                     continue
-                email = fact.body["email"].lower()
-                owner = email_owner.setdefault(email, key)
-                if owner != key and mode == "tofu":
-                    conflicts.setdefault(key, fact.id)
-                declared[key] = Identity(
-                    keyid=key,
-                    name=fact.body["name"],
-                    email=fact.body["email"],
-                    git=tuple(fact.body.get("git", ())),
-                    roles=tuple(fact.body.get("roles", ())),
-                    record_id=fact.id,
-                )
+                declared[key] = Identity.from_body(fact.body, fact.id)
             elif fact.actor in roots and not revoked_at(fact.actor, fact.time):
-                endorsements.setdefault(key, []).append(fact.actor)
-                if key not in declared:
-                    declared[key] = Identity(key, fact.body["name"], fact.body["email"], record_id=fact.id)
+                endorsers.setdefault(key, set()).add(fact.actor)
+                endorsed[key] = Identity.from_body(fact.body, fact.id)
             elif mode == "endorsed":
-                ignored.append((fact.id, "endorsement signed by a key that is not a trust root"))
-        identities = {
-            key: Identity(
-                identity.keyid,
-                identity.name,
-                identity.email,
-                identity.git,
-                identity.roles,
-                identity.record_id,
-                tuple(sorted(set(endorsements.get(key, ())))),
-            )
-            for key, identity in declared.items()
-        }
-        return cls(mode, roots, identities, revoked_from, conflicts, tuple(ignored))
+                why = "after its revocation" if fact.actor in roots else "by a key that is not a trust root"
+                ignored.append((fact.id, f"endorsement signed {why}"))
+        identities: dict[str, Identity] = {}
+        claims: list[EmailClaim] = []
+        names: list[tuple[str, str]] = []
+        for key in dict.fromkeys([*declared, *endorsed]):
+            chosen = endorsed.get(key) or declared[key]
+            identity = Identity(key, chosen.name, chosen.email, chosen.git, chosen.roles, chosen.record_id,
+                                tuple(sorted(endorsers.get(key, ()))))
+            identities[key] = identity
+            vouched = key in roots or key in endorsers
+            if key in revoked_from or (mode == "endorsed" and not vouched):
+                continue  # never maps an email to a key: a revoked key's claims neither own nor contest
+            claims += [EmailClaim(email, key, identity.record_id, identity.name, vouched)
+                       for email in identity.emails]
+            names.append((identity.name, key))
+        return cls(mode, roots, identities, revoked_from, tuple(ignored), declared, EmailIndex.build(claims, names))
+
+    @property
+    def conflicts(self) -> Mapping[str, str]:
+        """Key id -> why its identity conflicts with another key's (an email both claim)."""
+        return self.emails.conflicts
+
+    @property
+    def contested(self) -> Mapping[str, Contest]:
+        """Normalised email -> the contest that makes it credit no key (look-alike spellings share one)."""
+        return self.emails.contested
 
     def status(self, keyid: str, when: str) -> str | None:
         """``None`` if records by ``keyid`` at ``when`` are trusted, else the reason code."""
@@ -133,10 +162,9 @@ class TrustState:
         if self.mode == "endorsed":
             if identity is None or not identity.endorsed_by:
                 return "unendorsed-key"
-            return None
-        if identity is None:
+        elif identity is None:
             return "unknown-key"
-        if keyid in self.conflicts:
+        if keyid in self.emails.conflicts:
             return "identity-conflict"
         return None
 
@@ -145,3 +173,28 @@ class TrustState:
         if identity is None:
             return keyid[:20]
         return f"{identity.name} <{identity.email}>" if with_email else identity.name
+
+    # -- credit by email or name: the one place that maps them to keys --------------------------------------
+
+    def key_for_email(self, email: str) -> str | None:
+        """The key an email credits: the one counted identity that claims it (as its email or a git entry);
+        ``None`` when none does, or when it is contested (:meth:`contest` says why)."""
+        return self.emails.key_for(email) if email else None
+
+    def contest(self, email: str) -> Contest | None:
+        """Why ``email`` credits no key although identities claim it; ``None`` when it is not contested."""
+        return self.emails.contest(email) if email else None
+
+    def credited_key(self, email: str | None, key: str | None = None) -> str | None:
+        """The key to credit for a contribution a record attributes to ``email`` and, maybe, ``key`` (a dataset
+        contributor entry). The email decides when there is one: the key that owns it now, or nobody (not
+        claimed, or contested), whatever key the record wrote down when it was made. Without an email, the
+        record's key."""
+        if email:
+            return self.key_for_email(email)
+        return key
+
+    def key_for_source(self, source: str) -> str | None:
+        """The key of a feedback source given as an email, or as a name only one counted identity uses."""
+        source = source.strip()
+        return self.key_for_email(source) if "@" in source else self.emails.key_for_name(source)

@@ -17,24 +17,24 @@ dictionaries; a lineage is then a walk over them. Reports check the signatures o
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from openledger._internal.git import git_output
 from openledger._internal.memory import paused_gc
 from openledger.credit.contributions import credited_identity
 from openledger.errors import NotFoundError
 from openledger.identity.trust import TrustFact, TrustState, instant
+from openledger.lineage.authorship import CodeAuthor, CodeAuthorship
+from openledger.lineage.datasets import is_mlflow_dataset, superseded_mlflow_datasets
 from openledger.lineage.joins import input_digest
+from openledger.lineage.nodes import CommitRef, DatasetRef, Edge, ModelRef, NodeRef, RunRef, StageRef
 from openledger.store.ledger import Fact, Ledger
 
 __all__ = ["CodeAuthor", "LedgerGraph", "Lineage", "Node"]
 
-_COMMIT = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 LINEAGE_KINDS = ("identity", "revocation", "dataset", "stage", "run", "model", "review", "feedback", "commit",
                  "attribution")
 
@@ -42,12 +42,20 @@ LINEAGE_KINDS = ("identity", "revocation", "dataset", "stage", "run", "model", "
 @dataclass
 class Node:
     """One thing in a lineage (a model version, a run, a dataset version, a stage execution, a commit), with
-    every record that attests it (newest last)."""
+    every record that attests it (newest last). Its identity is the typed ``ref``; ``label`` is how it is
+    shown (a run's name, a stage's name)."""
 
-    key: str  # stable: model:NAME@V, run:<id>, dataset:<path>@<digest>, stage:<dvcfile>:<name>@<record>, commit:<sha>
-    kind: str
+    ref: NodeRef
     label: str
     records: list[Fact] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return self.ref.key
+
+    @property
+    def kind(self) -> str:
+        return self.ref.kind
 
     @property
     def body(self) -> Mapping[str, Any]:
@@ -56,14 +64,6 @@ class Node:
     @property
     def record_ids(self) -> list[str]:
         return [r.id for r in self.records]
-
-
-@dataclass(frozen=True, slots=True)
-class CodeAuthor:
-    name: str
-    email: str
-    commits: tuple[str, ...]
-    files: tuple[str, ...]
 
 
 @dataclass
@@ -75,7 +75,7 @@ class Lineage:
     datasets: list[Node] = field(default_factory=list)
     stages: list[Node] = field(default_factory=list)
     commits: list[Node] = field(default_factory=list)
-    edges: list[tuple[str, str, str]] = field(default_factory=list)  # (from key, to key, relation)
+    edges: list[Edge] = field(default_factory=list)
     code_authors: list[CodeAuthor] = field(default_factory=list)
     code_files: list[str] = field(default_factory=list)
     reviews: list[Fact] = field(default_factory=list)
@@ -94,33 +94,6 @@ class Lineage:
 
 def _version_of(body: Mapping[str, Any]) -> str:
     return str(body.get("version", "?"))
-
-
-_LOG_FORMAT = "--format=%H%x00%an%x00%ae"
-_Change = tuple[str, str, str, set[str]]  # a commit in git log: sha, author name, author email, files changed
-
-
-def _parse_log(output: str) -> list[_Change]:
-    """``git log --format=%H%x00%an%x00%ae --name-only`` output, commit by commit in git's order."""
-    changes: list[_Change] = []
-    for line in output.splitlines():
-        if "\0" in line:
-            sha, name, email = line.split("\0")
-            changes.append((sha, name, email, set()))
-        elif line.strip() and changes:
-            changes[-1][3].add(line.strip())
-    return changes
-
-
-def _authors(changes: Iterable[_Change]) -> list[CodeAuthor]:
-    """Code authors from commits newest first: by commits made, then email; each with the files they touched."""
-    authors: dict[str, tuple[str, str, list[str], set[str]]] = {}
-    for sha, name, email, files in changes:
-        entry = authors.setdefault(email.lower(), (name, email, [], set()))
-        entry[2].append(sha)
-        entry[3].update(files)
-    return [CodeAuthor(name, email, tuple(commits), tuple(sorted(touched)))
-            for name, email, commits, touched in sorted(authors.values(), key=lambda a: (-len(a[2]), a[1]))]
 
 
 class LedgerGraph:
@@ -157,10 +130,11 @@ class LedgerGraph:
                     self.by_target[body["target"]].append(fact)
                 elif fact.kind == "commit" and isinstance(body.get("commit"), str):
                     self.bindings[body["commit"]].append(fact)
+        self.superseded = superseded_mlflow_datasets(self.by_kind.get("dataset", []), self.by_kind.get("stage", []))
+        for records in self.datasets.values():  # MLflow's records first where DVC's share the digest: DVC's win
+            records.sort(key=lambda f: not is_mlflow_dataset(f.body))
         # Lineages share code: git is asked once per question, whatever the number of model versions.
-        self._tracked: dict[tuple[str, ...], list[str]] = {}
-        self._authors: dict[tuple[str, tuple[str, ...]], list[CodeAuthor]] = {}
-        self._emails: dict[str, str] | None = None
+        self.authorship = CodeAuthorship(ledger.root.parent)
         self._credits: dict[tuple[str, str, str], tuple[str, str | None] | None] = {}
         self.trust = TrustState.evaluate(
             [TrustFact(f.id, f.kind, f.actor, f.time, f.body) for f in (*self.by_kind["identity"],
@@ -203,15 +177,15 @@ class LedgerGraph:
         """The lineages of several model versions, keyed by (name, version). Git is asked about their code
         together, so a report over fifty versions makes a handful of git calls rather than fifty."""
         walked = {key: self._walk(*key) for key in dict.fromkeys(versions)}
-        self._ask_git([(commit, lineage.code_files) for lineage, commit in walked.values()])
+        self.authorship.prefetch([(commit, lineage.code_files) for lineage, commit in walked.values()])
         for lineage, commit in walked.values():
-            lineage.code_authors = self._code_authors(commit, lineage.code_files)
+            lineage.code_authors = self.authorship.authors(commit, lineage.code_files)
         return {key: lineage for key, (lineage, _) in walked.items()}
 
     def _walk(self, name: str, version: str) -> tuple[Lineage, Any]:
         """A lineage without its code authors, and the commit its training stage ran at (to ask git about)."""
         model_records = self.versions[(name, version)]
-        model = Node(f"model:{name}@{version}", "model", f"{name} v{version}", list(model_records))
+        model = Node(ModelRef(name, version), f"{name} v{version}", list(model_records))
         lineage = Lineage(model, promotions=list(self.promotions.get((name, version), ())))
         seen: dict[str, Node] = {model.key: model}
 
@@ -229,38 +203,37 @@ class LedgerGraph:
         for run_id in run_ids:
             run_facts = self.runs.get(run_id, [])
             body = run_facts[-1].body if run_facts else {}
-            run = add(Node(f"run:{run_id}", "run", str(body.get("run_name") or run_id), list(run_facts)),
-                      lineage.runs)
-            lineage.edges.append((model.key, run.key, "trained by"))
+            run = add(Node(RunRef(run_id), str(body.get("run_name") or run_id), list(run_facts)), lineage.runs)
+            lineage.edges.append(Edge(model.ref, run.ref, "trained by"))
             for dataset_input in body.get("inputs") or []:
                 digest = input_digest(dataset_input) if isinstance(dataset_input, Mapping) else None
                 if isinstance(digest, str):
                     dataset = self._dataset_node(digest, dataset_input)
-                    lineage.edges.append((run.key, add(dataset, lineage.datasets).key, "used"))
+                    lineage.edges.append(Edge(run.ref, add(dataset, lineage.datasets).ref, "used"))
             for fact in run_facts:
                 for stage in self.linked_from.get(fact.id, []):
                     if stage.kind == "stage" and stage not in training_stages:
                         training_stages.append(stage)
-                        lineage.edges.append((self._stage_key(stage), run.key, "ran"))
-            self._add_commit(lineage, add, run.key, (body.get("git") or {}).get("commit"))
+                        lineage.edges.append(Edge(self._stage_ref(stage), run.ref, "ran"))
+            self._add_commit(lineage, add, run.ref, (body.get("git") or {}).get("commit"))
         queue = list(training_stages)
         while queue:
             stage = queue.pop(0)
-            node = Node(self._stage_key(stage), "stage", str(stage.body.get("name")), [stage])
+            node = Node(self._stage_ref(stage), str(stage.body.get("name")), [stage])
             if node.key in seen:
                 continue
             add(node, lineage.stages)
-            self._add_commit(lineage, add, node.key, (stage.body.get("git") or {}).get("commit"))
+            self._add_commit(lineage, add, node.ref, (stage.body.get("git") or {}).get("commit"))
             for target in stage.links:
                 linked = self.facts.get(target)
                 if linked is None:
                     continue
                 if linked.kind == "stage" and linked.body.get("name") != stage.body.get("name"):
-                    lineage.edges.append((node.key, self._stage_key(linked), "after"))
+                    lineage.edges.append(Edge(node.ref, self._stage_ref(linked), "after"))
                     queue.append(linked)
                 elif linked.kind == "dataset":
                     dataset = add(self._dataset_node(str(linked.body.get("digest")), None), lineage.datasets)
-                    lineage.edges.append((node.key, dataset.key, "read"))
+                    lineage.edges.append(Edge(node.ref, dataset.ref, "read"))
         self._link_outputs(lineage)
         commit = None
         if training_stages:
@@ -273,10 +246,11 @@ class LedgerGraph:
     def _link_outputs(lineage: Lineage) -> None:
         """A dataset that is a pipeline output (no dataset record of its own) points at the stage that made it."""
         for dataset in lineage.datasets:
-            digest = dataset.key.rpartition("@")[2]
+            assert isinstance(dataset.ref, DatasetRef)
+            digest = dataset.ref.digest
             for stage in lineage.stages:
                 if any(isinstance(o, Mapping) and o.get("hash") == digest for o in stage.body.get("outs") or []):
-                    lineage.edges.append((dataset.key, stage.key, "output of"))
+                    lineage.edges.append(Edge(dataset.ref, stage.ref, "output of"))
 
     def _attach_activity(self, lineage: Lineage, name: str, version: str) -> None:
         """Reviews and feedback on any record of the lineage (or naming the model version as their target)."""
@@ -291,84 +265,31 @@ class LedgerGraph:
             (lineage.reviews if fact.kind == "review" else lineage.feedback).append(fact)
 
     @staticmethod
-    def _stage_key(stage: Fact) -> str:
-        return f"stage:{stage.body.get('dvcfile', 'dvc.yaml')}:{stage.body.get('name')}@{stage.id[7:19]}"
+    def _stage_ref(stage: Fact) -> StageRef:
+        return StageRef(str(stage.body.get("dvcfile", "dvc.yaml")), str(stage.body.get("name")), stage.id)
 
     def _dataset_node(self, digest: str, dataset_input: Mapping[str, Any] | None) -> Node:
         records = self.datasets.get(digest, [])
+        same = next((str(r.body["dvc"].get("hash")) for r in records if r.id in self.superseded
+                     and isinstance(r.body.get("dvc"), Mapping)), None)
+        if same and same != digest and self.datasets.get(same):
+            # MLflow's fingerprint of a file DVC tracks: one node, the DVC version's, with both records
+            digest, records = same, [*records, *self.datasets[same]]
         path = str(records[-1].body.get("path")) if records else str((dataset_input or {}).get("name") or digest)
-        return Node(f"dataset:{path}@{digest}", "dataset", f"{path} {digest[:16]}", list(records))
+        return Node(DatasetRef(path, digest), f"{path} {digest[:16]}", list(records))
 
-    def _add_commit(self, lineage: Lineage, add: Any, source: str, commit: Any) -> None:
+    def _add_commit(self, lineage: Lineage, add: Any, source: NodeRef, commit: Any) -> None:
         if not isinstance(commit, str) or not commit:
             return
-        node = add(Node(f"commit:{commit}", "commit", commit[:10], list(self.bindings.get(commit, ()))),
-                   lineage.commits)
-        edge = (source, node.key, "at")
+        node = add(Node(CommitRef(commit), commit[:10], list(self.bindings.get(commit, ()))), lineage.commits)
+        edge = Edge(source, node.ref, "at")
         if edge not in lineage.edges:
             lineage.edges.append(edge)
 
     def _code_files(self, stage: Fact) -> list[str]:
         """The training stage's deps that git tracks (code, configs), not DVC-tracked data."""
-        deps = tuple(str(d.get("path")) for d in stage.body.get("deps") or [] if isinstance(d, Mapping))
-        if deps not in self._tracked:
-            tracked = (self._git("ls-files", "--", *deps) or "").split() if deps else []
-            self._tracked[deps] = sorted(set(tracked))
-        return list(self._tracked[deps])
-
-    def _code_authors(self, commit: Any, files: list[str]) -> list[CodeAuthor]:
-        """Who wrote the code files, up to the commit the stage ran at (git log; every commit that touched them)."""
-        if not files or not isinstance(commit, str) or not _COMMIT.fullmatch(commit):
-            return []
-        key = (commit, tuple(files))
-        if key not in self._authors:
-            log = self._git("log", _LOG_FORMAT, "--name-only", commit, "--", *files)
-            self._authors[key] = _authors(_parse_log(log or "")) if log is not None else []
-        return list(self._authors[key])
-
-    def _ask_git(self, questions: Iterable[tuple[Any, list[str]]]) -> None:
-        """Answer several (commit, files) questions with three git calls where that gives git's own answers.
-
-        ``git log C -- FILES`` walks C's ancestry and shows the commits that changed FILES. Without merges
-        that walk is a chain, so one ``rev-list --parents`` (the chains) and one ``git log`` of all the commits
-        together (who changed what) answer every C. Merges are where git's history simplification prunes
-        side branches; a history with any, a single file (``log.follow`` may apply) or a commit the chains do
-        not reach is left to one ``git log`` per question, as before.
-        """
-        by_files: dict[tuple[str, ...], dict[str, None]] = defaultdict(dict)  # files -> commits, in order
-        for commit, files in questions:
-            key = tuple(files)
-            asked = isinstance(commit, str) and _COMMIT.fullmatch(commit) and (commit, key) not in self._authors
-            if asked and len(key) > 1:
-                by_files[key][commit] = None
-        for paths, commits in by_files.items():
-            revs = "".join(f"{commit}\n" for commit in commits)  # on stdin: thousands would overflow argv
-            if len(commits) < 2 or self._git("rev-list", "--min-parents=2", "--count", "--stdin", "--",
-                                             stdin=revs) != "0\n":
-                continue
-            chains = self._git("rev-list", "--parents", "--stdin", "--", stdin=revs)
-            log = self._git("log", _LOG_FORMAT, "--name-only", "--stdin", "--", *paths, stdin=revs) if chains else None
-            if chains is None or log is None:
-                continue
-            parent: dict[str, str | None] = {}
-            for line in chains.splitlines():
-                child, *parents = line.split()
-                parent[child] = parents[0] if parents else None
-            changed = {change[0]: change for change in _parse_log(log)}
-            for commit in commits:
-                if commit not in parent:
-                    continue  # not a commit id as rev-list spells it (a tag's id, say): asked on its own
-                chain: list[_Change] = []
-                at: str | None = commit
-                while at is not None:
-                    if at in changed:
-                        chain.append(changed[at])
-                    at = parent.get(at)
-                self._authors[(commit, paths)] = _authors(chain)
-
-    def _git(self, *args: str, stdin: str | None = None) -> str | None:
-        """git's output in the repository around the ledger; None when git fails."""
-        return git_output(self.ledger.root.parent, *args, stdin=stdin)
+        return self.authorship.tracked([str(d.get("path")) for d in stage.body.get("deps") or []
+                                        if isinstance(d, Mapping)])
 
     def credited(self, fact: Fact) -> tuple[str, str | None] | None:
         """:func:`~openledger.credit.contributions.credited_identity` of a review or feedback record, remembered per
@@ -379,17 +300,19 @@ class LedgerGraph:
             self._credits[key] = credited_identity(fact, self.trust)
         return self._credits[key]
 
+    def data_contributors(self, fact: Fact) -> list[Mapping[str, Any]]:
+        """Whom a dataset record credits in the data role: its ``contributors``, except for an MLflow dataset
+        record of data DVC tracks and the ledger has a DVC record of (that record's credit, per file, wins)."""
+        if fact.id in self.superseded:
+            return []
+        return [entry for entry in fact.body.get("contributors") or [] if isinstance(entry, Mapping)]
+
     def person(self, keyid: str) -> str:
         return self.trust.describe(keyid)
 
     def key_for_email(self, email: str) -> str | None:
-        """The key of the first identity (in trust order) with this email or git identity email."""
-        if self._emails is None:
-            self._emails = {}
-            for identity in self.trust.identities.values():
-                for known in (identity.email, *(g.rpartition("<")[2].rstrip(">") for g in identity.git)):
-                    self._emails.setdefault(known.lower(), identity.keyid)
-        return self._emails.get(email.lower())
+        """The key this email credits (:meth:`TrustState.key_for_email`): ``None`` when contested or unclaimed."""
+        return self.trust.key_for_email(email)
 
     def root_path(self) -> Path:
         return self.ledger.root.parent

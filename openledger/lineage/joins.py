@@ -16,15 +16,44 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from openledger.store.canonical import canonical_bytes
 
-__all__ = ["attribution_stage_key", "dataset_key", "dvc_run_key", "dvc_stage_key", "input_digest", "is_digest",
-           "join_key"]
+__all__ = ["MLFLOW_DIGEST", "applied_experiment", "assessment_key", "attribution_stage_key", "dataset_key",
+           "dvc_run_key", "dvc_stage_key", "input_digest", "is_dataset_digest", "is_digest", "join_key",
+           "mlflow_dataset_key", "mlflow_digest", "model_version_key", "run_key", "trace_key"]
 
 _HEX = re.compile(r"[0-9a-f]{16,128}")
+# MLflow's dataset digest is its own fingerprint of the data (8 hex characters for pandas, numpy, Spark,
+# Hugging Face and meta datasets; any string up to 36 characters when the user passes one). It is not a hash
+# of a file, so it is written under its own algorithm name: ``mlflow:<digest as MLflow stores it>``.
+MLFLOW_DIGEST = "mlflow"
+_MLFLOW_DIGEST = re.compile(r"mlflow:[A-Za-z0-9._-]{1,64}")
+
+
+def run_key(run_id: str) -> str | None:
+    """An MLflow run (``mlflowrun:<id>``), for hex run ids (MLflow's own; the id itself is the digest). Run,
+    stage, review and feedback records link it; ``run:<id>`` targets resolve through it."""
+    return f"mlflowrun:{run_id}" if _HEX.fullmatch(run_id) else None
+
+
+def model_version_key(name: str, version: Any, model_id: str | None) -> str:
+    """One registered model version (``mlflowmv:<hash of name, version, logged model>``): the
+    de-duplication key of model records, like ``mlflowrun:`` for runs."""
+    return join_key("mlflowmv", name, str(version), model_id)
+
+
+def trace_key(trace_id: str) -> str | None:
+    """An MLflow trace (``mlflowtrace:<hex>`` for ``tr-<hex>`` ids)."""
+    hexdigest = trace_id.removeprefix("tr-")
+    return f"mlflowtrace:{hexdigest}" if _HEX.fullmatch(hexdigest) else None
+
+
+def assessment_key(assessment_id: str) -> str:
+    """The de-duplication key of a captured assessment: one record per MLflow assessment id."""
+    return "mlflowassessment:" + hashlib.sha256(assessment_id.encode()).hexdigest()[:32]
 
 
 def join_key(scheme: str, *parts: str | None) -> str:
@@ -58,15 +87,29 @@ def dvc_run_key(stage_env: str, experiment: str | None) -> str:
     return join_key("dvcrun", stage_env, experiment or None)
 
 
+def mlflow_digest(digest: str) -> str:
+    """MLflow's digest of a dataset with its algorithm said: ``mlflow:<digest>``, unless it already names one
+    (a digest the user passed as ``md5:<hex>``, say)."""
+    return digest if is_digest(digest) else f"{MLFLOW_DIGEST}:{digest}"
+
+
+def mlflow_dataset_key(digest: str) -> str:
+    """The join key of the dataset record of one MLflow dataset digest (as :func:`input_digest` spells it):
+    one record per digest, whoever logs the same data again."""
+    return join_key("mlflowdata", digest)
+
+
 def input_digest(dataset_input: Mapping[str, Any]) -> Any:
     """The digest an MLflow run input (as a run record lists it) joins on: DVC's full hash for DVC sources
-    (``md5:<hex>.dir``; MLflow's own digest column is too short for it), else MLflow's digest."""
+    (``md5:<hex>.dir``; MLflow's own digest column is too short for it), else MLflow's digest with its
+    algorithm said (:func:`mlflow_digest`)."""
+    digest = dataset_input.get("digest")
     if dataset_input.get("source_type") == "dvc":
         try:
-            return json.loads(dataset_input["source"]).get("hash") or dataset_input.get("digest")
+            return json.loads(dataset_input["source"]).get("hash") or digest
         except (TypeError, ValueError, KeyError, AttributeError):
-            return dataset_input.get("digest")
-    return dataset_input.get("digest")
+            return digest
+    return mlflow_digest(digest) if isinstance(digest, str) and digest else digest
 
 
 def is_digest(value: Any) -> bool:
@@ -75,3 +118,18 @@ def is_digest(value: Any) -> bool:
         return False
     algorithm, _, hexdigest = value.partition(":")
     return algorithm.isalnum() and bool(_HEX.fullmatch(hexdigest.removesuffix(".dir")))
+
+
+def is_dataset_digest(value: Any) -> bool:
+    """Whether a dataset record can carry ``value`` as its digest: a content digest, or MLflow's fingerprint
+    (``mlflow:`` and up to 64 of ``A-Z a-z 0-9 . _ -``; ``schemas/dataset.json`` says the same)."""
+    return is_digest(value) or (isinstance(value, str) and _MLFLOW_DIGEST.fullmatch(value) is not None)
+
+
+def applied_experiment(records: Iterable[tuple[str, Mapping[str, Any]]], lock_digest: str) -> str | None:
+    """The id of an experiment's stage record (``dvc exp run``, queued ones included) whose ``dvc.lock`` entry is
+    ``lock_digest``, among a stage's ``(id, body)`` records (those linking its :func:`dvc_stage_key`): ``dvc exp
+    apply`` brought that experiment's result into the workspace, where nothing ran again, so the experiment's
+    record speaks for it."""
+    return next((record_id for record_id, body in records
+                 if body.get("experiment") and body.get("lock_digest") == lock_digest), None)

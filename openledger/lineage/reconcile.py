@@ -34,7 +34,7 @@ under ``--strict``. Tags are not compared: MLflow lets anyone add or change them
 >>> from openledger.lineage.graph import LedgerGraph
 >>> report = reconcile(LedgerGraph.load(Ledger.init(Path(tempfile.mkdtemp()))))
 >>> report.discrepancies, report.exit_code(strict=True)
-([], 0)
+((), 0)
 """
 
 from __future__ import annotations
@@ -46,10 +46,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from openledger._internal.git import git_output
 from openledger.identity.trust import instant
+from openledger.lineage.git import git_output
 from openledger.lineage.graph import LedgerGraph
-from openledger.lineage.joins import dataset_key, dvc_stage_key, input_digest
+from openledger.lineage.joins import applied_experiment, dataset_key, dvc_stage_key, input_digest
 from openledger.store.canonical import tag_nonfinite
 from openledger.store.ledger import Fact
 
@@ -65,6 +65,7 @@ __all__ = [
     "ReconcileReport",
     "TrackingState",
     "dvc_discrepancies",
+    "linked_in_graph",
     "newest_in_graph",
     "reconcile",
 ]
@@ -153,12 +154,15 @@ class DvcState:
     unreproduced: tuple[str, ...] = ()  # dvc.yaml files with no dvc.lock yet
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class ReconcileReport:
-    discrepancies: list[Discrepancy] = field(default_factory=list)
-    checked: dict[str, int] = field(default_factory=dict)
-    sources: dict[str, Any] = field(default_factory=dict)
-    skipped: list[str] = field(default_factory=list)
+    """What :func:`reconcile` found: every discrepancy, how much of each source it checked, which sources it
+    read (``mlflow``: the backend, ``dvc``: whether, ``git``: the repository) and what it left out and why."""
+
+    discrepancies: tuple[Discrepancy, ...] = ()
+    checked: Mapping[str, int] = field(default_factory=dict)
+    sources: Mapping[str, Any] = field(default_factory=dict)
+    skipped: tuple[str, ...] = ()
 
     @property
     def errors(self) -> list[Discrepancy]:
@@ -175,45 +179,44 @@ class ReconcileReport:
 
     def to_json(self, *, strict: bool = False) -> dict[str, Any]:
         return {"schema": SCHEMA, "ok": self.exit_code(strict=strict) == 0, "strict": strict,
-                "sources": self.sources, "checked": self.checked, "skipped": self.skipped, "counts": self.counts(),
+                "sources": dict(self.sources), "checked": dict(self.checked), "skipped": list(self.skipped),
+                "counts": self.counts(),
                 "discrepancies": [d.to_json() for d in self.discrepancies]}
 
 
 def reconcile(graph: LedgerGraph, *, tracking: TrackingState | None = None, dvc: DvcState | None = None,
-              git_root: Path | None = None, progress: Progress | None = None) -> ReconcileReport:
-    """Every discrepancy between the ledger (as ``graph`` read it) and the sources given."""
-    report = ReconcileReport()
-    found = report.discrepancies
+              git_root: Path | None = None, progress: Progress | None = None,
+              skipped: Sequence[str] = ()) -> ReconcileReport:
+    """Every discrepancy between the ledger (as ``graph`` read it) and the sources given; ``skipped`` says
+    which sources the caller left out and why (reported first)."""
+    found: list[Discrepancy] = []
+    checked: dict[str, int] = {}
+    sources: dict[str, Any] = {}
+    notes = list(skipped)
     facts = list(graph.facts.values())
-    report.checked["lineage_records"] = len(facts) + len(graph.damaged)  # checkpoints are verify's
+    checked["lineage_records"] = len(facts) + len(graph.damaged)  # checkpoints are verify's
     found += [_damaged(where, problem) for where, problem in graph.damaged]
     found += _untrusted(graph, facts)
+    sources["mlflow"] = tracking.backend if tracking is not None else None
     if tracking is not None:
-        report.sources["mlflow"] = tracking.backend
-        found += _mlflow(graph, tracking, report.checked, progress)
-    else:
-        report.sources["mlflow"] = None
+        found += _mlflow(graph, tracking, checked, progress)
     found += _unknown_inputs(graph)
+    sources["dvc"] = dvc is not None
     if dvc is not None:
-        report.sources["dvc"] = True
-        report.checked["stages"] = len(dvc.stages)
-        report.checked["datasets"] = len(dvc.datasets)
-        found += dvc_discrepancies(dvc, newest_in_graph(graph))
-        report.skipped += [f"{pipeline} has no dvc.lock yet (never reproduced)" for pipeline in dvc.unreproduced]
-    else:
-        report.sources["dvc"] = False
+        checked["stages"] = len(dvc.stages)
+        checked["datasets"] = len(dvc.datasets)
+        found += dvc_discrepancies(dvc, newest_in_graph(graph), linked_in_graph(graph))
+        notes += [f"{pipeline} has no dvc.lock yet (never reproduced)" for pipeline in dvc.unreproduced]
+    sources["git"] = str(git_root) if git_root is not None else None
     if git_root is not None:
-        report.sources["git"] = str(git_root)
-        found += _commits(graph, git_root, report.checked)
-    else:
-        report.sources["git"] = None
+        found += _commits(graph, git_root, checked)
     # here, not at the top: openledger.attribution.reconcile builds on this module's Discrepancy
     from openledger.attribution.reconcile import attribution_discrepancies  # noqa: PLC0415
 
     if graph.by_kind.get("attribution"):
-        report.checked["attributions"] = len(graph.by_kind["attribution"])
+        checked["attributions"] = len(graph.by_kind["attribution"])
         found += attribution_discrepancies(graph, git_root)
-    return report
+    return ReconcileReport(tuple(found), checked, sources, tuple(notes))
 
 
 def _damaged(where: str, problem: str) -> Discrepancy:
@@ -379,6 +382,7 @@ def _unknown_inputs(graph: LedgerGraph) -> list[Discrepancy]:
 
 
 Newest = Callable[[str, str], "tuple[str, Mapping[str, Any]] | None"]
+Linked = Callable[[str, str], "Iterable[tuple[str, Mapping[str, Any]]]"]
 
 
 def newest_in_graph(graph: LedgerGraph) -> Newest:
@@ -392,6 +396,11 @@ def newest_in_graph(graph: LedgerGraph) -> Newest:
     return newest
 
 
+def linked_in_graph(graph: LedgerGraph) -> Linked:
+    """Every record of ``kind`` linking ``link``, as (id, body), from a graph already in memory."""
+    return lambda link, kind: ((f.id, f.body) for f in graph.linked_from.get(link, []) if f.kind == kind)
+
+
 def _artifact_changes(signed: Any, current: Sequence[tuple[str, str | None]], what: str) -> list[dict[str, Any]]:
     before = {str(a.get("path")): a.get("hash") for a in signed or [] if isinstance(a, Mapping)}
     now = dict(current)
@@ -399,11 +408,13 @@ def _artifact_changes(signed: Any, current: Sequence[tuple[str, str | None]], wh
             for path in sorted(set(before) | set(now)) if before.get(path) != now.get(path)]
 
 
-def dvc_discrepancies(state: DvcState, newest: Newest) -> list[Discrepancy]:
-    """``dvc.lock`` entries and ``.dvc`` outputs with no record, or differing from their newest record.
+def dvc_discrepancies(state: DvcState, newest: Newest, linked: Linked | None = None) -> list[Discrepancy]:
+    """``dvc.lock`` entries and ``.dvc`` outputs with no record, or differing from their newest record (an entry
+    an experiment recorded, brought back by ``dvc exp apply``, is recorded: :func:`applied_experiment`).
 
-    ``newest`` looks records up: :func:`newest_in_graph` here, the ledger's index in ``openledger dvc status``
-    (which must stay fast on every call and never reads the whole ledger).
+    ``newest`` and ``linked`` look records up: :func:`newest_in_graph` and :func:`linked_in_graph` here, the
+    ledger's index in ``openledger dvc status`` (which must stay fast on every call and never reads the whole
+    ledger; ``linked`` is only asked about an entry that differs from its newest record).
     """
     found: list[Discrepancy] = []
     for stage in state.stages:
@@ -416,7 +427,9 @@ def dvc_discrepancies(state: DvcState, newest: Newest) -> list[Discrepancy]:
                                      details=where))
             continue
         record_id, body = found_record
-        if body.get("lock_digest") == stage.lock_digest:
+        if body.get("lock_digest") == stage.lock_digest or (
+                linked is not None and applied_experiment(linked(dvc_stage_key(stage.dvcfile, stage.name), "stage"),
+                                                          stage.lock_digest)):
             continue
         changes = (_artifact_changes(body.get("outs"), stage.outs, "out")
                    or _artifact_changes(body.get("deps"), stage.deps, "dep"))

@@ -24,12 +24,13 @@ TargetSpec(kind='model', text='model:iris@champion', name='iris', ref='champion'
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from openledger.errors import BadInputError, NotFoundError
 from openledger.identity.trust import instant
+from openledger.lineage.joins import input_digest, run_key
 from openledger.store.ledger import Fact, Ledger
 from openledger.store.records import Record
 
@@ -42,17 +43,12 @@ __all__ = [
     "is_model_version_record",
     "parse_target",
     "promoted_version",
+    "resolve_model_target",
     "resolve_target",
-    "run_join_key",
 ]
 
 _HEX = re.compile(r"[0-9a-f]{16,128}")
 _RECORD_PREFIX = re.compile(r"(sha256:)?[0-9a-f]{4,64}")
-
-
-def run_join_key(run_id: str) -> str | None:
-    """The link that joins records to an MLflow run (``mlflowrun:<id>``), for hex run ids (MLflow's own)."""
-    return f"mlflowrun:{run_id}" if _HEX.fullmatch(run_id) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +107,10 @@ class ModelRegistry(Protocol):
         """The version ``ref`` (digits) or the version alias ``ref`` points to; NotFoundError if none."""
         ...
 
+    def alias_version(self, name: str, alias: str) -> int | None:
+        """The version ``alias`` points to now, or None."""
+        ...
+
 
 class LedgerRegistry:
     """A :class:`ModelRegistry` answered from the ledger's own records, for CI jobs without access to MLflow:
@@ -119,6 +119,10 @@ class LedgerRegistry:
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
+
+    def alias_version(self, name: str, alias: str) -> int | None:
+        promoted = promoted_version(self.ledger.select(kind="model"), name, alias)
+        return int(promoted) if promoted is not None and promoted.isdigit() else None
 
     def model_version(self, name: str, ref: str) -> ModelVersionRef:
         models = [r for r in self.ledger.select(kind="model") if r.body.get("name") == name]
@@ -147,6 +151,28 @@ def promoted_version(records: Iterable[Record | Fact], name: str, alias: str) ->
     if not promoted:
         return None
     return str(max(promoted, key=lambda r: (instant(r.time), r.id)).body.get("version"))
+
+
+def resolve_model_target(records: Iterable[Record | Fact], target: str,
+                         registry: Callable[[], ModelRegistry] | None = None) -> tuple[str, str | None]:
+    """``NAME``, ``NAME@VERSION`` or ``NAME@ALIAS`` as (name, version); version ``None`` means the newest.
+
+    An alias resolves to the version its newest recorded promotion names (among ``records``, the ledger's
+    ``model`` records); when none is recorded, ``registry`` (made only then: it may need MLflow) is asked
+    where the alias points now."""
+    name, at, ref = target.partition("@")
+    if not name or (at and not ref):
+        raise BadInputError(f"{target!r} is not NAME, NAME@VERSION or NAME@ALIAS")
+    if not ref or ref.isdigit():
+        return name, ref or None
+    promoted = promoted_version(records, name, ref)
+    if promoted is not None:
+        return name, promoted
+    found = registry().alias_version(name, ref) if registry is not None else None
+    if found is not None:
+        return name, str(found)
+    raise NotFoundError(f"no promotion to @{ref} of {name} is recorded",
+                        hint="give NAME@VERSION, or --tracking-uri so MLflow's registry can resolve the alias")
 
 
 def is_model_version_record(record: Record) -> bool:
@@ -180,7 +206,7 @@ class Subject:
         and the run's join key."""
         links = {r.id for r in self.records} | {r.id for r in self.runs}
         for run in self.runs:
-            key = run_join_key(str(run.body.get("run_id", "")))
+            key = run_key(str(run.body.get("run_id", "")))
             if key:
                 links.add(key)
         return sorted(links)
@@ -222,7 +248,7 @@ def _newest_first(records: Iterable[Record]) -> list[Record]:
 
 
 def _run_records(ledger: Ledger, run_id: str) -> list[Record]:
-    key = run_join_key(run_id)
+    key = run_key(run_id)
     if key is not None:
         return [r for r in ledger.select(kind="run", links_to=key) if r.body.get("run_id") == run_id]
     return [r for r in ledger.select(kind="run") if r.body.get("run_id") == run_id]
@@ -230,7 +256,7 @@ def _run_records(ledger: Ledger, run_id: str) -> list[Record]:
 
 def _datasets_of(ledger: Ledger, runs: Sequence[Record]) -> list[Record]:
     digests = {link for run in runs for link in run.links if not link.startswith(("sha256:", "mlflowrun:"))}
-    digests |= {str(item.get("digest")) for run in runs for item in run.body.get("inputs", ()) or ()
+    digests |= {str(input_digest(item)) for run in runs for item in run.body.get("inputs", ()) or ()
                 if isinstance(item, Mapping)}
     if not digests:
         return []

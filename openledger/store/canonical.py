@@ -25,7 +25,8 @@ import orjson
 
 from openledger.errors import BadInputError
 
-__all__ = ["FLOAT_TAG", "canonical_bytes", "parse_canonical", "tag_nonfinite"]
+__all__ = ["FLOAT_TAG", "FrozenDict", "FrozenList", "canonical_bytes", "frozen_json", "parse_canonical",
+           "tag_nonfinite", "untag_nonfinite"]
 
 FLOAT_TAG = "$float"
 _NONFINITE_NAMES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
@@ -57,6 +58,16 @@ def tag_nonfinite(value: Any) -> Any:
         return {key: tag_nonfinite(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [tag_nonfinite(item) for item in value]
+    return value
+
+
+def untag_nonfinite(value: Any) -> Any:
+    """The inverse of :func:`tag_nonfinite`: every ``{"$float": ...}`` tag back to its float."""
+    if isinstance(value, dict):
+        untagged = {key: untag_nonfinite(item) for key, item in value.items()}
+        return _untag(untagged)
+    if isinstance(value, list):
+        return [untag_nonfinite(item) for item in value]
     return value
 
 
@@ -92,3 +103,46 @@ def parse_canonical(data: bytes) -> Any:
     if _FLOAT_TAG_BYTES in data:
         return json.loads(data, object_hook=_untag)
     return orjson.loads(data)
+
+
+def _read_only(self: object, *args: object, **kwargs: object) -> Any:
+    raise TypeError(f"{type(self).__name__} is read-only: a record's body is what was signed")
+
+
+class FrozenDict(dict):  # type: ignore[type-arg]
+    """A JSON object that cannot change: a record's body, and every object inside it. Still a ``dict`` (JSON
+    Schema validators, orjson and ``isinstance`` checks read it as one); every method that would change it
+    raises ``TypeError``."""
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _read_only
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenDict, (dict(self),))
+
+
+class FrozenList(list):  # type: ignore[type-arg]
+    """A JSON array that cannot change (see :class:`FrozenDict`)."""
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _read_only
+    append = clear = extend = insert = pop = remove = reverse = sort = _read_only
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenList, (list(self),))
+
+
+def frozen_json(value: Any) -> Any:
+    """A deep, read-only copy of a JSON value (objects become :class:`FrozenDict`, arrays :class:`FrozenList`).
+
+    >>> body = frozen_json({"tags": ["a"]})
+    >>> body["tags"].append("b")
+    Traceback (most recent call last):
+    ...
+    TypeError: FrozenList is read-only: a record's body is what was signed
+    """
+    if isinstance(value, dict):
+        return FrozenDict({key: frozen_json(item) for key, item in value.items()})
+    if isinstance(value, list | tuple):
+        return FrozenList([frozen_json(item) for item in value])
+    return value

@@ -9,9 +9,10 @@ True
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
-__all__ = ["directory_digest", "file_digest"]
+__all__ = ["directory_digest", "file_digest", "hex_of"]
 
 _CHUNK = 1 << 20
 
@@ -33,3 +34,13 @@ def directory_digest(path: Path) -> str:
         for file in sorted(p for p in path.rglob("*") if p.is_file())
     ]
     return "sha256:" + hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def hex_of(digest: str | None, algorithm: str, length: int) -> str | None:
+    """The hex of ``algorithm:<hex>`` when it is spelled with that algorithm and has its length, else None.
+
+    >>> hex_of("sha256:" + "ab" * 32, "sha256", 64) == "ab" * 32, hex_of("md5:ab", "md5", 32)
+    (True, None)
+    """
+    prefix, _, value = (digest or "").partition(":")
+    return value if prefix == algorithm and re.fullmatch(f"[0-9a-f]{{{length}}}", value) else None

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 from openledger.errors import IntegrityError
 
-__all__ = ["PAYLOAD_TYPE", "Envelope", "encode_envelope", "envelope_payload", "pae", "parse_envelope"]
+__all__ = ["PAYLOAD_TYPE", "Envelope", "encode_envelope", "envelope_payload", "envelope_payload_v1", "pae",
+           "parse_envelope"]
 
 PAYLOAD_TYPE = "application/vnd.openledger.record.v1+json"
 _PAYLOAD_TYPE_PREFIX = "application/vnd.openledger.record.v"
@@ -103,6 +104,15 @@ def envelope_payload(data: bytes) -> bytes:
     if template is not None:
         return _b64decode_strict(data[len(_HEAD):template[0]], "payload")
     return parse_envelope(data).payload
+
+
+def envelope_payload_v1(data: bytes) -> tuple[bytes, bytes]:
+    """The payload and the signer's key id of an envelope in exactly the canonical v1 form (the fast path of
+    :func:`envelope_payload`); IntegrityError for anything else, even a well-formed envelope of another type."""
+    template = _template(data)
+    if template is None:
+        raise IntegrityError("not a canonical v1 envelope")
+    return _b64decode_strict(data[len(_HEAD):template[0]], "payload"), template[1].group(1)
 
 
 def _template(data: bytes) -> tuple[int, re.Match[bytes]] | None:

@@ -30,8 +30,9 @@ import nacl.secret
 import nacl.utils
 from nacl.signing import SigningKey
 
-from openledger._internal.files import write_atomic
 from openledger.errors import BadInputError, KeyMaterialError, NotFoundError
+from openledger.store.files import write_atomic
+from openledger.store.records import format_time
 
 __all__ = [
     "ENV_FEED",
@@ -180,7 +181,7 @@ class KeyStore:
         self._prepare()
         key = SigningKey.generate()
         keyid = keyid_of(bytes(key.verify_key))
-        created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        created = format_time(datetime.now(timezone.utc))
         secret: dict[str, Any]
         if passphrase:
             salt = nacl.utils.random(nacl.pwhash.argon2id.SALTBYTES)
@@ -315,9 +316,12 @@ class KeyStore:
         if env_seed and keyid is None:
             return signer_from_env(env_seed)
         chosen = keyid or self.selected_keyid()
-        seed = self.load_seed(chosen, passphrase)
-        feed = os.environ.get(ENV_FEED) or _default_feed(chosen, self.device_id())
-        return signer_from_seed(seed, feed=feed)
+        return signer_from_seed(self.load_seed(chosen, passphrase), feed=self.feed_for(chosen))
+
+    def feed_for(self, keyid: str) -> str:
+        """The feed this device appends to with ``keyid``: ``OPENLEDGER_FEED``, else one named after the key and
+        this device (so two laptops with one key never race for one feed's sequence numbers)."""
+        return os.environ.get(ENV_FEED) or _default_feed(keyid, self.device_id())
 
 
 def signer_from_env(value: str) -> Signer:

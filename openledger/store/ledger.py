@@ -31,12 +31,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from openledger._internal.files import TMP_PREFIX, write_atomic
 from openledger._internal.index import LOOSE, LedgerIndex, Location, iter_pack
 from openledger._internal.memory import paused_gc
 from openledger.config import LedgerConfig
 from openledger.errors import (
     BadInputError,
+    HashMismatchError,
     IntegrityError,
     LedgerNotFoundError,
     NotFoundError,
@@ -45,6 +45,7 @@ from openledger.errors import (
 from openledger.identity.trust import TrustFact, TrustState
 from openledger.store.canonical import parse_canonical
 from openledger.store.dsse import PAYLOAD_TYPE, envelope_payload, pae
+from openledger.store.files import TMP_PREFIX, write_atomic
 from openledger.store.records import (
     Payload,
     Record,
@@ -107,13 +108,32 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+_DVC_EXPERIMENTS = (".dvc", "tmp", "exps")
+
+
+def experiment_workspace_owner(path: Path) -> Path | None:
+    """The repository whose DVC experiment runs in ``path``, when ``path`` is inside one of DVC's temporary
+    experiment workspaces (``<repo>/.dvc/tmp/exps/<dir>``: ``dvc exp run --queue`` and ``--temp``); else None.
+
+    DVC deletes such a workspace when the experiment ends, keeping only what git tracks in the experiment's
+    commit: records written to its copy of the ledger would be lost, so they go to the repository's own.
+    """
+    parts = path.absolute().parts
+    for at in range(1, len(parts) - len(_DVC_EXPERIMENTS)):
+        if parts[at:at + len(_DVC_EXPERIMENTS)] == _DVC_EXPERIMENTS:
+            return Path(*parts[:at])
+    return None
+
+
 def find_ledger_dir(start: Path | None = None) -> Path:
-    """The ``.openledger`` directory: ``OPENLEDGER_DIR``, else the nearest one at or above ``start``."""
+    """The ``.openledger`` directory: ``OPENLEDGER_DIR``, else the nearest one at or above ``start`` (above the
+    repository's own workspace, inside a DVC experiment's temporary one: see :func:`experiment_workspace_owner`)."""
     env = os.environ.get(ENV_LEDGER_DIR)
     if env:
         path = Path(env).expanduser().absolute()
         return path if path.name == LEDGER_DIR or (path / "config.yaml").exists() else path / LEDGER_DIR
     here = (start or Path.cwd()).absolute()
+    here = experiment_workspace_owner(here) or here
     for parent in [here, *here.parents]:
         if (parent / LEDGER_DIR).is_dir():
             return parent / LEDGER_DIR
@@ -141,13 +161,13 @@ class Ledger:
     root: Path
     config: LedgerConfig
     clock: Clock = field(default=_utc_now, repr=False)
-    index: LedgerIndex = field(init=False, repr=False)
+    _index: LedgerIndex = field(init=False, repr=False)  # a cache: finds candidates, never decides
 
     def __post_init__(self) -> None:
         self.objects = self.root / "objects"
         self.packs = self.root / "packs"
         self.local = self.root / "local"
-        self.index = LedgerIndex(self.root)
+        self._index = LedgerIndex(self.root)
 
     # -- opening ---------------------------------------------------------------------------------------
     @classmethod
@@ -178,7 +198,7 @@ class Ledger:
         return ledger
 
     def close(self) -> None:
-        self.index.close()
+        self._index.close()
 
     # -- writing ---------------------------------------------------------------------------------------
     def _object_path(self, record_id: str) -> Path:
@@ -248,7 +268,7 @@ class Ledger:
             for (payload, payload_bytes, record_id), signature in zip(chained, signatures, strict=True)
         ]
         name, locations = self._write_pack(records, fsync=self.config.durability == "fsync", sort=False)
-        self.index.add(records, locations, pack=name)
+        self._index.add(records, locations, pack=name)
         return records
 
     def append(
@@ -283,10 +303,10 @@ class Ledger:
         if not drafts:
             return []
         with self._feed_lock(signer.feed):
-            self.index.sync()
-            if once is not None and self.index.query(kind=once[0], links_to=once[1]):
+            self._index.sync()
+            if once is not None and self._index.query(kind=once[0], links_to=once[1]):
                 return []
-            tips = self.index.feed_tips(signer.keyid, signer.feed)
+            tips = self._index.feed_tips(signer.keyid, signer.feed)
             prev = sorted_unique([tip for tip, _ in tips])
             seq = max((s for _, s in tips), default=-1) + 1
             batch_time = format_time(self.clock())
@@ -318,7 +338,7 @@ class Ledger:
                         for payload, data, record_id in chained
                     ]
                     touched = {self._write_loose(record) for record in records}
-                    self.index.add(records, [Location(LOOSE)] * len(records), touched_dirs=touched)
+                    self._index.add(records, [Location(LOOSE)] * len(records), touched_dirs=touched)
         return records
 
     # -- reading ---------------------------------------------------------------------------------------
@@ -353,10 +373,10 @@ class Ledger:
 
     def _read(self, record_id: str) -> bytes:
         for attempt in range(2):
-            where = self.index.locate(record_id)
+            where = self._index.locate(record_id)
             if where is None:
-                self.index.sync()
-                where = self.index.locate(record_id)
+                self._index.sync()
+                where = self._index.locate(record_id)
             if where is None:
                 path = self._object_path(record_id)
                 if path.is_file():
@@ -366,7 +386,7 @@ class Ledger:
                 return self._read_at(record_id, where)
             except FileNotFoundError:
                 if attempt == 0:
-                    self.index.rebuild()  # moved by `pack` or removed by git behind the index's back
+                    self._index.rebuild()  # moved by `pack` or removed by git behind the index's back
         raise NotFoundError(f"no record {record_id}")
 
     def resolve(self, text: str) -> str:
@@ -376,8 +396,8 @@ class Ledger:
             raise BadInputError(f"{text!r} is not a record id (sha256:<hex>, or a prefix of one)")
         if len(prefix) < len("sha256:") + 4:
             raise BadInputError(f"record id prefix {text!r} is too short (give at least 4 hex digits)")
-        self.index.sync()
-        matches = self.index.ids_with_prefix(prefix)
+        self._index.sync()
+        matches = self._index.ids_with_prefix(prefix)
         if not matches and len(prefix) > len("sha256:") + 2:
             # The index skips damaged objects; look on disk so they are reported as damaged, not unknown.
             hexdigest = prefix.partition(":")[2]
@@ -398,10 +418,10 @@ class Ledger:
         With ``damaged`` given, a record that fails its checks is appended there (id, problem) and skipped,
         together with the objects the index could not read at all; without it, the first one raises.
         """
-        self.index.sync()
+        self._index.sync()
         if damaged is not None:
-            damaged.extend(self.index.skipped())
-        for record_id in self.index.query(kind=kind, actor=actor, links_to=links_to):
+            damaged.extend(self._index.skipped())
+        for record_id in self._index.query(kind=kind, actor=actor, links_to=links_to):
             try:
                 yield self.get(record_id)
             except IntegrityError as exc:
@@ -419,14 +439,14 @@ class Ledger:
         reads it (the signature's spelling is matched, its bytes left to the signature check). The collector is
         paused: see _internal/memory.py.
         """
-        self.index.sync()
+        self._index.sync()
         if damaged is not None:
-            damaged.extend(self.index.skipped())
+            damaged.extend(self._index.skipped())
         facts: list[Fact] = []
         pack_name, pack_data = None, b""
         objects = os.fspath(self.objects)
         with paused_gc():
-            for record_id, location, offset, length in self.index.locations(kinds):
+            for record_id, location, offset, length in self._index.locations(kinds):
                 try:
                     if location == LOOSE:
                         # os calls, not pathlib: its path objects cost a third of reading a small file
@@ -440,7 +460,7 @@ class Ledger:
                         data = pack_data[offset:offset + length]
                     payload_bytes = envelope_payload(data)
                     if record_id_of(payload_bytes) != record_id:
-                        raise IntegrityError("content hash does not match its id")
+                        raise HashMismatchError("content hash does not match its id")
                     payload = parse_canonical(payload_bytes)
                     facts.append(Fact(record_id, payload["kind"], payload["actor"], payload["time"],
                                       tuple(payload["links"]), payload["body"]))
@@ -451,13 +471,32 @@ class Ledger:
 
     def ids(self, *, kind: str | None = None, links_to: str | None = None) -> list[str]:
         """Ids of the records matching the filters, oldest first, without reading the records."""
-        self.index.sync()
-        return self.index.query(kind=kind, links_to=links_to)
+        self._index.sync()
+        return self._index.query(kind=kind, links_to=links_to)
+
+    def actors(self) -> set[str]:
+        """The key ids that signed at least one record."""
+        self._index.sync()
+        return self._index.actors()
+
+    def prev_links(self) -> dict[str, tuple[str, ...]]:
+        """Every record's ``prev`` ids as the index has them (a cache: whoever derives a decision from them checks
+        it, as :class:`~openledger.anchors.anchoring.AnchorIndex` does against a checkpoint's signed root)."""
+        self._index.sync()
+        return self._index.prev_links()
+
+    def stored_bytes(self, record_id: str) -> bytes:
+        """A record's envelope bytes as stored, unchecked: for callers that check them (incremental verify)."""
+        return self._read(record_id)
+
+    def rebuild_index(self) -> None:
+        """Throw the index cache away and read every object again (after files changed behind its back)."""
+        self._index.rebuild()
 
     def unreferenced(self, by_kind: str) -> list[str]:
         """Ids of records that no ``by_kind`` record links to yet (for example: not bound to a git commit)."""
-        self.index.sync()
-        return self.index.unreferenced(by_kind)
+        self._index.sync()
+        return self._index.unreferenced(by_kind)
 
     def trust(self) -> TrustState:
         """Trust as the ledger's identity and revocation records establish it. Each record's own hash and
@@ -471,8 +510,8 @@ class Ledger:
         return TrustState.evaluate(facts, mode=self.config.trust_mode, roots=self.config.trust_roots)
 
     def __len__(self) -> int:
-        self.index.sync()
-        return self.index.count()
+        self._index.sync()
+        return self._index.count()
 
     def loose_paths(self) -> list[Path]:
         if not self.objects.is_dir():
@@ -508,7 +547,7 @@ class Ledger:
         name, _ = self._write_pack(sound, fsync=True)
         for record in sound:
             self._object_path(record.id).unlink(missing_ok=True)
-        self.index.rebuild()
+        self._index.rebuild()
         return name, len(sound)
 
     def fsck(self, *, stale_after: float = 3600.0) -> FsckReport:
@@ -553,5 +592,5 @@ class Ledger:
                     open_record(Path(entry.path).read_bytes(), expected_id=f"sha256:{directory.name}{name}")
                 except OpenLedgerError as exc:
                     corrupt.append((entry.path, exc.message))
-        self.index.rebuild()
+        self._index.rebuild()
         return FsckReport(tuple(removed), tuple(corrupt), tuple(unexpected), objects)

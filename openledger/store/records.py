@@ -31,26 +31,22 @@ import fastjsonschema
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from openledger.errors import BadInputError, IntegrityError, SignatureError, UnsupportedVersionError
-from openledger.store.canonical import canonical_bytes, parse_canonical, tag_nonfinite
+from openledger.errors import BadInputError, HashMismatchError, IntegrityError, SignatureError, UnsupportedVersionError
+from openledger.store.canonical import canonical_bytes, frozen_json, parse_canonical, tag_nonfinite
 from openledger.store.dsse import PAYLOAD_TYPE, Envelope, encode_envelope, pae, parse_envelope
 
+# The public surface. The store's own plumbing (assemble_record, decode_stored, record_id_of, sorted_unique,
+# validate_payload_json, public_key_of) is importable by the ledger and verify, and not exported.
 __all__ = [
     "KINDS",
     "SCHEMA_VERSION",
     "Payload",
     "Record",
     "RecordSigner",
-    "assemble_record",
-    "decode_stored",
     "format_time",
     "load_schema",
     "open_record",
-    "public_key_of",
-    "record_id_of",
     "sign_record",
-    "sorted_unique",
-    "validate_payload_json",
 ]
 
 SCHEMA_VERSION = 1
@@ -66,6 +62,8 @@ KINDS = (
     "feedback",
     "commit",
     "checkpoint",
+    "cosignature",
+    "anchor",
     "attribution",
 )
 
@@ -202,7 +200,8 @@ class Payload:
     """The signed content of a record.
 
     Invariants (checked at construction): every field matches ``schemas/payload.json``; ``body`` matches the
-    kind's schema; ``prev`` and ``links`` are sorted and unique; ``seq`` is 0 exactly when ``prev`` is empty.
+    kind's schema; ``prev`` and ``links`` are sorted and unique; ``seq`` is 0 exactly when ``prev`` is empty;
+    ``body`` is a deep read-only copy of the mapping given (see :func:`~openledger.store.canonical.frozen_json`).
     """
 
     kind: str
@@ -228,6 +227,9 @@ class Payload:
         if problem:
             raise BadInputError(f"invalid record: {problem}")
         _validate(self.kind, self.body, f"{self.kind} body")
+        # The payload owns a read-only copy: a caller changing its dict later cannot make the body disagree
+        # with the bytes that were signed.
+        object.__setattr__(self, "body", frozen_json(self.body))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -362,7 +364,7 @@ def decode_stored(data: bytes, *, expected_id: str | None = None) -> tuple[str, 
     envelope = parse_envelope(data)
     record_id = record_id_of(envelope.payload)
     if expected_id is not None and record_id != expected_id:
-        raise IntegrityError(f"content hash is {record_id}, not the id it is stored under")
+        raise HashMismatchError(f"content hash is {record_id}, not the id it is stored under")
     if envelope.payload_type != PAYLOAD_TYPE:
         if envelope.keyid.startswith("ed25519:") and len(envelope.keyid) == 72:
             _check_signature(envelope.keyid, envelope.payload_type, envelope.payload, envelope.signature)

@@ -5,8 +5,8 @@ runs on all cores; the whole-ledger checks (feed continuity, trust, checkpoints)
 compact summaries the workers return.
 
 Problems are ``error`` (tampering or corruption: exit 1), ``warning`` (an untrusted, unknown or revoked
-signer: exit 1 only under ``--strict``) or ``unsupported`` (validly signed data from a newer OpenLedger:
-exit 2 unless there are errors).
+signer, an email several keys claim, a record dated before one it follows in its feed: exit 1 only under
+``--strict``) or ``unsupported`` (validly signed data from a newer OpenLedger: exit 2 unless there are errors).
 
 >>> import tempfile; from openledger.store.keys import generate_signer
 >>> ledger = Ledger.init(Path(tempfile.mkdtemp()))
@@ -24,22 +24,24 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from openledger._internal.index import iter_pack
 from openledger._internal.memory import paused_gc
-from openledger.errors import BadInputError, IntegrityError, SignatureError, UnsupportedVersionError
-from openledger.identity.trust import TrustFact, TrustState
+from openledger.errors import BadInputError, IntegrityError, UnsupportedVersionError
+from openledger.identity.trust import TrustFact, TrustState, instant
+from openledger.store.canonical import parse_canonical
+from openledger.store.dsse import envelope_payload_v1
 from openledger.store.ledger import Ledger
-from openledger.store.merkle import merkle_root
-from openledger.store.records import decode_stored, validate_payload_json
+from openledger.store.logtree import LogTree, tree_of
+from openledger.store.records import decode_stored, record_id_of, validate_payload_json
 
-__all__ = ["Problem", "RecordSummary", "VerificationReport", "verify_ledger"]
+__all__ = ["Problem", "RecordSummary", "VerificationReport", "judge_ledger", "verify_ledger"]
 
 ERROR, WARNING, UNSUPPORTED = "error", "warning", "unsupported"
-_TRUST_KINDS = frozenset({"identity", "revocation", "checkpoint"})
+_TRUST_KINDS = frozenset({"identity", "revocation", "checkpoint", "cosignature", "anchor"})
 _PARALLEL_THRESHOLD = 4000  # below this, starting worker processes costs more than it saves
 _CHUNK = 2000
 
@@ -77,20 +79,17 @@ class RecordSummary(NamedTuple):
     seq: int
     prev: tuple[str, ...]
     time: str
-    body: Any  # only for identity, revocation and checkpoint records
+    body: Any  # only for identity, revocation, checkpoint, cosignature and anchor records
 
 
 def _check_one(data: bytes, expected_id: str | None, location: str) -> RecordSummary | Problem:
     try:
         record_id, _, payload = decode_stored(data, expected_id=expected_id)
         validate_payload_json(payload)
-    except SignatureError as exc:
-        return Problem(ERROR, "bad-signature", exc.message, expected_id, location)
     except UnsupportedVersionError as exc:
-        return Problem(UNSUPPORTED, "unsupported-version", exc.diagnostics(), expected_id, location)
-    except IntegrityError as exc:
-        code = "hash-mismatch" if "content hash" in exc.message else "malformed"
-        return Problem(ERROR, code, exc.message, expected_id, location)
+        return Problem(UNSUPPORTED, exc.code, exc.diagnostics(), expected_id, location)
+    except IntegrityError as exc:  # the code names the kind: hash-mismatch, bad-signature or malformed
+        return Problem(ERROR, exc.code, exc.message, expected_id, location)
     except BadInputError as exc:  # a validly signed payload that breaks the schema
         return Problem(ERROR, "malformed", exc.message, expected_id or record_id, location)
     kind = payload["kind"]
@@ -106,6 +105,30 @@ def _check_one(data: bytes, expected_id: str | None, location: str) -> RecordSum
     )
 
 
+def light_check(data: bytes, expected_id: str | None, location: str) -> RecordSummary | Problem:
+    """The bytes of a record a trusted checkpoint covers: a canonical v1 envelope whose payload hashes to
+    the record's id, read into a summary; its signature and schema are not checked again. Anything unusual
+    gets the full check (:func:`_check_one`), so only well-formed records take this path."""
+    try:
+        payload_bytes, keyid = envelope_payload_v1(data)
+    except IntegrityError:
+        return _check_one(data, expected_id, location)
+    record_id = record_id_of(payload_bytes)
+    if expected_id is not None and record_id != expected_id:
+        return Problem(ERROR, "hash-mismatch", f"content hash is {record_id}, not the id it is stored under",
+                       expected_id, location)
+    try:
+        payload = parse_canonical(payload_bytes)
+        kind = payload["kind"]
+        if payload["actor"].encode() != keyid:
+            return _check_one(data, expected_id, location)  # says which key signed it
+        return RecordSummary(record_id, kind, payload["actor"], payload["feed"], payload["seq"],
+                             tuple(payload["prev"]), payload["time"],
+                             payload["body"] if kind in _TRUST_KINDS else None)
+    except (ValueError, KeyError, TypeError):
+        return _check_one(data, expected_id, location)
+
+
 def _without_gc(function: Callable[..., list[RecordSummary | Problem]]) -> Callable[..., list[RecordSummary | Problem]]:
     """Checking allocates many short-lived objects and no cycles: collecting midway is pure cost."""
 
@@ -118,8 +141,10 @@ def _without_gc(function: Callable[..., list[RecordSummary | Problem]]) -> Calla
 
 
 @_without_gc
-def check_loose(paths: Sequence[str]) -> list[RecordSummary | Problem]:
-    """Worker: check loose objects named by path (their expected id comes from the path)."""
+def check_loose(paths: Sequence[str], light: bool = False) -> list[RecordSummary | Problem]:
+    """Worker: check loose objects named by path (their expected id comes from the path); ``light``: the
+    bytes only (:func:`light_check`)."""
+    check = light_check if light else _check_one
     results: list[RecordSummary | Problem] = []
     for path in paths:
         directory, name = os.path.split(path)
@@ -130,17 +155,18 @@ def check_loose(paths: Sequence[str]) -> list[RecordSummary | Problem]:
         except OSError as exc:
             results.append(Problem(ERROR, "unreadable", str(exc), expected, path))
             continue
-        results.append(_check_one(data, expected, path))
+        results.append(check(data, expected, path))
     return results
 
 
 @_without_gc
-def check_pack_range(path: str, start: int, end: int) -> list[RecordSummary | Problem]:
+def check_pack_range(path: str, start: int, end: int, light: bool = False) -> list[RecordSummary | Problem]:
     """Worker: check the pack lines between two byte offsets (line boundaries)."""
+    check = light_check if light else _check_one
     with open(path, "rb") as handle:
         handle.seek(start)
         data = handle.read(end - start)
-    return [_check_one(line, None, f"{path}@{start + offset}") for offset, line in iter_pack(data)]
+    return [check(line, None, f"{path}@{start + offset}") for offset, line in iter_pack(data)]
 
 
 def _pack_ranges(path: Path, lines_per_chunk: int) -> list[tuple[str, int, int]]:
@@ -171,6 +197,12 @@ class VerificationReport:
     trust: TrustState
     summaries: dict[str, RecordSummary] = field(repr=False, compare=False)
     against: str | None = None
+    log: LogTree | None = field(default=None, repr=False, compare=False)  # every checkpoint's recomputed tree
+    since: str | None = None  # incremental: the trusted checkpoint whose records' signatures were not re-checked
+
+    def with_problems(self, extra: Iterable[Problem]) -> VerificationReport:
+        """This report with more problems (checks run after :func:`verify_ledger`: witnesses, anchors)."""
+        return replace(self, problems=_in_order([*self.problems, *extra]))
 
     @property
     def errors(self) -> list[Problem]:
@@ -195,6 +227,7 @@ class VerificationReport:
             "feeds": self.feeds,
             "checkpoints": self.checkpoints,
             "against": self.against,
+            "since": self.since,
             "trust_mode": self.trust.mode,
             "problems": [p.to_json() for p in self.problems],
         }
@@ -203,13 +236,14 @@ class VerificationReport:
 Progress = Callable[[int, int], None]
 
 
-def _check_objects(ledger: Ledger, workers: int | None, progress: Progress | None) -> list[RecordSummary | Problem]:
+def _check_objects(ledger: Ledger, workers: int | None, progress: Progress | None, *, light: bool = False
+                   ) -> list[RecordSummary | Problem]:
     loose = [str(p) for p in ledger.loose_paths()]
     ranges = [r for pack in ledger.pack_paths() for r in _pack_ranges(pack, _CHUNK)]
     tasks: list[tuple[Callable[..., list[RecordSummary | Problem]], tuple[Any, ...]]] = [
-        (check_loose, (loose[i:i + _CHUNK],)) for i in range(0, len(loose), _CHUNK)
+        (check_loose, (loose[i:i + _CHUNK], light)) for i in range(0, len(loose), _CHUNK)
     ]
-    tasks += [(check_pack_range, r) for r in ranges]
+    tasks += [(check_pack_range, (*r, light)) for r in ranges]
     total_estimate = len(loose) + len(ranges) * _CHUNK
     workers = workers or os.cpu_count() or 1
     results: list[RecordSummary | Problem] = []
@@ -279,37 +313,24 @@ def _check_feeds(summaries: dict[str, RecordSummary], damaged: set[str]) -> list
     return problems
 
 
-def _check_checkpoints(summaries: dict[str, RecordSummary], damaged: set[str]) -> list[Problem]:
+def _check_time_order(summaries: dict[str, RecordSummary]) -> list[Problem]:
+    """A record dated before a record its ``prev`` names in its own feed. A feed is one key on one device,
+    appending in order, so its times go backwards only by a clock jump or a backdated record. Compared along
+    ``prev``, not by ``seq``: the two branches of a feed forked across a git merge are each their own line."""
     problems = []
     for summary in summaries.values():
-        if summary.kind != "checkpoint":
-            continue
-        body = summary.body
-        tips = [tip for feed_tips in body["feeds"].values() for tip in feed_tips]
-        covered, missing = closure_of(tips, summaries)
-        if missing & damaged:
-            continue  # the damaged record is reported where it is; this checkpoint cannot be recomputed
-        if missing:
-            shown = ", ".join(sorted(missing)[:3]) + (" …" if len(missing) > 3 else "")
-            problems.append(Problem(
-                ERROR, "checkpoint-missing-records",
-                f"{len(missing)} record(s) this checkpoint covers are gone: {shown}", summary.id,
-            ))
-            continue
-        if len(covered) != body["count"]:
-            problems.append(Problem(
-                ERROR, "checkpoint-count", f"covers {len(covered)} records, claims {body['count']}", summary.id
-            ))
-        root = "sha256:" + merkle_root(sorted(covered)).hex()
-        if root != body["root"]:
-            problems.append(Problem(
-                ERROR, "checkpoint-root", f"Merkle root is {root}, the checkpoint says {body['root']}", summary.id
-            ))
-        previous = body.get("previous")
-        if previous and (previous not in summaries or summaries[previous].kind != "checkpoint"):
-            problems.append(Problem(
-                ERROR, "checkpoint-previous-missing", f"previous checkpoint {previous} is missing", summary.id
-            ))
+        for prev_id in summary.prev:
+            prior = summaries.get(prev_id)
+            if prior is None or (prior.actor, prior.feed) != (summary.actor, summary.feed):
+                continue  # missing-prev / feed-mismatch, reported by _check_feeds
+            # the ledger writes one spelling (27 characters); others are compared as instants
+            same = len(summary.time) == len(prior.time) == 27
+            if (summary.time < prior.time) if same else (instant(summary.time) < instant(prior.time)):
+                problems.append(Problem(
+                    WARNING, "time-order",
+                    f"dated {summary.time}, before {prior.time} of {prev_id}, which it follows in feed {summary.feed}",
+                    summary.id,
+                ))
     return problems
 
 
@@ -322,14 +343,31 @@ def _trust_of(ledger: Ledger, summaries: dict[str, RecordSummary]) -> TrustState
     return TrustState.evaluate(facts, mode=ledger.config.trust_mode, roots=ledger.config.trust_roots)
 
 
+def _contested_emails(trust: TrustState) -> list[Problem]:
+    """One warning per contested email (look-alike spellings together), on the first claimant's identity."""
+    contests = {id(contest): contest for contest in trust.contested.values()}
+    return [Problem(WARNING, "email-contested", contest.reason, contest.claims[0].record_id)
+            for contest in contests.values()]
+
+
 def verify_ledger(
     ledger: Ledger,
     *,
     against: str | None = None,
+    since: str | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> VerificationReport:
-    """Check every object and the ledger as a whole; ``against`` names a checkpoint that must be present."""
+    """Check every object and the ledger as a whole; ``against`` names a checkpoint that must be present.
+
+    ``since`` names a checkpoint signed by a trusted key (the CI key): the records it covers get their bytes
+    checked (their hash) and its Merkle root recomputed, but not their signatures and schemas again
+    (:mod:`openledger.store.incremental`); ``since`` is also checked as ``against`` is.
+    """
+    if since is not None:
+        from openledger.store.incremental import verify_since  # noqa: PLC0415 - it builds on this module
+
+        return verify_since(ledger, since, workers=workers, progress=progress)
     problems: list[Problem] = []
     summaries: dict[str, RecordSummary] = {}
     for item in _check_objects(ledger, workers, progress):
@@ -337,19 +375,31 @@ def verify_ledger(
             problems.append(item)
         else:
             summaries.setdefault(item.id, item)
+    return judge_ledger(ledger, summaries, problems, against=against)
+
+
+def judge_ledger(ledger: Ledger, summaries: dict[str, RecordSummary], problems: list[Problem], *,
+                 against: str | None = None, log: LogTree | None = None, since: str | None = None
+                 ) -> VerificationReport:
+    """The whole-ledger checks (feeds, checkpoints, trust, the pinned checkpoint) over checked records."""
     # Ids of objects that are present but fail their own checks: their neighbours are not "missing" them.
     damaged = {p.record for p in problems if p.record} - summaries.keys()
     problems += _check_feeds(summaries, damaged)
-    problems += _check_checkpoints(summaries, damaged)
+    problems += _check_time_order(summaries)
+    if log is None:
+        log = tree_of(summaries, damaged)
+    problems += [Problem(ERROR, finding.code, finding.message, finding.record) for finding in log.findings]
     trust = _trust_of(ledger, summaries)
     for record_id, why in trust.ignored:
         problems.append(Problem(WARNING, "ignored-trust-record", why, record_id))
+    problems += _contested_emails(trust)
     for summary in summaries.values():
         if summary.kind == "revocation" and summary.body["key"] == summary.actor:
             continue  # a key's own revocation is the one record it must be able to sign at that moment
         status = trust.status(summary.actor, summary.time)
         if status is not None:
-            problems.append(Problem(WARNING, status, f"signed by {trust.describe(summary.actor)}: {status}",
+            why = f" ({trust.conflicts[summary.actor]})" if status == "identity-conflict" else ""
+            problems.append(Problem(WARNING, status, f"signed by {trust.describe(summary.actor)}: {status}{why}",
                                     summary.id))
     if against is not None:
         if not against.startswith("sha256:") or len(against) != 71:
@@ -368,6 +418,10 @@ def verify_ledger(
             raise BadInputError(f"--against {against} is a {pinned.kind} record, not a checkpoint")
     feeds = len({(s.actor, s.feed) for s in summaries.values()})
     checkpoints = sum(1 for s in summaries.values() if s.kind == "checkpoint")
+    return VerificationReport(len(summaries), feeds, checkpoints, _in_order(problems), trust, summaries, against,
+                              log, since)
+
+
+def _in_order(problems: Iterable[Problem]) -> tuple[Problem, ...]:
     order = {ERROR: 0, UNSUPPORTED: 1, WARNING: 2}
-    problems.sort(key=lambda p: (order[p.severity], p.record or "", p.code))
-    return VerificationReport(len(summaries), feeds, checkpoints, tuple(problems), trust, summaries, against)
+    return tuple(sorted(problems, key=lambda p: (order[p.severity], p.record or "", p.code)))

@@ -48,7 +48,7 @@ def brute_force(body: dict[str, Any], seed: Any = "all") -> dict[str, dict[str, 
     a coalition is its metric (negated when lower is better), averaged over seeds; a failed run, and the empty
     coalition, count as the baseline."""
     sign = 1.0 if body["direction"] == "maximize" else -1.0
-    baseline = sign * body["baseline"]
+    baseline = sign * float(body["baseline"])
     measured: dict[frozenset[int], dict[Any, float]] = defaultdict(dict)
     for run in body["runs"]:
         ok = run["status"] == "ok" and run["metric"] is not None

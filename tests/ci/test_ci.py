@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_openledger
 
 BIN = Path(sys.executable).parent
 
@@ -32,8 +32,7 @@ def configure(repo: Path, text: str) -> None:
 
 
 def run(repo: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "openledger_cli", *args], cwd=repo, env=env,
-                          capture_output=True, text=True, check=False)
+    return run_openledger(repo, *args, env=env)
 
 
 def ledger_files(repo: Path) -> dict[str, bytes]:

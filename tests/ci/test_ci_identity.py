@@ -5,17 +5,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import git
+from tests.conftest import git, run_openledger
 
 
 def openledger(repo: Path, home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith(("OPENLEDGER_", "GITHUB_", "GITLAB", "CI_"))}
     full.update(OPENLEDGER_HOME=str(home), **env)
-    return subprocess.run([sys.executable, "-m", "openledger_cli", *args], cwd=repo, env=full,
-                          capture_output=True, text=True, check=False)
+    return run_openledger(repo, *args, env=full)
 
 
 def test_an_endorsed_ci_key_signs_checkpoints_from_the_secret(repo: Path, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,14 +63,14 @@ class DvcRepo:
             raise AssertionError(f"{args} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
         return result
 
-    def dvc(self, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
+    def dvc(self, *args: str, check: bool = True, **env: Any) -> subprocess.CompletedProcess[str]:
         return self.run(BIN / "dvc", *args, check=check, **env)
 
     def openledger(self, *args: str, check: bool = True, cwd: Path | None = None,
-                   **env: str) -> subprocess.CompletedProcess[str]:
+                   **env: Any) -> subprocess.CompletedProcess[str]:
         return self.run(sys.executable, "-m", "openledger_cli", *args, check=check, cwd=cwd, **env)
 
-    def git(self, *args: str, **env: str) -> str:
+    def git(self, *args: str, **env: Any) -> str:
         return self.run("git", *args, **env).stdout
 
     def commit(self, message: str, *paths: str, author: tuple[str, str] | None = None) -> str:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import stat
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -21,7 +23,7 @@ def lock_hashes(repo: DvcRepo) -> dict[str, dict[str, list[tuple[str, str]]]]:
             for name, entry in lock["stages"].items() if name != "openledger-record"}
 
 
-def recorded_hashes(record_body: dict) -> dict[str, list[tuple[str, str]]]:  # type: ignore[type-arg]
+def recorded_hashes(record_body: Mapping[str, Any]) -> dict[str, list[tuple[str, str]]]:
     return {side: [(e["path"], e["hash"]) for e in record_body[side]] for side in ("deps", "outs")}
 
 
@@ -304,6 +306,22 @@ def test_missing_or_corrupt_lock_is_a_clear_error(pipeline: DvcRepo, content: st
         assert "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
     assert pipeline.records() == before  # nothing recorded from a broken pipeline
+
+
+def test_the_hooks_fail_open_with_one_line_and_strict_mode_turns_that_into_an_error(pipeline: DvcRepo) -> None:
+    """The record stage and the post-commit hook must not break a repro or a commit: a corrupt dvc.lock is one
+    line on stderr and exit 0; under OPENLEDGER_STRICT=1 it is the error it is (exit 2), still without a
+    traceback; nothing is recorded either way."""
+    (pipeline.root / "dvc.lock").write_text("stages: [unclosed\n")
+    before = pipeline.records()
+    for command, what in ((("dvc", "record-stage"), "this repro was"), (("dvc", "post-commit"), "this commit was")):
+        opened = pipeline.openledger(*command, check=False, DVC_STAGE="openledger-record")
+        assert opened.returncode == 0, opened.stderr
+        [line] = opened.stderr.strip().splitlines()
+        assert line.startswith(f"openledger: {what} not recorded: ") and "is not valid YAML" in line, line
+        strict = pipeline.openledger(*command, check=False, DVC_STAGE="openledger-record", OPENLEDGER_STRICT="1")
+        assert strict.returncode == 2 and "is not valid YAML" in strict.stderr and "Traceback" not in strict.stderr
+    assert pipeline.records() == before
 
 
 def test_no_dvc_project_is_a_clear_error(repo: Path) -> None:

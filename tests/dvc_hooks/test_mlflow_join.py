@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from openledger.lineage.joins import dvc_run_key
 from tests.dvc_hooks.conftest import DvcRepo
 
@@ -46,7 +48,10 @@ def test_model_lineage_runs_from_registered_version_to_the_data_author(dvc_repo:
     [run] = dvc_repo.records("run")
     [model] = dvc_repo.records("model")
     [stage] = dvc_repo.records("stage")
-    [dataset] = dvc_repo.records("dataset")
+    # DVC's record of the data (per-file credit from git) and MLflow's of the input (from_dvc: DVC's hash)
+    [dataset] = [r for r in dvc_repo.records("dataset") if "mlflow" not in r.body]
+    [logged] = [r for r in dvc_repo.records("dataset") if "mlflow" in r.body]
+    assert logged.body["digest"] == dataset.body["digest"] and logged.id in run.links
     # the run knows the stage it ran in, and the stage record claims the run
     assert run.body["dvc"] == {"stage": "train", "experiment": None}
     assert dvc_run_key("train", None) in run.links
@@ -59,6 +64,13 @@ def test_model_lineage_runs_from_registered_version_to_the_data_author(dvc_repo:
     assert dataset.body["digest"] in run.links
     assert dataset.id in stage.links
     assert [c["email"] for c in dataset.body["contributors"]] == ["dana@example.org"]
+
+    # one dataset version in the lineage, attested by both records; the data credit is DVC's, per file, once
+    lineage = json.loads(dvc_repo.openledger("report", "model", "classifier@1", "--format", "json").stdout)
+    assert [d["records"] for d in lineage["datasets"]] == [[logged.id, dataset.id]]
+    credit = json.loads(dvc_repo.openledger("report", "contributors", "--format", "json").stdout)
+    data = {c["person"]["email"]: c["roles"]["data"]["files"] for c in credit["contributors"] if "data" in c["roles"]}
+    assert data == {"dana@example.org": 1}  # not the trainer, who only logged it
 
     dvc_repo.dvc("repro", MLFLOW_TRACKING_URI=uri)  # unchanged: no new run, no new stage record
     assert len(dvc_repo.records("stage")) == 1

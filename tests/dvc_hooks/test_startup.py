@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 from tests.dvc_hooks.conftest import DvcRepo
 
@@ -36,7 +37,7 @@ def heavy(modules: set[str]) -> list[str]:
     return sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in NOT_ON_THE_HOT_PATH))
 
 
-def run_and_list_modules(repo: DvcRepo, *args: str, **env: str) -> tuple[set[str], str]:
+def run_and_list_modules(repo: DvcRepo, *args: str, **env: Any) -> tuple[set[str], str]:
     """The modules the command imported, and what it said on stderr."""
     result = repo.run(sys.executable, "-c", RUN_AND_LIST, *args, **env)
     return set(json.loads(result.stdout.splitlines()[-1])), result.stderr

@@ -127,7 +127,7 @@ def _snapshot(uri: str, experiment: str) -> dict[str, Any]:
     run = client.get_run(runs[0].info.run_id)
     versions = client.search_model_versions(f"name='{experiment}-model'")
     logged = client.get_logged_model(run.outputs.model_outputs[0].model_id)
-    return _comparable({
+    snapshot: dict[str, Any] = _comparable({
         "search_runs": [r.to_dictionary() for r in runs],
         "get_run": run.to_dictionary(),
         "history": [(m.key, m.value, m.step, m.timestamp) for m in client.get_metric_history(run.info.run_id, "loss")],
@@ -137,6 +137,7 @@ def _snapshot(uri: str, experiment: str) -> dict[str, Any]:
         "logged_model": {**{k: getattr(logged, k) for k in ("name", "status", "model_type", "tags", "params")},
                          "metrics": [(m.key, m.value, m.step) for m in logged.metrics or []]},
     })
+    return snapshot
 
 
 @pytest.mark.slow
@@ -298,9 +299,23 @@ def test_nan_metric_round_trips(project: MlflowProject) -> None:
 
     with mlflow.start_run() as run:
         mlflow.log_metric("loss", float("nan"))
+    from click.testing import CliRunner
+
+    from openledger_cli.main import cli
+
     body = next(r.body for r in project.records("run") if r.body["run_id"] == run.info.run_id)
     assert math.isnan(body["metrics"]["loss"])
-    assert json.loads(json.dumps({"ok": True}))
+
+    def no_bare_constants(name: str) -> None:
+        raise AssertionError(f"{name} is not JSON")
+
+    # what `log --format json` prints is strict JSON: the NaN is tagged, not a bare NaN token
+    printed = CliRunner().invoke(cli, ["--ledger", str(project.ledger.root), "log", "--kind", "run",
+                                       "--format", "json"])
+    assert printed.exit_code == 0, printed.output
+    [entry] = [e for e in json.loads(printed.stdout, parse_constant=no_bare_constants)
+               if e["body"]["run_id"] == run.info.run_id]
+    assert entry["body"]["metrics"]["loss"] == {"$float": "NaN"}
 
 
 def test_capture_history_after_the_fact(project: MlflowProject) -> None:
@@ -410,8 +425,9 @@ def test_model_version_recorded_once_with_its_link_key(project: MlflowProject) -
     import mlflow
     from mlflow import MlflowClient
 
-    from mlflow_plugin.capture import RunCapture, model_version_link
+    from mlflow_plugin.capture import RunCapture
     from mlflow_plugin.store import capture_for
+    from openledger.lineage.joins import model_version_key
 
     with mlflow.start_run() as run:
         mlflow.log_param("p", "v")
@@ -419,7 +435,7 @@ def test_model_version_recorded_once_with_its_link_key(project: MlflowProject) -
     client.create_registered_model("linked")
     version = client.create_model_version("linked", f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
     models = project.records("model")
-    assert len(models) == 1 and model_version_link("linked", 1, None) in models[0].links
+    assert len(models) == 1 and model_version_key("linked", 1, None) in models[0].links
     capture: RunCapture = capture_for(project.uri().removeprefix("ledger+"))
     assert capture.model_version_created(version, None) is None  # already recorded: nothing written
     assert len(project.records("model")) == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -63,3 +65,51 @@ def test_untracked_path_is_a_clear_mlflow_error(dvc_project: MlflowProject) -> N
         mlflow.data.from_dvc("plain.txt")
     with pytest.raises(MlflowException, match="not tracked by DVC"):
         mlflow.data.from_dvc("missing.csv")
+
+
+def _credit(root: Path) -> dict[str, float]:
+    from click.testing import CliRunner
+
+    from openledger_cli.main import cli
+
+    result = CliRunner().invoke(cli, ["report", "contributors", "--format", "json"], catch_exceptions=False)
+    return {c["person"]["email"] or c["person"]["name"]: c["roles"]["data"]["amount"]
+            for c in json.loads(result.stdout)["contributors"] if "data" in c["roles"]}
+
+
+def test_a_pandas_dataset_read_from_a_dvc_tracked_file_defers_to_dvcs_record(dvc_project: MlflowProject) -> None:
+    """from_pandas(source="data/train.csv") of a file inside a `dvc add`-ed directory: MLflow's record names
+    the DVC path and hash; once DVC's record of the directory exists, that one credits the data, per file."""
+    import mlflow
+    import pandas as pd
+
+    with mlflow.start_run():
+        frame = pd.read_csv("data/train.csv")
+        mlflow.log_input(mlflow.data.from_pandas(frame, source="data/train.csv", name="train"), context="training")
+    [logged] = dvc_project.records("dataset")
+    file_hash = "md5:" + hashlib.md5((dvc_project.root / "data" / "train.csv").read_bytes()).hexdigest()
+    assert logged.body["dvc"] == {"path": "data/train.csv", "hash": file_hash}
+    assert file_hash in logged.links
+    # no DVC record of the data yet: whoever logged it has the credit
+    assert _credit(dvc_project.root) == {"ada@example.org": 1.0}
+    recorded = subprocess.run([sys.executable, "-m", "openledger_cli", "dvc", "record"], cwd=dvc_project.root,
+                              capture_output=True, text=True, check=False)
+    assert recorded.returncode == 0, recorded.stderr
+    # DVC's records win: the directory's 2 files and labels.txt, committed by the test's git author; the
+    # logger is no longer credited, and nobody is counted twice
+    assert _credit(dvc_project.root) == {"author@example.org": 3.0}
+
+
+def test_a_from_dvc_input_links_dvcs_own_record_when_it_exists(dvc_project: MlflowProject) -> None:
+    import mlflow
+
+    recorded = subprocess.run([sys.executable, "-m", "openledger_cli", "dvc", "record"], cwd=dvc_project.root,
+                              capture_output=True, text=True, check=False)
+    assert recorded.returncode == 0, recorded.stderr
+    before = {r.id for r in dvc_project.records("dataset")}
+    with mlflow.start_run():
+        mlflow.log_input(mlflow.data.from_dvc("data"), context="training")
+    [run] = dvc_project.records("run")
+    [dvc_record] = [r for r in dvc_project.records("dataset") if r.body["path"] == "data"]
+    assert {r.id for r in dvc_project.records("dataset")} == before  # no second record of the same version
+    assert dvc_record.id in run.links

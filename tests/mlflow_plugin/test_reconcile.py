@@ -101,8 +101,9 @@ def test_deleted_runs_and_unknown_inputs_are_warnings(project: MlflowProject) ->
     import numpy as np
     from mlflow import MlflowClient
 
-    with mlflow.start_run() as with_input:
-        mlflow.log_input(mlflow.data.from_numpy(np.arange(6).reshape(3, 2), name="scratch"), context="training")
+    with mlflow.start_run() as with_input:  # a digest the user chose, that no dataset record can carry
+        mlflow.log_input(mlflow.data.from_numpy(np.arange(6).reshape(3, 2), name="scratch", digest="<v 1>"),
+                         context="training")
     doomed = train()
     MlflowClient(project.uri(ledger=False)).delete_run(doomed)
     result = reconcile(project)
@@ -111,6 +112,7 @@ def test_deleted_runs_and_unknown_inputs_are_warnings(project: MlflowProject) ->
     assert deleted["subject"] == f"run:{doomed}" and deleted["severity"] == "warning"
     [unknown] = findings(result, "unknown-input")
     assert unknown["details"]["name"] == "scratch" and unknown["details"]["runs"] == [with_input.info.run_id]
+    assert unknown["subject"] == "input:mlflow:<v 1>"  # MLflow's digest, under its algorithm's name
     assert reconcile(project, "--strict").exit_code == 1
 
 

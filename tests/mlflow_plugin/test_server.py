@@ -4,56 +4,17 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import textwrap
-import time
-import urllib.request
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from openledger import Ledger, signer_from_seed, verify_ledger
+from tests.mlflow_plugin.conftest import mlflow_server
 
 ROOT = Path(__file__).parent.parent.parent
-
-
-def _postgres_base() -> str | None:
-    """A PostgreSQL server URI: OPENLEDGER_TEST_POSTGRES, or the local cluster `.ci/postgres` starts."""
-    uri = os.environ.get("OPENLEDGER_TEST_POSTGRES")
-    if uri:
-        return uri
-    if shutil.which("pg_lsclusters") and os.geteuid() == 0:
-        result = subprocess.run(["bash", str(ROOT / ".ci" / "postgres")], capture_output=True, text=True,
-                                check=False)
-        if result.returncode == 0:
-            return result.stdout.strip().splitlines()[-1]
-    return None
-
-
-@pytest.fixture
-def postgres_uri() -> Iterator[str]:
-    base = _postgres_base()
-    if base is None:
-        pytest.skip("no PostgreSQL here: .ci/run installs and starts one (or set OPENLEDGER_TEST_POSTGRES)")
-    import psycopg
-
-    name = f"mlflow_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(base, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    yield base.rsplit("/", 1)[0] + "/" + name
-    with psycopg.connect(base, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 CLIENT = textwrap.dedent(
@@ -80,38 +41,17 @@ def _serve_and_log(tmp_path: Path, backend: str) -> tuple[Ledger, str, str]:
     server_key = signer_from_seed(server_seed, feed="mlflow-server")
     ledger.append(server_key, "identity", {"key": server_key.keyid, "name": "MLflow server",
                                            "email": "mlflow@example.org"})
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENLEDGER_", "MLFLOW_"))}
     server_env = dict(env, OPENLEDGER_DIR=str(ledger.root), OPENLEDGER_FEED="mlflow-server",
                       OPENLEDGER_SIGNING_KEY=base64.b64encode(server_seed).decode(),
                       OPENLEDGER_HOME=str(tmp_path / "server-home"))
-    mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
-    server = subprocess.Popen(
-        [mlflow_bin, "server", "--backend-store-uri", backend, "--artifacts-destination",
-         str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=tmp_path, env=server_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    output = server.stdout.read() if server.stdout else ""
-                    pytest.fail(f"mlflow server did not start:\n{output[-3000:]}")
-                time.sleep(0.5)
-        client_env = dict(env, MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}", USER="carol", LOGNAME="carol",
+    with mlflow_server(tmp_path, backend, server_env) as url:
+        client_env = dict(env, MLFLOW_TRACKING_URI=url, USER="carol", LOGNAME="carol",
                           OPENLEDGER_HOME=str(tmp_path / "client-home"))
         client = subprocess.run([sys.executable, "-c", CLIENT], cwd=tmp_path, env=client_env, capture_output=True,
                                 text=True, check=False)
         assert client.returncode == 0, client.stderr[-3000:]
         run_id = client.stdout.strip().splitlines()[-1]
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
     return ledger, run_id, server_key.keyid
 
 

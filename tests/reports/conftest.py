@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
+
+from tests.conftest import run_openledger
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def openledger(project: Any, *args: str, who: str = "ada", check: bool = True) -> subprocess.CompletedProcess[str]:
     env = getattr(project, who)
-    result = subprocess.run([sys.executable, "-m", "openledger_cli", *args], cwd=project.repo, env=env,
-                            capture_output=True, text=True, check=False)
+    result = run_openledger(project.repo, *args, env=env)
     if check and result.returncode != 0:
         raise AssertionError(f"openledger {' '.join(args)} exited {result.returncode}: {result.stderr}")
     return result
 
 
 def report_json(project: Any, *args: str) -> dict[str, Any]:
-    return json.loads(openledger(project, "report", *args, "--format", "json").stdout)
+    report: dict[str, Any] = json.loads(openledger(project, "report", *args, "--format", "json").stdout)
+    return report

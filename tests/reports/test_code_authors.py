@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from openledger import Ledger
-from openledger.lineage.graph import CodeAuthor, LedgerGraph
+from openledger.lineage.authorship import CodeAuthor, CodeAuthorship
+from openledger.lineage.graph import LedgerGraph
 from tests.conftest import git, make_signer
 
 TRAINER = make_signer(41)
@@ -50,14 +51,14 @@ def authors_together_and_alone(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) 
     graph = LedgerGraph.load(ledger)
     versions = graph.model_versions("m")
     logs: list[tuple[str, ...]] = []
-    real_git = LedgerGraph._git
+    real_git = CodeAuthorship.git
 
-    def counting_git(self: LedgerGraph, *args: str, stdin: str | None = None) -> str | None:
+    def counting_git(self: CodeAuthorship, *args: str, stdin: str | None = None) -> str | None:
         logs.extend([args] if args[0] == "log" else [])
         return real_git(self, *args, stdin=stdin)
 
     with monkeypatch.context() as patch:
-        patch.setattr(LedgerGraph, "_git", counting_git)
+        patch.setattr(CodeAuthorship, "git", counting_git)
         together = {v: lineage.code_authors for (_, v), lineage in graph.lineages(versions).items()}
     alone = {v: LedgerGraph.load(ledger).lineage("m", v).code_authors for _, v in versions}
     return together, alone, len(logs)

@@ -90,7 +90,8 @@ def test_prov_json_parses_with_the_people_data_runs_and_their_relations(demo: An
     assert {model, raw, prepared} <= set(entities)
     assert values(entities[model], "artifactDigest") == {report["model"]["artifact_digest"]}
     assert {run, prepare} <= set(activities)
-    assert activities[run].get_startTime() is not None and activities[run].get_endTime() is not None
+    started, ended = activities[run].get_startTime(), activities[run].get_endTime()  # type: ignore[attr-defined]
+    assert started is not None and ended is not None  # (prov's ProvRecord is typed without its subclasses)
 
     def relations(kind: type, first: str, second: str) -> list[Any]:
         found = []

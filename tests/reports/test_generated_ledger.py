@@ -22,7 +22,8 @@ from typing import Any
 from benchmarks.reports import build
 from openledger import Ledger
 from openledger.lineage.graph import LedgerGraph
-from openledger.report import contributors_report, model_report
+from openledger.reports.contributors import contributors_report
+from openledger.reports.model import model_report
 from openledger.store.canonical import tag_nonfinite
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "generated-ledger-reports.json"
@@ -32,12 +33,12 @@ def reports(repo: Path) -> dict[str, dict[str, Any]]:
     built = build(repo, 1000, contributors=30, models=10)
     graph = LedgerGraph.load(Ledger.open(built.repo))
     return {
-        "contributors": contributors_report(graph),
+        "contributors": contributors_report(graph).to_json(),
         "contributors --model churn-model --since 2026-02-01": contributors_report(
-            graph, model="churn-model", since="2026-02-01"),
-        f"model {built.model_target}": model_report(graph, *built.model_target.split("@")),
-        "model fraud-detector@2": model_report(graph, "fraud-detector", "2"),
-        "model ranker (newest)": model_report(graph, "ranker"),
+            graph, model="churn-model", since="2026-02-01").to_json(),
+        f"model {built.model_target}": model_report(graph, *built.model_target.split("@")).to_json(),
+        "model fraud-detector@2": model_report(graph, "fraud-detector", "2").to_json(),
+        "model ranker (newest)": model_report(graph, "ranker").to_json(),
     }
 
 

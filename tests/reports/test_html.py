@@ -11,19 +11,43 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from markdown_it import MarkdownIt
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-from openledger_cli.lineage_svg import layout
-from openledger_cli.report_html import CSP, contributors_html, model_html
-from openledger_cli.report_md import contributors_markdown, model_markdown, pairs, trainer_name
+from openledger.reports.contributors import ContributorsReport
+from openledger.reports.model import ModelReport, RunView
+from openledger_cli.layout import LayoutEdge, LayoutNode, layout
+from openledger_cli.report_html import CSP
+from openledger_cli.report_html import contributors_html as contributors_view_html
+from openledger_cli.report_html import model_html as model_view_html
+from openledger_cli.report_md import contributors_markdown as contributors_view_markdown
+from openledger_cli.report_md import model_markdown as model_view_markdown
+from openledger_cli.report_md import pairs, trainer_name
 from tests.reports.conftest import openledger, report_json
 
 HOSTILE = '<script>alert("x")</script>'
 VOID = {"meta", "br", "img", "input", "link", "hr", "col", "area", "base", "source", "wbr"}  # SVG self-closes
 LOADING = {"src", "href", "xlink:href", "action", "poster", "srcset", "data", "formaction", "background"}
+
+
+def model_html(report: dict[str, Any]) -> str:
+    """The page for a report as `--format json` gives it (read back through the view, as a renderer sees it)."""
+    return model_view_html(ModelReport.from_json(report))
+
+
+def model_markdown(report: dict[str, Any]) -> str:
+    return model_view_markdown(ModelReport.from_json(report))
+
+
+def contributors_html(report: dict[str, Any]) -> str:
+    return contributors_view_html(ContributorsReport.from_json(report))
+
+
+def contributors_markdown(report: dict[str, Any]) -> str:
+    return contributors_view_markdown(ContributorsReport.from_json(report))
 
 
 class Page(HTMLParser):
@@ -121,16 +145,23 @@ def test_html_says_what_the_markdown_says(model: dict[str, Any], contributors: d
         assert h2 == headings
         assert re.findall(r"<h1>(.*?)</h1>", html_text) == [markdown.splitlines()[0][2:]]
         shown = page.all_text
-        for line in markdown.splitlines():
-            if line.startswith("|") and not line.startswith("|---"):
-                for raw in line.strip("|").split(" | "):
-                    cell = raw.strip().replace("\\|", "|")
-                    if cell and not cell.startswith(("sha256:", "commit:", "md5:")):  # ids: shortened alike
-                        assert cell in shown, cell
-            elif line.startswith("- ") and not line.startswith("- `"):  # runs: a list there, a table here
-                assert re.sub(r" \((sha256|commit):\w+\)$", "", line[2:]).replace("`", "") in shown, line
+        # what the Markdown shows, as a CommonMark renderer reads it (escapes resolved), cell by cell and item
+        # by item, is on the page
+        tokens = MarkdownIt("commonmark").enable("table").parse(markdown)
+        for index, token in enumerate(tokens):
+            if token.type != "inline":
+                continue
+            text = " ".join("".join(child.content for child in token.children or []
+                                    if child.type in ("text", "code_inline")).split())
+            in_cell = tokens[index - 1].type in ("td_open", "th_open")
+            in_item = index > 1 and tokens[index - 2].type == "list_item_open"
+            if in_cell and text and not text.startswith(("sha256:", "commit:", "md5:")):  # ids: shortened alike
+                assert text in shown, text
+            elif in_item and not (token.children and token.children[0].type == "code_inline"):  # runs: a table
+                assert re.sub(r" \((sha256|commit):\w+\)$", "", text) in shown, text
     for run in model["runs"]:
-        for piece in (run["run_id"], run["name"], run["status"], trainer_name(run), *pairs(run["params"]),
+        view = RunView.from_json(run)
+        for piece in (run["run_id"], run["name"], run["status"], trainer_name(view), *pairs(run["params"]),
                       *pairs(run["metrics"])):
             assert piece in Page(model_html(model)).all_text, piece
     credit = Page(contributors_html(contributors)).all_text
@@ -143,9 +174,10 @@ def test_html_says_what_the_markdown_says(model: dict[str, Any], contributors: d
 def test_labels_from_the_ledger_are_text_not_markup(model: dict[str, Any]) -> None:
     report = copy.deepcopy(model)
     report["graph"]["nodes"][1]["label"] = HOSTILE
-    report["graph"]["nodes"].append({"id": f"dataset:{HOSTILE}", "kind": "dataset", "label": "x' onload='y",
+    hostile_id = f"dataset:{HOSTILE}@md5:{'0' * 32}"
+    report["graph"]["nodes"].append({"id": hostile_id, "kind": "dataset", "label": "x' onload='y",
                                      "recorded": False})
-    report["graph"]["edges"].append({"from": report["graph"]["nodes"][1]["id"], "to": f"dataset:{HOSTILE}",
+    report["graph"]["edges"].append({"from": report["graph"]["nodes"][1]["id"], "to": hostile_id,
                                      "relation": "<b>used</b>"})
     report["runs"][0]["name"] = HOSTILE
     report["runs"][0]["params"] = {"<i>": '"><img src=x onerror=alert(1)>'}
@@ -157,7 +189,7 @@ def test_labels_from_the_ledger_are_text_not_markup(model: dict[str, Any]) -> No
     shown = page.all_text
     assert HOSTILE in shown and '"><img src=x onerror=alert(1)>' in shown and "<b>used</b>" in shown
     assert "</td></tr></table><script>alert(2)</script>" in shown
-    hostile_node = next(n for n in page.find("g", "node") if n["data-id"] == f"dataset:{HOSTILE}")
+    hostile_node = next(n for n in page.find("g", "node") if n["data-id"] == hostile_id)
     assert "no-record" in hostile_node["class"].split()
     assert "dataset · no record" in shown
     assert len(page.find("path", "edge")) == len(report["graph"]["edges"])
@@ -174,24 +206,23 @@ def _contributors_stub() -> dict[str, Any]:
 
 
 def test_layout_draws_right_to_left_and_survives_cycles_loops_and_dangling_edges() -> None:
-    nodes = [{"id": i, "kind": k, "label": i, "recorded": True}
+    nodes = [LayoutNode(i, k, i)
              for i, k in (("m", "model"), ("r", "run"), ("s", "stage"), ("d", "dataset"), ("e", "dataset"))]
-    edges = [{"from": "m", "to": "r", "relation": "trained by"}, {"from": "r", "to": "d", "relation": "used"},
-             {"from": "s", "to": "r", "relation": "ran"}, {"from": "s", "to": "d", "relation": "read"},
-             {"from": "d", "to": "s", "relation": "output of"},  # a cycle: d -> s -> d
-             {"from": "e", "to": "e", "relation": "self"}, {"from": "m", "to": "gone", "relation": "dangling"}]
+    edges = [LayoutEdge("m", "r", "trained by"), LayoutEdge("r", "d", "used"), LayoutEdge("s", "r", "ran"),
+             LayoutEdge("s", "d", "read"), LayoutEdge("d", "s", "output of"),  # a cycle: d -> s -> d
+             LayoutEdge("e", "e", "self"), LayoutEdge("m", "gone", "dangling")]
     placed = layout(nodes, edges)
     x = {n.id: n.x for n in placed.nodes}
     assert x["m"] > x["r"] > x["d"]  # what was made stands right of what it was made from
-    assert [(e.source, e.target) for e in placed.edges] == [(e["from"], e["to"]) for e in edges[:-1]]
+    assert [(e.source, e.target) for e in placed.edges] == [(e.source, e.target) for e in edges[:-1]]
     for a in placed.nodes:  # no two nodes overlap, and all are inside the drawing
         assert a.x - a.width / 2 >= 0 and a.x + a.width / 2 <= placed.width
         assert a.y - a.height / 2 >= 0 and a.y + a.height / 2 <= placed.height
         for b in placed.nodes:
             if a.id < b.id:
                 assert (abs(a.x - b.x) >= (a.width + b.width) / 2 or abs(a.y - b.y) >= (a.height + b.height) / 2)
-    chain = [{"id": f"n{i}", "kind": "stage", "label": f"n{i}", "recorded": True} for i in range(3000)]
-    long = layout(chain, [{"from": f"n{i}", "to": f"n{i + 1}", "relation": "after"} for i in range(2999)])
+    chain = [LayoutNode(f"n{i}", "stage", f"n{i}") for i in range(3000)]
+    long = layout(chain, [LayoutEdge(f"n{i}", f"n{i + 1}", "after") for i in range(2999)])
     assert len({n.layer for n in long.nodes}) == 3000  # no recursion limit on a long history
 
 
@@ -254,13 +285,13 @@ def test_report_opened_in_headless_chromium_offline_shows_the_lineage_and_the_co
         assert svg.is_displayed() and svg.rect["width"] > 300 and svg.rect["height"] > 50
         nodes = driver.find_elements(By.CSS_SELECTOR, "svg.lineage g.node")
         assert len(nodes) == len(model["graph"]["nodes"])
-        shown = {}
+        shown: dict[str, Any] = {}
         for node in nodes:
             box = node.rect
             assert node.is_displayed() and box["width"] > 0 and box["height"] > 0
             assert svg.rect["x"] <= box["x"] and box["x"] + box["width"] <= svg.rect["x"] + svg.rect["width"] + 1
-            shown[node.get_attribute("data-kind")] = [*shown.get(node.get_attribute("data-kind"), []),
-                                                      " ".join(node.text.split())]
+            kind = str(node.get_attribute("data-kind"))
+            shown[kind] = [*shown.get(kind, []), " ".join(node.text.split())]
         assert "MODEL wine-classifier v2" in shown["model"]
         assert f"RUN {model['runs'][0]['name']}" in shown["run"]  # the run's MLflow name (logreg-C0.3)
         assert any(t.startswith("DATASET data/raw md5:") for t in shown["dataset"])

@@ -1,0 +1,104 @@
+"""What the commands share: opening the ledger and the key, reading output options, writing files, and loading
+the MLflow adapter when a command needs it. Private to ``openledger_cli``; commands import it, never ``main``."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable
+from importlib import import_module
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from openledger.errors import BadInputError, KeyMaterialError
+from openledger.store.canonical import tag_nonfinite
+from openledger.store.files import write_atomic
+from openledger.store.keys import ENV_PASSPHRASE, KeyStore, Signer, short_keyid
+from openledger.store.ledger import Ledger
+from openledger_cli import render
+
+if TYPE_CHECKING:
+    from openledger.governance.reviewing import AliasRegistry
+
+__all__ = ["FORMAT_TEXT_JSON", "TRACKING_URI", "emit", "fail", "ledger_dir", "load_signer", "mlflow_adapter",
+           "open_ledger", "passphrase_source", "registry_for", "to_json"]
+
+FORMAT_TEXT_JSON = click.Choice(["text", "json"])
+TRACKING_URI = click.option(
+    "--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True, metavar="URI",
+    help="The MLflow store that model: targets are looked up in (a ledger+ prefix is ignored).",
+)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    render.say(message, label="error:")
+    sys.exit(code)
+
+
+def ledger_dir(ctx: click.Context) -> Path | None:
+    """The ``--ledger`` directory given to the root command, if any (else the nearest ``.openledger/``)."""
+    path = ctx.find_root().obj.get("ledger_path") if ctx.find_root().obj else None
+    return Path(path) if path else None
+
+
+def open_ledger(ctx: click.Context) -> Ledger:
+    return Ledger.open(ledger_dir(ctx))
+
+
+def passphrase_source() -> Callable[[str], str]:
+    def ask(keyid: str) -> str:
+        env = os.environ.get(ENV_PASSPHRASE)
+        if env is not None:
+            return env
+        if not sys.stdin.isatty():
+            raise KeyMaterialError(
+                f"key {short_keyid(keyid)} needs its passphrase", hint=f"set {ENV_PASSPHRASE}"
+            )
+        return getpass.getpass(f"Passphrase for {short_keyid(keyid)}: ")
+
+    return ask
+
+
+def load_signer(key: str | None = None) -> Signer:
+    return KeyStore().load_signer(key, passphrase_source())
+
+
+def mlflow_adapter(module: str) -> ModuleType:
+    """A module of the MLflow plugin (``mlflow_plugin.<module>``), or a one-line error when MLflow is not
+    installed: MLflow is an optional extra, imported only by the commands that talk to it."""
+    try:
+        return import_module(f"mlflow_plugin.{module}")
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in ("mlflow", "sqlalchemy", "mlflow_plugin"):
+            raise  # a bug in the plugin, not a missing extra
+        raise BadInputError("MLflow is not installed", hint="pip install 'openledger-mlops[mlflow]'") from None
+
+
+def registry_for(tracking_uri: str | None) -> AliasRegistry:
+    """MLflow's model registry at ``tracking_uri``, for ``model:`` targets and promotions."""
+    if not tracking_uri:
+        raise BadInputError("a model: target needs the MLflow registry",
+                            hint="give --tracking-uri or set MLFLOW_TRACKING_URI")
+    registry: AliasRegistry = mlflow_adapter("registry").MlflowRegistry(tracking_uri)
+    return registry
+
+
+def to_json(data: Any) -> str:
+    return json.dumps(tag_nonfinite(data), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def emit(text: str, output: Path | None) -> None:
+    """Data to stdout, or to OUTPUT written atomically."""
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        write_atomic(output.absolute(), text.encode("utf-8"))
+    except OSError as exc:
+        raise BadInputError(f"cannot write {output}: {exc.strerror}") from None
+    render.say(f"Wrote {output}")
