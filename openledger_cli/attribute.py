@@ -24,11 +24,12 @@ from openledger.attribution.engine import (
 )
 from openledger.attribution.record import attribution_body, attribution_links
 from openledger.attribution.target import AttributionTarget, data_target, model_target
-from openledger.attribution.values import METHODS, Estimate
+from openledger.attribution.values import METHODS
 from openledger.errors import BadInputError
 from openledger.store.canonical import tag_nonfinite
 from openledger_cli import render
 from openledger_cli._common import FORMAT_TEXT_JSON, load_signer, open_ledger
+from openledger_cli.report_md import interval_text
 from openledger_cli.sinks import visible
 
 if TYPE_CHECKING:
@@ -75,14 +76,6 @@ def _commit(project: DvcProject, target: AttributionTarget) -> str:
             render.say(f"the commit the model was trained at ({target.commit[:10]}) is not "
                        "in this repository; running the pipeline at HEAD", label="note:")
     return head_commit(project)
-
-
-def interval_text(estimate: Estimate) -> str:
-    if estimate.low is None or estimate.high is None:
-        return f"{estimate.value:+.4g} [?]"
-    if estimate.low == estimate.high:
-        return f"{estimate.value:+.4g}"
-    return f"{estimate.value:+.4g} [{estimate.low:+.3g}, {estimate.high:+.3g}]"
 
 
 @contextmanager

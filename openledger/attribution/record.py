@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from openledger.attribution.engine import Attribution
 from openledger.attribution.players import Contributor
@@ -25,6 +25,9 @@ from openledger.identity.trust import instant
 from openledger.lineage.joins import dataset_key, join_key
 from openledger.store.ledger import Ledger
 from openledger.store.records import Record
+
+if TYPE_CHECKING:
+    from openledger.identity.trust import TrustState
 
 __all__ = [
     "AttributionView",
@@ -129,16 +132,21 @@ class AttributionView:
         return next((p.get(method) for p in self.players if p.person.id == person), None)
 
 
-def attributions_of(ledger: Ledger, name: str, version: str) -> list[AttributionView]:
-    """Every attribution of model ``name`` version ``version``, oldest first (records checked)."""
+def attributions_of(ledger: Ledger, name: str, version: str, *, trusted: TrustState | None = None
+                    ) -> list[AttributionView]:
+    """Every attribution of model ``name`` version ``version``, oldest first (records checked); with ``trusted``,
+    only those whose signer that trust state counts at the record's time."""
     records = list(ledger.select(kind="attribution", links_to=attribution_model_key(name, str(version))))
+    if trusted is not None:
+        records = [r for r in records if trusted.status(r.actor, r.time) is None]
     records.sort(key=lambda r: (instant(r.time), r.id))
     return [AttributionView.from_record(r) for r in records]
 
 
-def newest_attribution(ledger: Ledger, name: str, version: str) -> AttributionView | None:
+def newest_attribution(ledger: Ledger, name: str, version: str, *, trusted: TrustState | None = None
+                       ) -> AttributionView | None:
     """The newest attribution of a model version, or None: what `report contributors` shows as measured."""
-    found = attributions_of(ledger, name, version)
+    found = attributions_of(ledger, name, version, trusted=trusted)
     return found[-1] if found else None
 
 
