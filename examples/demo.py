@@ -8,8 +8,9 @@ unchanged MLflow script logging through ``MLFLOW_TRACKING_URI=ledger+sqlite:///m
 registered model version; a param change re-records only the stages it affected; a promotion gate that
 fails until someone other than the trainer approves, then sets the MLflow alias; feedback on the data;
 the contributor table; `openledger attribute`, which re-runs the pipeline on every coalition of the two
-contributors as DVC experiments and prints what each one's wines are worth to the model; the provenance
-reports (Markdown and HTML, kept in ``demo-output/``);
+contributors as DVC experiments and prints what each one's wines are worth to the model, the contributor
+report crediting by that measurement and a reward pool split by it; the provenance reports (Markdown and
+HTML, kept in ``demo-output/``);
 `reconcile` and what `openledger ci` runs, then a metric edited in the tracking database that `reconcile`
 names; `verify`; then one object tampered with and the failing `verify` that names it, and a truncated
 history caught against a checkpoint. Every step runs the real commands in subprocesses and prints their output.
@@ -174,6 +175,11 @@ def main() -> int:
         sh(DVC, "exp", "show", "--no-pager", "--only-changed", cwd=repo, env=ada)
         sh("git", "add", "-A", cwd=repo, env=ada, show=False)
         sh("git", "commit", "-qm", "measured attribution", cwd=repo, env=ada, show=False)
+        banner("The contributor report now credits version 2 by measurement (the heuristic is labelled as such)")
+        sh(OPENLEDGER, "report", "contributors", "--model", "wine-classifier", cwd=repo, env=ada)
+        banner("A reward pool of 1000, split in proportion to positive measured value")
+        sh(OPENLEDGER, "report", "contributors", "--model", "wine-classifier", "--pool", "1000", "--format", "csv",
+           cwd=repo, env=ada)
 
         banner("The provenance of the promoted model, for a pull request (Markdown) and a browser (HTML)")
         OUTPUT.mkdir(exist_ok=True)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from openledger._internal.stats import sample_variance
-from openledger.attribution.players import Player, coalition_data
+from openledger.attribution.players import Contributor, Player, coalition_data
 from openledger.attribution.runs import CoalitionTable, Executor, RunRequest, RunResult
 from openledger.attribution.values import (
     MIN_SAMPLES,
@@ -125,7 +125,7 @@ class Attribution:
     game: Game
     options: AttributionOptions
     mode: str  # exact | sampled
-    values: tuple[PlayerValues, ...]
+    values: tuple[PlayerValues[Contributor], ...]
     table: CoalitionTable
     method: Mapping[str, Any]
     seconds: float

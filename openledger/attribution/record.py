@@ -107,7 +107,7 @@ class AttributionView:
     mode: str
     confidence: float
     method: Mapping[str, Any]
-    players: tuple[PlayerValues, ...]
+    players: tuple[PlayerValues[Contributor], ...]
     runs: int
     cost: Mapping[str, Any]
 

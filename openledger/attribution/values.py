@@ -26,10 +26,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from openledger._internal.stats import mean, sample_variance, t_quantile
-from openledger.attribution.players import Contributor
 
 SMALL_SAMPLE = 30  # below this many samples, intervals use the largest variance any player shows
 MIN_SAMPLES = 5  # fewer random samples bound nothing: the sampling estimators leave the interval open
@@ -78,14 +77,16 @@ class Estimate:
 
 
 METHODS = ("shapley", "banzhaf", "loo")
+P = TypeVar("P")
 
 
 @dataclass(frozen=True, slots=True)
-class PlayerValues:
+class PlayerValues(Generic[P]):
     """One player's measured values: the person, how many files of theirs were valued, and an estimate per
-    method (an attribution's result and its record read back both use it)."""
+    method. An attribution's result and its record read back name the person as the record does
+    (``PlayerValues[Contributor]``); reports as every report names people (``PlayerValues[Person]``)."""
 
-    person: Contributor
+    person: P
     files: int
     shapley: Estimate
     banzhaf: Estimate

@@ -8,7 +8,7 @@ newest attributed version in scope; :func:`pool_split` divides an amount in prop
 value (docs/scoring.md has the rule).
 
 >>> e = Estimate(0.2, 0.1, 0.3, 8)
->>> MeasuredValue(Person("k1", "Ada", "ada@example.org", "k1"), 3, e, e, e).shapley.value
+>>> PlayerValues(Person("k1", "Ada", "ada@example.org", "k1"), 3, e, e, e).shapley.value
 0.2
 """
 
@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from openledger.attribution.record import AttributionView, newest_attribution, split_pool
-from openledger.attribution.values import METHODS, Estimate
+from openledger.attribution.values import METHODS, Estimate, PlayerValues
 from openledger.credit.people import People, Person
 from openledger.errors import BadInputError
 from openledger.lineage.graph import LedgerGraph
@@ -28,27 +28,16 @@ from openledger.lineage.graph import LedgerGraph
 __all__ = ["MeasuredAttribution", "MeasuredValue", "PoolShare", "PoolSplit", "measured_attributions", "pool_split"]
 
 
-@dataclass(frozen=True, slots=True)
-class MeasuredValue:
-    """One player's measured values (on the scale where higher is better), each with its interval."""
+MeasuredValue = PlayerValues[Person]  # one player's measured values, the person as every report names them
 
-    person: Person
-    files: int
-    shapley: Estimate
-    banzhaf: Estimate
-    loo: Estimate
 
-    def get(self, method: str) -> Estimate:
-        return {"shapley": self.shapley, "banzhaf": self.banzhaf, "loo": self.loo}[method]
+def _value_json(value: MeasuredValue) -> dict[str, Any]:
+    return {"person": value.person.to_json(), "files": value.files, **{m: value.get(m).to_json() for m in METHODS}}
 
-    def to_json(self) -> dict[str, Any]:
-        return {"person": self.person.to_json(), "files": self.files,
-                **{m: self.get(m).to_json() for m in METHODS}}
 
-    @classmethod
-    def from_json(cls, data: Any) -> MeasuredValue:
-        return cls(Person.from_json(data["person"]), int(data["files"]),
-                   *(Estimate.from_json(data[m]) for m in METHODS))
+def _value_from_json(data: Any) -> MeasuredValue:
+    return PlayerValues(Person.from_json(data["person"]), int(data["files"]),
+                        *(Estimate.from_json(data[m]) for m in METHODS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,14 +67,14 @@ class MeasuredAttribution:
         return {"record": self.record, "model": self.model, "version": self.version, "time": self.time,
                 "signer": self.signer.to_json(), "metric": self.metric, "direction": self.direction,
                 "mode": self.mode, "confidence": self.confidence, "method": dict(self.method), "runs": self.runs,
-                "values": [v.to_json() for v in self.values]}
+                "values": [_value_json(v) for v in self.values]}
 
     @classmethod
     def from_json(cls, data: Any) -> MeasuredAttribution:
         return cls(str(data["record"]), str(data["model"]), str(data["version"]), str(data["time"]),
                    Person.from_json(data["signer"]), str(data["metric"]), str(data["direction"]), str(data["mode"]),
                    float(data["confidence"]), dict(data["method"]), int(data["runs"]),
-                   tuple(MeasuredValue.from_json(v) for v in data["values"]))
+                   tuple(_value_from_json(v) for v in data["values"]))
 
     @classmethod
     def of(cls, view: AttributionView, people: People) -> MeasuredAttribution:
@@ -95,7 +84,7 @@ class MeasuredAttribution:
             who = player.person
             # the person as every report names them: by key when the record found one, else by email
             person = people.by_key(who.key) if who.key else Person(who.id, who.name, who.email or None, None)
-            values.append(MeasuredValue(person, player.files, player.shapley, player.banzhaf, player.loo))
+            values.append(PlayerValues(person, player.files, player.shapley, player.banzhaf, player.loo))
         values.sort(key=lambda v: (-v.shapley.value, v.person.name, v.person.id))
         return cls(view.record, view.model[0], view.model[1], view.time, people.by_key(view.signer), view.metric,
                    view.direction, view.mode, view.confidence, view.method, view.runs, tuple(values))
