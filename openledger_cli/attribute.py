@@ -22,7 +22,7 @@ from openledger.attribution.engine import (
 from openledger.attribution.engine import (
     attribute as measure,
 )
-from openledger.attribution.record import attribution_body, attribution_links
+from openledger.attribution.record import record_attribution
 from openledger.attribution.target import AttributionTarget, data_target, model_target
 from openledger.attribution.values import METHODS
 from openledger.errors import BadInputError
@@ -155,10 +155,9 @@ def attribute(  # noqa: PLR0917 - click passes every option positionally
         sys.exit(INTERRUPTED)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    body = attribution_body(result, target, executor={"kind": "dvc-local", "jobs": jobs})
-    record = ledger.append(signer, "attribution", body, attribution_links(result, target))
+    record = record_attribution(ledger, signer, result, target, executor={"kind": "dvc-local", "jobs": jobs})
     if fmt == "json":
-        render.emit_json({"record": record.id, **tag_nonfinite(body)})
+        render.emit_json({"record": record.id, **tag_nonfinite(dict(record.body))})
     else:
         _print_table(result, target)
     render.say(f"Recorded attribution {record.id}")

@@ -24,7 +24,7 @@ from openledger.attribution.values import METHODS, Estimate, PlayerValues
 from openledger.identity.trust import instant
 from openledger.lineage.joins import dataset_key, join_key
 from openledger.store.ledger import Ledger
-from openledger.store.records import Record
+from openledger.store.records import Record, RecordSigner
 
 if TYPE_CHECKING:
     from openledger.identity.trust import TrustState
@@ -36,6 +36,7 @@ __all__ = [
     "attribution_model_key",
     "attributions_of",
     "newest_attribution",
+    "record_attribution",
     "split_pool",
 ]
 
@@ -91,6 +92,13 @@ def attribution_links(result: Attribution, target: AttributionTarget) -> list[st
     else:
         links += [dataset_key(d.path, d.digest) for d in target.datasets]
     return sorted(set(links))
+
+
+def record_attribution(ledger: Ledger, signer: RecordSigner, result: Attribution, target: AttributionTarget, *,
+                       executor: Mapping[str, Any]) -> Record:
+    """Sign and append the ``attribution`` record of ``result`` (body and links as above)."""
+    return ledger.append(signer, "attribution", attribution_body(result, target, executor=executor),
+                         attribution_links(result, target))
 
 
 @dataclass(frozen=True, slots=True)
