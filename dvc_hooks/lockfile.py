@@ -27,6 +27,9 @@ __all__ = [
     "DvcFile",
     "LockStage",
     "cache_dir",
+    "cached_size",
+    "parse_lock",
+    "read_dir_entries",
     "read_dir_manifest",
     "read_dvcfile",
     "read_lock",
@@ -142,7 +145,11 @@ def _artifacts(entries: Any, where: str) -> tuple[Artifact, ...]:
 
 def read_lock(path: Path, *, dvcfile: str) -> list[LockStage]:
     """The stages of one ``dvc.lock``, in file order. Missing, corrupt or newer-schema files raise."""
-    data = _load_yaml(path, "it")
+    return parse_lock(_load_yaml(path, "it"), path, dvcfile=dvcfile)
+
+
+def parse_lock(data: Any, path: Path | str, *, dvcfile: str) -> list[LockStage]:
+    """The stages of a ``dvc.lock`` already parsed as YAML (``path`` names it in errors)."""
     if not isinstance(data, dict):
         raise BadInputError(f"{path} is not a dvc.lock file (expected a mapping with `schema` and `stages`)",
                             hint="restore it from git, or regenerate it with `dvc repro`")
@@ -224,6 +231,15 @@ def _cache_objects(cache: Path, digest: str) -> tuple[str, str]:
 def read_dir_manifest(cache: Path, digest: str) -> dict[str, str] | None:
     """A directory version's files (POSIX relative path -> ``md5:<hex>``) from its ``.dir`` manifest in the
     local cache; ``None`` when the manifest is not in this cache (never fetched here)."""
+    entries = read_dir_entries(cache, digest)
+    if entries is None:
+        return None
+    return {e["relpath"]: f"md5:{e['md5']}" for e in entries}
+
+
+def read_dir_entries(cache: Path, digest: str) -> list[dict[str, Any]] | None:
+    """The entries of a ``.dir`` manifest as DVC wrote them (each with ``relpath`` and ``md5``), or ``None``
+    when it is not in the local cache."""
     for candidate in _cache_objects(cache, digest):
         try:
             with open(candidate, "rb") as handle:
@@ -235,8 +251,8 @@ def read_dir_manifest(cache: Path, digest: str) -> dict[str, str] | None:
                                 hint="`dvc fetch` it again, or remove it and `dvc add` the data") from None
         if not isinstance(entries, list):
             raise BadInputError(f"DVC cache object {candidate} is not a .dir manifest")
-        return {e["relpath"]: f"md5:{e['md5']}" for e in entries
-                if isinstance(e, dict) and isinstance(e.get("relpath"), str) and "md5" in e}
+        return [e for e in entries if isinstance(e, dict) and isinstance(e.get("relpath"), str)
+                and isinstance(e.get("md5"), str)]
     return None
 
 

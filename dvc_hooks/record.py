@@ -14,6 +14,8 @@ All of them append through a :class:`~openledger.capture.recorder.Recorder`; the
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -23,22 +25,37 @@ from dvc_hooks.history import DatasetVersion, KeyForEmail, dataset_versions, git
 from dvc_hooks.lockfile import RECORD_STAGE, Artifact, LockStage, read_dvcfile, read_lock
 from dvc_hooks.project import DvcProject
 from openledger.capture.recorder import Recorder
-from openledger.errors import NotFoundError
+from openledger.errors import BadInputError, NotFoundError
 from openledger.lineage.git import current_branch
-from openledger.lineage.joins import applied_experiment, dataset_key, dvc_run_key, dvc_stage_key
+from openledger.lineage.joins import applied_experiment, attribution_stage_key, dataset_key, dvc_run_key, dvc_stage_key
 from openledger.store.ledger import Ledger
 from openledger.store.records import Record
 
 DVC_EXPERIMENT_COMMIT = "dvc: commit experiment"
+# Set by `openledger attribute`'s executors for the `dvc exp run` of one coalition run: its `attrrun:` key.
+ENV_ATTRIBUTION_RUN = "OPENLEDGER_ATTRIBUTION_RUN"
+_RUN_KEY = re.compile(r"attrrun:[0-9a-f]{32}")
 
 __all__ = [
+    "ENV_ATTRIBUTION_RUN",
     "ProjectRecording",
+    "attribution_run",
     "bind_commit",
     "record_data",
     "record_datasets",
     "record_project",
     "record_stages",
 ]
+
+
+def attribution_run() -> str | None:
+    """The coalition run this repro is, when ``openledger attribute`` runs it (``None`` otherwise)."""
+    value = os.environ.get(ENV_ATTRIBUTION_RUN, "").strip()
+    if not value:
+        return None
+    if not _RUN_KEY.fullmatch(value):
+        raise BadInputError(f"{ENV_ATTRIBUTION_RUN} is not an attribution run key (attrrun:<32 hex>)")
+    return value
 
 
 def _dataset_body(version: DatasetVersion, dvcfile: str, source: Mapping[str, Any], project: DvcProject,
@@ -179,23 +196,39 @@ def _runs_of(ledger: Ledger, stage_env: str, experiment: str | None) -> list[Rec
 
 
 def record_stages(project: DvcProject, recorder: Recorder, pipeline: str, *, experiment: str | None = None,
-                  stage_prefix: str | None = None) -> list[Record]:
+                  stage_prefix: str | None = None, attribution_run: str | None = None) -> list[Record]:
     """Stage records for the entries of ``pipeline``'s ``dvc.lock`` that changed since they were last recorded,
     after dataset records for any dataset version not recorded yet (all records written are returned).
 
     ``stage_prefix`` is how ``DVC_STAGE`` spells this pipeline's stages in the running ``dvc`` (``""`` for
     the top ``dvc.yaml`` run from the top); with it, MLflow runs the stages logged are joined.
+
+    ``attribution_run`` (the ``attrrun:`` key of a coalition run of ``openledger attribute``): every stage of
+    the run is recorded once for that run, linked to the run's key instead of the stage's ``dvcstage:`` key,
+    and no dataset record is written. A coalition's data is a subset nobody committed, described by the
+    attribution record; and the newest record of each workspace stage stays the workspace's, so
+    ``openledger dvc status`` and ``reconcile`` see nothing change.
     """
     lock_path = project.root / PurePosixPath(pipeline).parent / "dvc.lock"
     stages = [s for s in read_lock(lock_path, dvcfile=pipeline) if s.name != RECORD_STAGE]
     ledger = recorder.ledger
-    written = record_datasets(project, recorder)  # first: stage records link to them
+    # first: stage records link to them
+    written = record_datasets(project, recorder) if attribution_run is None else []
     state: dict[str, Any] | None = None  # asked of git once a stage has changed (three git commands)
     base = PurePosixPath(pipeline).parent
     latest: dict[str, str] = {}  # stage name -> its newest record id
     for stage in _topological(stages):
-        key = dvc_stage_key(pipeline, stage.name)
-        previous = ledger.ids(kind="stage", links_to=key)
+        once = None
+        if attribution_run is None:
+            key = dvc_stage_key(pipeline, stage.name)
+            previous = ledger.ids(kind="stage", links_to=key)
+        else:
+            key = once = attribution_stage_key(attribution_run, pipeline, stage.name, stage.lock_digest)
+            previous = []
+            done = ledger.ids(kind="stage", links_to=key)
+            if done:
+                latest[stage.name] = done[-1]
+                continue
         if previous:
             latest[stage.name] = previous[-1]
         runs = _runs_of(ledger, stage_prefix + stage.name, experiment) if stage_prefix is not None else []
@@ -219,14 +252,18 @@ def record_stages(project: DvcProject, recorder: Recorder, pipeline: str, *, exp
         }
         if stage.expansion:
             body["expansion"] = stage.expansion
+        if attribution_run is not None:
+            body["attribution_run"] = attribution_run
         # what it builds on: the data it read (digests, dataset records), the records of the stages that
         # produced its deps, the MLflow runs its command logged, and its own previous record
-        links = [key, *(run.id for run in runs), *previous[-1:]]
+        links = [key, *(run.id for run in runs), *previous[-1:], *([attribution_run] if attribution_run else [])]
         for dep in stage.deps:
             if dep.digest:
                 links += [dep.digest, *ledger.ids(kind="dataset", links_to=dep.digest)[-1:]]
         links += [latest[p.name] for p in _producers(stage, stages) if p.name in latest]
-        record = recorder.record("stage", body, sorted(set(links)))
+        if once is not None:
+            links.remove(once)  # append_once adds it
+        record = recorder.record("stage", body, sorted(set(links)), once=once)
         if record is not None:
             written.append(record)
             latest[stage.name] = record.id

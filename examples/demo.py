@@ -7,7 +7,10 @@ unchanged MLflow script logging through ``MLFLOW_TRACKING_URI=ledger+sqlite:///m
 `openledger dvc install`, then `dvc repro` signs a stage record per stage, joined to the MLflow run and the
 registered model version; a param change re-records only the stages it affected; a promotion gate that
 fails until someone other than the trainer approves, then sets the MLflow alias; feedback on the data;
-the contributor table and the provenance reports (Markdown and HTML, kept in ``demo-output/``);
+the contributor table; `openledger attribute`, which re-runs the pipeline on every coalition of the two
+contributors as DVC experiments and prints what each one's wines are worth to the model, the contributor
+report crediting by that measurement and a reward pool split by it; the provenance reports (Markdown and
+HTML, kept in ``demo-output/``);
 `reconcile` and what `openledger ci` runs, then a metric edited in the tracking database that `reconcile`
 names; `verify`; then one object tampered with and the failing `verify` that names it, and a truncated
 history caught against a checkpoint. Every step runs the real commands in subprocesses and prints their output.
@@ -163,6 +166,21 @@ def main() -> int:
         banner("Who helped make it good: credit per contributor, every number backed by record ids")
         sh(OPENLEDGER, "report", "contributors", "--model", "wine-classifier", cwd=repo, env=ada)
 
+        banner("Counting is not impact: re-run the pipeline without each contributor's wines and measure")
+        config = repo / ".openledger" / "config.yaml"
+        config.write_text(config.read_text() + "attribution:\n  baseline: 0.4  # what a model that learned "
+                          "nothing scores: the share of the most common class\n")
+        print("config.yaml: attribution.baseline = 0.4")
+        sh(OPENLEDGER, "attribute", "wine-classifier@2", "-j", "2", cwd=repo, env=ada)
+        sh(DVC, "exp", "show", "--no-pager", "--only-changed", cwd=repo, env=ada)
+        sh("git", "add", "-A", cwd=repo, env=ada, show=False)
+        sh("git", "commit", "-qm", "measured attribution", cwd=repo, env=ada, show=False)
+        banner("The contributor report now credits version 2 by measurement (the heuristic is labelled as such)")
+        sh(OPENLEDGER, "report", "contributors", "--model", "wine-classifier", cwd=repo, env=ada)
+        banner("A reward pool of 1000, split in proportion to positive measured value")
+        sh(OPENLEDGER, "report", "contributors", "--model", "wine-classifier", "--pool", "1000", "--format", "csv",
+           cwd=repo, env=ada)
+
         banner("The provenance of the promoted model, for a pull request (Markdown) and a browser (HTML)")
         OUTPUT.mkdir(exist_ok=True)
         for fmt in ("md", "html"):
@@ -177,7 +195,6 @@ def main() -> int:
         plain = dict(ada, MLFLOW_TRACKING_URI="sqlite:///mlflow.db")
         sh(OPENLEDGER, "reconcile", "--strict", cwd=repo, env=plain)
         banner("What CI runs: verify, reconcile, gate @champion, credit (read-only here: no checkpoint)")
-        config = repo / ".openledger" / "config.yaml"
         config.write_text(config.read_text() + "ci:\n  models: [wine-classifier@champion]\n")
         sh(OPENLEDGER, "ci", "--no-checkpoint", "--summary", str(OUTPUT / "ci-summary.md"), cwd=repo, env=plain)
         sh("git", "checkout", "-q", "--", ".openledger/config.yaml", cwd=repo, env=ada, show=False)

@@ -1,4 +1,4 @@
-"""``.openledger/config.yaml``: trust roots, trust mode, durability, and room for policies and scoring.
+"""``.openledger/config.yaml``: trust roots, trust mode, durability, and room for policies, scoring and attribution.
 
 The file is committed with the ledger, so everyone who clones the repository verifies with the same rules.
 
@@ -62,6 +62,18 @@ _SCHEMA = {
         "durability": {"enum": ["process", "fsync"]},
         "policies": {"type": "object"},  # checked against _POLICIES when present (see _validate_policies)
         "scoring": {"type": "object"},
+        "attribution": {
+            "type": "object",
+            "properties": {
+                "baseline": {"type": "number"},
+                "metric": {"type": "string", "minLength": 1},
+                "direction": {"enum": ["maximize", "minimize"]},
+                "confidence": {"type": "number", "minimum": 0.5, "exclusiveMaximum": 1},
+                "truncation": {"type": "number", "minimum": 0},
+                "seed_param": {"type": "string", "minLength": 1},
+            },
+            "additionalProperties": False,
+        },
         "ci": {
             "type": "object",
             "properties": {
@@ -116,6 +128,7 @@ class LedgerConfig:
     ci: dict[str, Any] = field(default_factory=dict)
     checkpoints: dict[str, Any] = field(default_factory=dict)
     anchors: dict[str, Any] = field(default_factory=dict)
+    attribution: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_yaml(cls, text: str, *, source: str = "config.yaml") -> LedgerConfig:
@@ -152,6 +165,7 @@ class LedgerConfig:
             ci=data.get("ci") or {},
             checkpoints=data.get("checkpoints") or {},
             anchors=data.get("anchors") or {},
+            attribution=data.get("attribution") or {},
         )
 
     @classmethod
@@ -186,7 +200,7 @@ class LedgerConfig:
             lines.append(yaml.safe_dump({"policies": self.policies}, sort_keys=True).rstrip())
         if self.scoring:
             lines.append(yaml.safe_dump({"scoring": self.scoring}, sort_keys=True).rstrip())
-        for name in ("ci", "checkpoints", "anchors"):
+        for name in ("ci", "checkpoints", "anchors", "attribution"):
             value = getattr(self, name)
             if value:
                 lines.append(yaml.safe_dump({name: value}, sort_keys=True).rstrip())

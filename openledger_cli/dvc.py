@@ -167,7 +167,7 @@ def record_stage(ctx: click.Context) -> None:
     entry changed (with the MLflow runs they logged) and any dataset version in the repository not recorded
     yet. Fails open: a problem is a warning and the repro goes on."""
     from dvc_hooks.lockfile import RECORD_STAGE  # noqa: PLC0415
-    from dvc_hooks.record import record_stages  # noqa: PLC0415
+    from dvc_hooks.record import attribution_run, record_stages  # noqa: PLC0415
 
     recorder = Recorder(source="dvc", ledger_dir=ledger_dir(ctx))
     with recorder.failing_open("this repro was"):
@@ -176,7 +176,7 @@ def record_stage(ctx: click.Context) -> None:
         stage_env = os.environ.get("DVC_STAGE", "")
         prefix = stage_env[: -len(RECORD_STAGE)] if stage_env.endswith(RECORD_STAGE) else None
         written = record_stages(project, recorder, pipeline, experiment=os.environ.get("DVC_EXP_NAME") or None,
-                                stage_prefix=prefix)
+                                stage_prefix=prefix, attribution_run=attribution_run())
         render.say(f"openledger: {_summary(written)}")
 
 

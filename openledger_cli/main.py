@@ -37,6 +37,7 @@ from openledger_cli._common import FORMAT_TEXT_JSON, fail, load_signer, mlflow_a
 # here, in alphabetical order; define it in its module with a plain `@click.command()` / `@click.group()`.
 LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "anchor": ("openledger_cli.anchors", "anchor", "Anchor a checkpoint outside the ledger (RFC 3161, EVM chain)."),
+    "attribute": ("openledger_cli.attribute", "attribute", "Value each data contributor by re-running without them."),
     "ci": ("openledger_cli.ci", "ci", "Everything a pipeline checks, in one step."),
     "dvc": ("openledger_cli.dvc", "dvc", "Record DVC pipelines and dataset versions as you run DVC."),
     "export": ("openledger_cli.export", "export", "Provenance in standard formats, for other tools."),
@@ -47,7 +48,6 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "review": ("openledger_cli.review", "review", "Sign a review of a model version, run, dataset or record."),
     "witness": ("openledger_cli.anchors", "witness", "Cosign the newest checkpoint if it extends what you cosigned."),
 }
-
 
 
 class LedgerGroup(click.Group):

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import click
 from rich.markdown import Markdown
 from rich.table import Table
 
+from openledger.attribution.values import METHODS
+from openledger.credit.measured import MeasuredAttribution, PoolSplit
 from openledger.credit.scoring import ROLES
 from openledger.errors import BadInputError
 from openledger.lineage.graph import LedgerGraph
@@ -18,8 +23,10 @@ from openledger.reports.contributors import ContributorsReport, contributors_rep
 from openledger.reports.model import ModelReport, model_report
 from openledger_cli import render, report_md
 from openledger_cli._common import emit, open_ledger, registry_for, to_json
+from openledger_cli.sinks import csv_text
 
 FORMATS = click.Choice(["text", "md", "json", "html"])
+CONTRIBUTOR_FORMATS = click.Choice(["text", "md", "json", "html", "csv"])
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z)?")
 
 
@@ -104,18 +111,40 @@ def report_model(ctx: click.Context, target: str, *, fmt: str, output: Path | No
               help="Only the lineages of this model's versions (default: the whole ledger, work outside any "
               "model included).")
 @click.option("--since", metavar="DATE", help="Only contributions recorded on or after DATE (YYYY-MM-DD).")
-@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+@click.option("--pool", metavar="AMOUNT",
+              help="Split AMOUNT in proportion to positive measured (Shapley) value: text, json or csv "
+                   "(docs/scoring.md has the rule).")
+@click.option("--format", "fmt", type=CONTRIBUTOR_FORMATS, default="text", show_default=True,
+              help="text, md, json, html; csv with --pool.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here (atomically).")
 @click.pass_context
-def report_contributors(ctx: click.Context, model: str | None, since: str | None, fmt: str,
+def report_contributors(ctx: click.Context, model: str | None, since: str | None, *, pool: str | None, fmt: str,
                         output: Path | None) -> None:
     """Credit per contributor: roles (data, code, training, review, feedback), a share per role and overall
-    (weights in config.yaml `scoring:`, see docs/scoring.md), and the impact attributed along each model's
-    lineage. Every number lists the record ids behind it."""
+    (weights in config.yaml `scoring:`, see docs/scoring.md), and impact along each model's lineage: measured
+    (Shapley values with intervals, from `openledger attribute`) for a version with an attribution record,
+    the heuristic otherwise. Every number lists the record ids behind it.
+
+    With --pool AMOUNT: the amount split by the measured values of the model in scope (exit 2 without an
+    attribution, or with several models attributed: choose one with --model)."""
     if since and not _is_date(since):
         raise BadInputError(f"--since {since!r} is not a date", hint="use YYYY-MM-DD")
+    amount = _amount(pool) if pool is not None else None
+    if fmt == "csv" and amount is None:
+        raise BadInputError("--format csv is the pool split's format", hint="add --pool AMOUNT")
+    if amount is not None and fmt in ("md", "html"):
+        raise BadInputError(f"--pool writes text, json or csv, not {fmt}")
     graph = LedgerGraph.load(open_ledger(ctx))
     data = contributors_report(graph, model=model, since=since)
+    if amount is not None:
+        split = data.pool(amount)
+        if fmt == "json":
+            emit(to_json(split.to_json()), output)
+        elif fmt == "csv" or output is not None:
+            emit(pool_csv(split), output)
+        else:
+            render.stdout.print(pool_table(split))
+        return
     if fmt == "json":
         emit(to_json(data.to_json()), output)
     elif fmt == "md" or (fmt == "text" and output is not None):
@@ -126,14 +155,73 @@ def report_contributors(ctx: click.Context, model: str | None, since: str | None
         emit(contributors_html(data), output)
     else:
         render.stdout.print(contributors_table(data))
+        for measured in data.measured:
+            render.stdout.print(measured_table(measured))
+        if data.measured and data.impact:
+            render.line(report_md.HEURISTIC_NOTE)
         for step in data.impact:
+            measured_by = f"; measured by attribution {report_md.short(step.measured)}" if step.measured else ""
             render.line(f"{step.model} v{step.from_version} -> v{step.to_version}: "
-                        f"{step.metric} {step.from_value:.4g} -> {step.to_value:.4g} ({step.improvement:+.4g})")
+                        f"{step.metric} {step.from_value:.4g} -> {step.to_value:.4g} ({step.improvement:+.4g})"
+                        f"{measured_by}")
+
+
+def _amount(text: str) -> Decimal:
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise BadInputError(f"--pool {text!r} is not an amount", hint="a number such as 1000 or 250.50") from None
+    if not amount.is_finite() or amount < 0:
+        raise BadInputError(f"--pool {text!r} is not an amount (a number at or above zero)")
+    return amount
+
+
+def measured_table(measured: MeasuredAttribution) -> Table:
+    from rich.text import Text  # noqa: PLC0415 - rich is loaded with Table already
+
+    table = Table(title=render.text(f"Measured impact: {report_md.measured_title(measured)}"), show_edge=False,
+                  header_style="bold", title_justify="left")
+    table.add_column("contributor", overflow="fold")
+    for column in ("files", "Shapley [interval]", "Banzhaf", "leave-one-out"):
+        table.add_column(column, justify="right")
+    for value in measured.values:
+        table.add_row(Text(render.cell(value.person.label)), str(value.files),
+                      *(report_md.interval_text(value.get(m)) for m in METHODS))
+    return table
+
+
+def pool_table(split: PoolSplit) -> Table:
+    attribution = split.attribution
+    table = Table(title=render.text(f"Pool of {split.amount} split by the Shapley values of {attribution.label} "
+                                    f"({attribution.metric}, attribution {report_md.short(attribution.record)})"),
+                  show_edge=False, header_style="bold", title_justify="left")
+    for column in ("contributor", "Shapley", "amount"):
+        table.add_column(column, justify="left" if column == "contributor" else "right")
+    for share in split.shares:
+        table.add_row(render.cell(share.person.label), f"{share.shapley:+.4g}" if share.shapley is not None else "",
+                      str(share.amount))
+    for person in split.unmeasured:
+        table.add_row(render.cell(person.label), "not measured", "0")
+    return table
+
+
+def pool_csv(split: PoolSplit) -> str:
+    """One row per contributor: id, name, email, Shapley value, amount (names escaped for spreadsheets)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["person", "name", "email", "shapley", "amount"])
+    for share in split.shares:
+        person = share.person
+        writer.writerow([csv_text(person.id), csv_text(person.name), csv_text(person.email or ""),
+                         "" if share.shapley is None else repr(share.shapley), str(share.amount)])
+    for person in split.unmeasured:
+        writer.writerow([csv_text(person.id), csv_text(person.name), csv_text(person.email or ""), "", "0"])
+    return out.getvalue()
 
 
 def contributors_table(data: ContributorsReport) -> Table:
     table = Table(title="Contributors", show_edge=False, header_style="bold")
-    for column in ("contributor", *ROLES, "overall", "impact"):
+    for column in ("contributor", *ROLES, "overall", "impact (heuristic)" if data.measured else "impact"):
         table.add_column(column, justify="left" if column == "contributor" else "right")
     for row in data.contributors:
         cells = [render.cell(row.person.name), *(report_md.role_cell(row.roles.get(role)) for role in ROLES)]

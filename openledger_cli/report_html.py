@@ -15,6 +15,7 @@ import html
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from openledger.credit.measured import MeasuredAttribution
 from openledger.reports.contributors import CONTRIBUTORS_SCHEMA, ContributorsReport
 from openledger.reports.model import MODEL_SCHEMA, ModelReport, RecordCheck, RunView
 from openledger_cli import report_md as md
@@ -166,6 +167,9 @@ def model_html(report: ModelReport) -> str:
     if model.aliases:
         facts.append(esc("aliases: " + ", ".join("@" + a for a in model.aliases)))
     facts.append(status)
+    if report.attribution:
+        text, command = md.attribution_link_text(report.attribution, model.ref.name)
+        facts.append(Html(f"{esc(text)} {_code(command)}"))
     code = report.code
     commits = _join((_code(c[:10], c) for c in code.commits), ", ") or "unknown"
     feedback = [Html(f"{esc(md.review_text(r))} ({_id(r.record)})") for r in report.reviews]
@@ -205,19 +209,74 @@ def model_html(report: ModelReport) -> str:
 # -- the contributors report ---------------------------------------------------------------------------------
 
 
+def _value_chart(measured: MeasuredAttribution) -> Html:
+    """Each player's Shapley value as a bar from zero (green above, red below) with its interval as a whisker:
+    inline SVG, every label escaped, a tooltip with the exact numbers."""
+    values = measured.values
+    row, left, width, right = 26, 230, 380, 120
+    ends = [0.0, *(v.shapley.value for v in values)]
+    ends += [e for v in values for e in (v.shapley.low, v.shapley.high) if e is not None]
+    low, high = min(ends), max(ends)
+    span = (high - low) or 1.0
+
+    def x(value: float) -> float:
+        return round(left + (value - low) / span * width, 1)
+
+    height = row * len(values) + 24
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="values" width="{left + width + right}" '
+             f'height="{height}" viewBox="0 0 {left + width + right} {height}" role="img" '
+             f'aria-label="{esc("Shapley values of " + measured.label)}">',
+             f'<line x1="{x(0)}" y1="4" x2="{x(0)}" y2="{height - 18}" stroke="#6b7280" stroke-width="1"/>',
+             f'<text x="{x(0)}" y="{height - 4}" font-size="11" text-anchor="middle" fill="#4b5563">0</text>']
+    for i, value in enumerate(values):
+        estimate = value.shapley
+        top = 4 + i * row
+        start, end = sorted((x(0), x(estimate.value)))
+        colour = "#16a34a" if estimate.value >= 0 else "#dc2626"
+        label = value.person.label if len(value.person.label) <= 34 else value.person.label[:33] + "…"
+        parts.append(f"<g><title>{esc(value.person.label)}: {esc(md.interval_text(estimate))}</title>")
+        parts.append(f'<text x="{left - 8}" y="{top + 15}" font-size="12" text-anchor="end">{esc(label)}</text>')
+        parts.append(f'<rect x="{start}" y="{top + 4}" width="{max(end - start, 1.0):.1f}" height="{row - 10}" '
+                     f'fill="{colour}" fill-opacity="0.75"/>')
+        if estimate.low is not None and estimate.high is not None and estimate.low != estimate.high:
+            middle = top + row / 2 - 1
+            parts.append(f'<path d="M{x(estimate.low)} {middle}H{x(estimate.high)}M{x(estimate.low)} {middle - 5}'
+                         f'V{middle + 5}M{x(estimate.high)} {middle - 5}V{middle + 5}" stroke="#111827" '
+                         'stroke-width="1.5" fill="none"/>')
+        parts.append(f'<text x="{left + width + 8}" y="{top + 15}" font-size="12">{esc(f"{estimate.value:+.4g}")}'
+                     "</text></g>")
+    parts.append("</svg>")
+    return Html("\n".join(parts))
+
+
+def _measured(measured: MeasuredAttribution) -> Html:
+    rows = [[v.person.label, v.files, md.interval_text(v.shapley), md.interval_text(v.banzhaf),
+             md.interval_text(v.loo)] for v in measured.values]
+    return _section(f"Measured impact: {measured.label}", Html(f'<p class="facts">{esc(md.measured_title(measured))}'
+                                                             "</p>"),
+                    Html(f"<figure>{_value_chart(measured)}</figure>"),
+                    _table(["Contributor", "Files", "Shapley [interval]", "Banzhaf", "Leave-one-out"], rows,
+                           numeric=range(1, 5)))
+
+
 def contributors_html(report: ContributorsReport) -> str:
     scope = report.scope
     title = f"Contributors: {scope.model}" if scope.model else "Contributors"
     rows = [[c.person.name, *(md.role_cell(c.roles.get(role)) for role in md.ROLE_HEADERS),
              md.pct(c.overall), md.impact_cell(c.impact), _ids(md.credit_records(c))]
             for c in report.contributors]
+    impact = "Impact (heuristic)" if report.measured else "Impact"
     body = [Html(f"<h1>{esc(title)}</h1>"), Html(f'<p class="facts">{esc(md.scope_text(report))}</p>'),
-            _table(["Contributor", *md.ROLE_HEADERS.values(), "Overall", "Impact", "Records"], rows,
+            _table(["Contributor", *md.ROLE_HEADERS.values(), "Overall", impact, "Records"], rows,
                    numeric=range(1, len(md.ROLE_HEADERS) + 3))]
+    body += [_measured(m) for m in report.measured]
     if report.impact:
         steps = []
         for step in report.impact:
             credited = md.credited_text(step)
+            if step.measured:
+                credited = f"measured by attribution {md.short(step.measured)}"
             steps.append(md.impact_text(step) + (f": {credited}" if credited else ""))
-        body.append(_section("Impact along the lineage", _items(steps)))
+        note = [Html(f"<p>{esc(md.HEURISTIC_NOTE)}</p>")] if report.measured else []
+        body.append(_section("Impact along the lineage", *note, _items(steps)))
     return _page(title, body, CONTRIBUTORS_SCHEMA)

@@ -11,13 +11,17 @@ module writes itself (:class:`~openledger_cli.sinks.Md`) is Markdown.
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
+from openledger.attribution.values import Estimate
 from openledger.credit.impact import ImpactStep
+from openledger.credit.measured import MeasuredAttribution
 from openledger.credit.people import Person
 from openledger.reports.contributors import ContributorRow, ContributorsReport, RoleCredit
 from openledger.reports.model import (
+    AttributionLink,
     DatasetView,
     FeedbackView,
     GraphView,
@@ -32,7 +36,9 @@ from openledger_cli.sinks import Md, md, md_code
 from openledger_cli.sinks import mermaid as mermaid_label
 
 __all__ = [
+    "HEURISTIC_NOTE",
     "ROLE_HEADERS",
+    "attribution_link_text",
     "contributors_markdown",
     "credit_records",
     "credited_text",
@@ -42,6 +48,8 @@ __all__ = [
     "feedback_text",
     "impact_cell",
     "impact_text",
+    "interval_text",
+    "measured_title",
     "mermaid",
     "model_markdown",
     "pairs",
@@ -137,6 +145,40 @@ def impact_cell(impact: float) -> str:
     return f"{impact:+.4g}" if impact else ""
 
 
+HEURISTIC_NOTE = ("Impact (heuristic) splits the metric's gain between successive versions by counts of what changed; "
+                  "it is not measured. A version with an attribution record is credited by its measured values "
+                  "only (docs/scoring.md).")
+
+
+def interval_text(estimate: Estimate) -> str:
+    """``+0.12 [+0.08, +0.16]``; ``[?]`` when the samples bound nothing; no interval when nothing varied."""
+    if estimate.low is None or estimate.high is None:
+        return f"{estimate.value:+.4g} [?]"
+    if estimate.low == estimate.high:
+        return f"{estimate.value:+.4g}"
+    return f"{estimate.value:+.4g} [{estimate.low:+.3g}, {estimate.high:+.3g}]"
+
+
+def measured_title(measured: MeasuredAttribution) -> str:
+    """What the values measure and how: plain text (model names come from records)."""
+    return (f"{measured.label}: {measured.mode} Shapley values of {measured.metric} ({measured.direction}; "
+            f"higher is better), Banzhaf and leave-one-out alongside, from {measured.runs} pipeline runs; "
+            f"intervals at {measured.confidence:.0%} for all players at once. Attribution "
+            f"{short(measured.record)} by {measured.signer.label}, {measured.time}.")
+
+
+def attribution_link_text(link: AttributionLink, model: str) -> tuple[str, str]:
+    """The sentence that links a model report to its attribution, and the command that shows the values."""
+    return (f"Measured impact: attribution {short(link.record)} ({link.mode}, {link.players} contributors, "
+            f"{link.runs} runs on {link.metric}); the values:",
+            f"openledger report contributors --model {shlex.quote(model)}")
+
+
+def _bar(value: float, largest: float, width: int = 12) -> str:
+    cells = round(abs(value) / largest * width) if largest > 0 else 0
+    return ("-" + "▒" * cells) if value < 0 else "█" * cells
+
+
 def scope_text(report: ContributorsReport) -> str:
     scope = report.scope
     since = f", since {scope.since}" if scope.since else ""
@@ -191,6 +233,9 @@ def model_markdown(report: ModelReport) -> str:
     lines = [f"# Provenance: {md(model.ref.name)} v{md(model.ref.version)}", ""]
     aliases = f" · aliases: {md(', '.join('@' + a for a in model.aliases))}" if model.aliases else ""
     lines += [f"Model record {short(model.records[-1])} · run {md_code(model.run_id)}{aliases} · {status}", ""]
+    if report.attribution:
+        text, command = attribution_link_text(report.attribution, model.ref.name)
+        lines += [f"{md(text)} {md_code(command)}", ""]
     lines += ["## Lineage", "", *mermaid(report.graph), ""]
     lines += ["## Contributors", ""]
     lines += table(["Contributor", "Roles", "Evidence"],
@@ -239,10 +284,21 @@ def contributors_markdown(report: ContributorsReport) -> str:
         cells = [c.person.name, *(role_cell(c.roles.get(role)) for role in ROLE_HEADERS)]
         cells += [pct(c.overall), impact_cell(c.impact), " ".join(map(short, credit_records(c)))]
         rows.append(cells)
-    lines += table(["Contributor", *ROLE_HEADERS.values(), "Overall", "Impact", "Records"], rows)
+    impact = "Impact (heuristic)" if report.measured else "Impact"
+    lines += table(["Contributor", *ROLE_HEADERS.values(), "Overall", impact, "Records"], rows)
+    for measured in report.measured:
+        lines += ["", f"## Measured impact: {md(measured.label)}", "", md(measured_title(measured)), ""]
+        largest = max((abs(v.shapley.value) for v in measured.values), default=0.0)
+        lines += table(["Contributor", "Files", "Shapley [interval]", "", "Banzhaf", "Leave-one-out"],
+                       [[v.person.label, v.files, interval_text(v.shapley), Md(_bar(v.shapley.value, largest)),
+                         interval_text(v.banzhaf), interval_text(v.loo)] for v in measured.values])
     if report.impact:
         lines += ["", "## Impact along the lineage", ""]
+        if report.measured:
+            lines += [md(HEURISTIC_NOTE), ""]
         for step in report.impact:
             credited = credited_text(step)
+            if step.measured:
+                credited = f"measured by attribution {short(step.measured)}"
             lines.append(f"- {md(impact_text(step))}" + (f": {md(credited)}" if credited else ""))
     return "\n".join(lines) + "\n"

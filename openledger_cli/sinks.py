@@ -10,7 +10,9 @@ names, review and feedback messages. Each sink gets them as text, never as struc
 * :func:`md` also backslash-escapes what CommonMark and GitHub read as structure (emphasis, links and images,
   raw HTML, tables, math, autolinks), so a name stays a name;
 * :func:`md_code` makes a code span that no backtick in the text can close;
-* :func:`mermaid` makes a node label that cannot close its quotes or inject HTML.
+* :func:`mermaid` makes a node label that cannot close its quotes or inject HTML;
+* :func:`csv_text` makes a spreadsheet cell that cannot start a formula (``=``, ``+``, ``-``, ``@``: OWASP's
+  CSV injection), on one line (the ``csv`` module quotes separators and quotes).
 
 Text that the code itself writes (a verdict, a table's header) is :class:`Md` and is not escaped again.
 
@@ -25,7 +27,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["Md", "md", "md_code", "mermaid", "visible"]
+__all__ = ["Md", "csv_text", "md", "md_code", "mermaid", "visible"]
 
 # ASCII punctuation that CommonMark or GitHub read as structure anywhere in a line (a heading, list or quote
 # marker needs the start of a line, which text shown here never has: it always follows what the code wrote).
@@ -81,3 +83,13 @@ def mermaid(value: Any) -> str:
     """``value`` for a quoted Mermaid node label: quotes, brackets, HTML and Mermaid's own ``#…;`` codes as
     entity codes, so the label cannot end its node, inject markup or break the Markdown fence around it."""
     return "".join(_MERMAID.get(char, char) for char in visible(value))
+
+
+_FORMULA = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+def csv_text(value: Any) -> str:
+    """``value`` for a CSV cell a spreadsheet may open: one line, and a leading ``'`` where a spreadsheet would
+    read a formula (a name like ``=HYPERLINK(…)``); numbers the code writes are not passed through here."""
+    text = visible(value)
+    return f"'{text}" if text.startswith(_FORMULA) else text

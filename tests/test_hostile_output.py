@@ -275,3 +275,73 @@ def test_the_issue_s_attacks_through_the_real_cli(tmp_path: Path) -> None:
             verdict = "✅ passed" if result.exit_code == 0 else "❌ failed"
             assert [line for line in result.stdout.splitlines() if line.startswith("# ")] == [
                 f"# OpenLedger: {verdict}"]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(strings=STRINGS)
+def test_hostile_strings_cannot_restructure_measured_impact(tmp_path_factory: pytest.TempPathFactory,
+                                                            strings: dict[str, str]) -> None:
+    """An attribution record whose players, metric and signer carry hostile strings: the measured section of the
+    contributors report (Markdown, terminal, HTML chart), the model report's link to it and the pool split's
+    CSV keep their structure, and no cell can start a spreadsheet formula."""
+    import csv
+    from decimal import Decimal
+    from html.parser import HTMLParser
+
+    from openledger.reports.contributors import ContributorsReport
+    from openledger_cli.report import measured_table, pool_csv, pool_table
+    from openledger_cli.report_html import contributors_html
+    from tests.reports.conftest import add_attribution, attribution_body
+
+    ledger = build(tmp_path_factory.mktemp("hostile-measured"), strings)
+    model = ledger.ids(kind="model")[0]
+    dataset = ledger.ids(kind="dataset")[0]
+    players = [(strings["contributor"], strings["ada_email"], ADA.keyid, 0.2),
+               (strings["label"], "=HYPERLINK(1)@example.org", None, -0.1),
+               (strings["comment"], strings["bob_email"], None, 0.05)]
+    add_attribution(ledger, CAT, attribution_body("m", "1", [model], dataset, players,
+                                                  metric=strings["metric_key"]), 30)
+    graph = LedgerGraph.load(ledger)
+    credit = contributors_report(graph, model="m")
+    [measured] = credit.measured
+    assert len(measured.values) == 3
+
+    text = report_md.contributors_markdown(credit)
+    check_markdown(text, h1=1, h2=["Measured impact: m@1"], rows=[len(credit.contributors), 3])
+    report = model_report(graph, "m", "1")
+    assert report.attribution is not None
+    check_markdown(report_md.model_markdown(report), h1=1,
+                   h2=["Lineage", "Contributors", "Datasets", "Pipeline stages", "Runs", "Code",
+                       "Reviews and feedback", "Records"],
+                   rows=[n for n in (len(report.contributors), len(report.datasets), len(report.stages),
+                                     len(report.code.authors), len(report.records)) if n])
+
+    split = credit.pool(Decimal("100"))
+    for write in (lambda c: c.print(contributors_table(credit)), lambda c: c.print(measured_table(measured)),
+                  lambda c: c.print(pool_table(split))):
+        raw, _ = terminal_screen(write)
+        check_terminal_raw(raw)
+
+    rows = list(csv.reader(io.StringIO(pool_csv(split))))
+    assert len(rows) == 1 + len(split.shares) + len(split.unmeasured)
+    assert all(not cell.startswith(("=", "+", "-", "@")) for row in rows[1:] for cell in row[:3]), rows
+    assert sum(Decimal(row[4]) for row in rows[1:]) == Decimal("100")
+
+    # HTML: only the elements the renderer writes; every hostile string stays text
+    allowed = {"html", "head", "meta", "title", "style", "body", "main", "h1", "h2", "p", "section", "table",
+               "thead", "tbody", "tr", "th", "td", "div", "code", "ul", "li", "footer", "figure", "svg", "g",
+               "text", "rect", "path", "line", "br", "span"}
+    seen: set[str] = set()
+
+    class Tags(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            seen.add(tag)
+            assert not any(name.startswith("on") or name in ("href", "src") for name, _ in attrs), (tag, attrs)
+
+    Tags().feed(contributors_html(credit))
+    assert seen <= allowed, seen - allowed
+
+    data = json.loads(json.dumps(credit.to_json(), ensure_ascii=False))
+    assert ContributorsReport.from_json(data).to_json() == data
+    assert data["measured"][0]["metric"] == strings["metric_key"]

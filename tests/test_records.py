@@ -178,6 +178,12 @@ def example_bodies(keyid: str) -> dict[str, dict[str, Any]]:
             "anchor": {"checkpoint": "sha256:" + "1" * 64, "root": "sha256:" + "0" * 64, "size": 0,
                        "method": "rfc3161", "time": "2026-01-01T00:00:00Z", "tsa": "http://127.0.0.1:1/",
                        "token": "AAAA"},
+            "attribution": {"target": "data:data", "commit": "0" * 40, "metric": "accuracy",
+                            "direction": "maximize", "baseline": 0.5,
+                            "datasets": [{"path": "data", "digest": "md5:" + "0" * 32 + ".dir",
+                                          "record": "sha256:" + "1" * 64}],
+                            "players": [], "mode": "exact", "values": [], "runs": [], "cost": {"runs": 0},
+                            "method": {"shapley": "exact", "banzhaf": "exact", "loo": "exact", "confidence": 0.95}},
     }
 
 

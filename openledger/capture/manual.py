@@ -1,10 +1,11 @@
 """Records signed by hand, for contributions no adapter captures (``openledger record``).
 
 The kinds with rules of their own (identities, revocations, checkpoints, commit bindings, cosignatures,
-anchors) are refused here so their checks cannot be sidestepped; links may be given as record id prefixes.
+anchors, measured attributions) are refused here so their checks cannot be sidestepped; links may be given as
+record id prefixes.
 
 >>> sorted(DEDICATED_KINDS)
-['anchor', 'checkpoint', 'commit', 'cosignature', 'identity', 'revocation']
+['anchor', 'attribution', 'checkpoint', 'commit', 'cosignature', 'identity', 'revocation']
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ __all__ = ["DEDICATED_KINDS", "record_by_hand", "resolve_link"]
 
 DEDICATED_KINDS = {"identity": "openledger keys publish / endorse", "revocation": "openledger keys revoke",
                    "checkpoint": "openledger checkpoint", "commit": "the post-commit hook (openledger dvc install)",
-                   "cosignature": "openledger witness", "anchor": "openledger anchor"}
+                   "cosignature": "openledger witness", "anchor": "openledger anchor",
+                   "attribution": "openledger attribute"}
 
 
 def resolve_link(ledger: Ledger, link: str) -> str:

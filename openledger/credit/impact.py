@@ -56,17 +56,22 @@ class ImpactStep:
     to_value: float
     improvement: float
     credited: tuple[ImpactCredit, ...]
+    measured: str | None = None  # the attribution record that credits the new version instead (none credited)
 
     def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "from_version": self.from_version, "to_version": self.to_version,
+        data = {"model": self.model, "from_version": self.from_version, "to_version": self.to_version,
                 "metric": self.metric, "from_value": self.from_value, "to_value": self.to_value,
                 "improvement": self.improvement, "credited": [c.to_json() for c in self.credited]}
+        if self.measured:
+            data["measured"] = self.measured
+        return data
 
     @classmethod
     def from_json(cls, data: Any) -> ImpactStep:
         return cls(str(data["model"]), str(data["from_version"]), str(data["to_version"]), str(data["metric"]),
                    float(data["from_value"]), float(data["to_value"]), float(data["improvement"]),
-                   tuple(ImpactCredit.from_json(c) for c in data.get("credited") or ()))
+                   tuple(ImpactCredit.from_json(c) for c in data.get("credited") or ()),
+                   data.get("measured"))
 
 
 def _metric(lineage: Lineage, metric: str) -> float | None:
@@ -78,12 +83,15 @@ def _metric(lineage: Lineage, metric: str) -> float | None:
 
 
 def impact_steps(lineages: Mapping[tuple[str, str], Lineage], scoring: ScoringPolicy, people: People,
-                 credit: CreditTally, before_cutoff: Callable[[str | None], bool]) -> list[ImpactStep]:
+                 credit: CreditTally, before_cutoff: Callable[[str | None], bool], *,
+                 attributed: Mapping[tuple[str, str], str] | None = None) -> list[ImpactStep]:
     """Each improvement of the primary metric between successive versions of a model, credited to the
     contributors of what changed between them: new dataset versions (their data contributors, by files),
     new code commits (their authors, by commits) and the new run (its trainer). The improvement is split
     across those roles by the scoring weights, then within a role by amount. Each person's share is added to
-    their tally's impact."""
+    their tally's impact. A step to a version in ``attributed`` (model version -> attribution record) credits
+    nobody: the attribution measures what each contributor was worth to that version."""
+    attributed = attributed or {}
     steps = []
     by_name: dict[str, list[tuple[str, Lineage]]] = defaultdict(list)
     for (name, version), lineage in lineages.items():
@@ -97,7 +105,8 @@ def impact_steps(lineages: Mapping[tuple[str, str], Lineage], scoring: ScoringPo
                 continue
             delta = (new_m - old_m) * sign
             credited: list[ImpactCredit] = []
-            if delta > 0:
+            attribution = attributed.get((name, new_v))
+            if delta > 0 and attribution is None:
                 changes = _changes(people, old, new)
                 present = {role: parts for role, parts in changes.items() if parts}
                 weight_sum = sum(scoring.weights.get(role, 0.0) for role in present) or 1.0
@@ -109,7 +118,8 @@ def impact_steps(lineages: Mapping[tuple[str, str], Lineage], scoring: ScoringPo
                         tally = credit.of(person)
                         tally.impact += share
                         tally.impact_records += [e for e in evidence if e not in tally.impact_records]
-            steps.append(ImpactStep(name, old_v, new_v, metric, old_m, new_m, round(delta, 6), tuple(credited)))
+            steps.append(ImpactStep(name, old_v, new_v, metric, old_m, new_m, round(delta, 6), tuple(credited),
+                                    attribution))
     return steps
 
 

@@ -35,7 +35,8 @@ from openledger.store.ledger import Fact, Ledger
 
 __all__ = ["CodeAuthor", "LedgerGraph", "Lineage", "Node"]
 
-LINEAGE_KINDS = ("identity", "revocation", "dataset", "stage", "run", "model", "review", "feedback", "commit")
+LINEAGE_KINDS = ("identity", "revocation", "dataset", "stage", "run", "model", "review", "feedback", "commit",
+                 "attribution")
 
 
 @dataclass

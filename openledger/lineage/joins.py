@@ -21,9 +21,9 @@ from typing import Any
 
 from openledger.store.canonical import canonical_bytes
 
-__all__ = ["MLFLOW_DIGEST", "applied_experiment", "assessment_key", "dataset_key", "dvc_run_key", "dvc_stage_key",
-           "input_digest", "is_dataset_digest", "is_digest", "join_key", "mlflow_dataset_key", "mlflow_digest",
-           "model_version_key", "run_key", "trace_key"]
+__all__ = ["MLFLOW_DIGEST", "applied_experiment", "assessment_key", "attribution_stage_key", "dataset_key",
+           "dvc_run_key", "dvc_stage_key", "input_digest", "is_dataset_digest", "is_digest", "join_key",
+           "mlflow_dataset_key", "mlflow_digest", "model_version_key", "run_key", "trace_key"]
 
 _HEX = re.compile(r"[0-9a-f]{16,128}")
 # MLflow's dataset digest is its own fingerprint of the data (8 hex characters for pandas, numpy, Spark,
@@ -64,6 +64,13 @@ def dvc_stage_key(dvcfile: str, name: str) -> str:
     """A pipeline stage: its ``dvc.yaml`` (relative to the repository root, POSIX) and its name in ``dvc.lock``
     (``train@1`` for a ``foreach``/``matrix`` expansion)."""
     return join_key("dvcstage", dvcfile, name)
+
+
+def attribution_stage_key(run: str, dvcfile: str, name: str, lock_digest: str) -> str:
+    """A stage as one coalition run of a measured attribution ran it (``run`` is the run's ``attrrun:`` key):
+    the record stage writes one record per key, and the attribution finds a run's records by it. Distinct
+    from :func:`dvc_stage_key`, so coalition runs never become the newest record of the workspace's stages."""
+    return join_key("attrstage", run, dvcfile, name, lock_digest)
 
 
 def dataset_key(path: str, digest: str) -> str:

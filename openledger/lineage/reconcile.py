@@ -21,6 +21,10 @@ code                        severity what it means
 ``unrecorded-dataset``      warning  a DVC-tracked dataset version with no dataset record
 ``untrusted-signer``        warning  records signed by an unknown, unendorsed or revoked key
 ``unknown-commit``          warning  a record names a git commit this repository does not have
+``attribution-changed``     error    an attribution's coalition runs or dataset versions no longer match what
+                                     it signed (openledger/attribution/reconcile.py)
+``attribution-stale``       warning  an attribution's experiments are gone from git, or its model version was
+                                     registered again
 =========================== ======== ======================================================================
 
 Errors are evidence that something signed was altered: exit 1. Warnings are gaps in what was captured: exit 1
@@ -67,7 +71,7 @@ __all__ = [
 ]
 
 SCHEMA = "openledger.reconcile/1"
-ERRORS = frozenset({"run-changed", "model-version-changed", "damaged-record"})
+ERRORS = frozenset({"run-changed", "model-version-changed", "damaged-record", "attribution-changed"})
 # The run fields a record attests that MLflow never changes after a run ends, unless someone edits the store.
 _RUN_FIELDS = ("params", "metrics", "metric_history_digest", "status", "start_time", "end_time", "inputs")
 Progress = Callable[[int, int], None]
@@ -206,6 +210,12 @@ def reconcile(graph: LedgerGraph, *, tracking: TrackingState | None = None, dvc:
     sources["git"] = str(git_root) if git_root is not None else None
     if git_root is not None:
         found += _commits(graph, git_root, checked)
+    # here, not at the top: openledger.attribution.reconcile builds on this module's Discrepancy
+    from openledger.attribution.reconcile import attribution_discrepancies  # noqa: PLC0415
+
+    if graph.by_kind.get("attribution"):
+        checked["attributions"] = len(graph.by_kind["attribution"])
+        found += attribution_discrepancies(graph, git_root)
     return ReconcileReport(tuple(found), checked, sources, tuple(notes))
 
 

@@ -1,6 +1,7 @@
 """The contributors report: credit per person by role (data, code, training, review, feedback), a share per role
-and overall under the scoring policy in ``config.yaml``, and the impact attributed along each model's lineage.
-Every number carries the record ids behind it.
+and overall under the scoring policy in ``config.yaml``, and the impact along each model's lineage: measured
+(the Shapley values of an ``attribution`` record, with intervals) for a model version that has one, the
+heuristic of :mod:`openledger.credit.impact` for one that has not. Every number carries the record ids behind it.
 
 :func:`contributors_report` builds a :class:`ContributorsReport`, a frozen view that the terminal, Markdown and
 HTML renderers and the CI summary read; :meth:`ContributorsReport.to_json` is the published JSON
@@ -11,9 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from openledger.credit.impact import ImpactStep, impact_steps
+from openledger.credit.measured import MeasuredAttribution, PoolSplit, measured_attributions, pool_split
 from openledger.credit.people import People, Person
 from openledger.credit.scoring import ROLES, ScoringPolicy
 from openledger.credit.tally import CreditTally
@@ -93,11 +96,21 @@ class ContributorsReport:
     totals: Mapping[str, float]
     contributors: tuple[ContributorRow, ...]
     impact: tuple[ImpactStep, ...]
+    measured: tuple[MeasuredAttribution, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"schema": CONTRIBUTORS_SCHEMA, "scope": self.scope.to_json(), "scoring": self.scoring.to_json(),
+        data = {"schema": CONTRIBUTORS_SCHEMA, "scope": self.scope.to_json(), "scoring": self.scoring.to_json(),
                 "totals": dict(self.totals), "contributors": [row.to_json() for row in self.contributors],
                 "impact": [step.to_json() for step in self.impact]}
+        if self.measured:  # absent, not empty, without attributions: those reports read as before
+            data["measured"] = [m.to_json() for m in self.measured]
+        return data
+
+    def pool(self, amount: Decimal) -> PoolSplit:
+        """``amount`` split by the measured value of the newest attributed version of the one model in scope
+        (docs/scoring.md): bad input without an attribution, or with several models attributed."""
+        newest = {m.model: m for m in self.measured}  # versions in order: the last of each model is the newest
+        return pool_split(amount, list(newest.values()), (row.person for row in self.contributors))
 
     @classmethod
     def from_json(cls, data: Any) -> ContributorsReport:
@@ -108,7 +121,8 @@ class ContributorsReport:
         policy = ScoringPolicy(dict(scoring["weights"]), scoring["primary_metric"], scoring["direction"])
         return cls(Scope.from_json(data["scope"]), policy, dict(data["totals"]),
                    tuple(ContributorRow.from_json(row) for row in data["contributors"]),
-                   tuple(ImpactStep.from_json(step) for step in data["impact"]))
+                   tuple(ImpactStep.from_json(step) for step in data["impact"]),
+                   tuple(MeasuredAttribution.from_json(m) for m in data.get("measured") or ()))
 
 
 def contributors_report(graph: LedgerGraph, *, model: str | None = None, since: str | None = None,
@@ -128,7 +142,10 @@ def contributors_report(graph: LedgerGraph, *, model: str | None = None, since: 
         credit.lineage(lineage)
     if model is None:
         credit.outside_lineages()
-    impact = impact_steps(lineages, scoring, people, credit, credit.before_cutoff)
+    measured = measured_attributions(graph, versions, people)
+    # where a version is measured, the heuristic credits nobody for the step to it: the measurement does
+    impact = impact_steps(lineages, scoring, people, credit, credit.before_cutoff,
+                          attributed={key: m.record for key, m in measured.items()})
     tallies = credit.tallies
     totals = {role: sum(t.amounts.get(role, 0.0) for t in tallies.values()) for role in ROLES}
     active = [role for role in ROLES if totals[role] > 0 and scoring.weights.get(role, 0) > 0]
@@ -147,4 +164,4 @@ def contributors_report(graph: LedgerGraph, *, model: str | None = None, since: 
         rows.append(ContributorRow(t.person, roles, round(overall, 4), round(t.impact, 6), tuple(t.impact_records)))
     rows.sort(key=lambda row: (-row.overall, row.person.name))
     return ContributorsReport(Scope(model, since, tuple(f"{n}@{v}" for n, v in versions)), scoring, totals,
-                              tuple(rows), tuple(impact))
+                              tuple(rows), tuple(impact), tuple(measured.values()))

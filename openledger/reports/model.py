@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from openledger.anchors.anchoring import AnchorBound, AnchorIndex
+from openledger.attribution.record import newest_attribution
 from openledger.credit.people import People, Person
 from openledger.errors import BadInputError, IntegrityError, OpenLedgerError
 from openledger.lineage.authorship import CodeAuthor
@@ -32,6 +33,7 @@ from openledger.store.ledger import Fact
 __all__ = [
     "MODEL_SCHEMA",
     "Attestation",
+    "AttributionLink",
     "AuthorView",
     "CodeView",
     "DataCredit",
@@ -425,6 +427,28 @@ class RecordCheck:
 
 
 @dataclass(frozen=True, slots=True)
+class AttributionLink:
+    """The measured attribution of this version (the newest trusted ``attribution`` record): where to read
+    each contributor's value (``openledger report contributors --model NAME``)."""
+
+    record: str
+    time: str
+    metric: str
+    mode: str
+    runs: int
+    players: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"record": self.record, "time": self.time, "metric": self.metric, "mode": self.mode,
+                "runs": self.runs, "players": self.players}
+
+    @classmethod
+    def from_json(cls, data: Any) -> AttributionLink:
+        return cls(str(data["record"]), str(data["time"]), str(data["metric"]), str(data["mode"]),
+                   int(data["runs"]), int(data["players"]))
+
+
+@dataclass(frozen=True, slots=True)
 class ModelReport:
     model: ModelVersionView
     runs: tuple[RunView, ...]
@@ -437,6 +461,7 @@ class ModelReport:
     contributors: tuple[LineagePerson, ...]
     graph: GraphView
     records: Mapping[str, RecordCheck]
+    attribution: AttributionLink | None = None
 
     @property
     def verified(self) -> bool:
@@ -471,7 +496,9 @@ class ModelReport:
                 "promotions": [p.to_json() for p in self.promotions],
                 "contributors": [c.to_json() for c in self.contributors], "graph": self.graph.to_json(),
                 "records": {rid: check.to_json() for rid, check in self.records.items()},
-                "verified": self.verified}
+                "verified": self.verified,
+                # absent, not null, without one: reports of unattributed versions read as before
+                **({"attribution": self.attribution.to_json()} if self.attribution else {})}
 
     @classmethod
     def from_json(cls, data: Any) -> ModelReport:
@@ -494,7 +521,8 @@ class ModelReport:
                    tuple(PromotionView.from_json(p) for p in data["promotions"]),
                    tuple(LineagePerson.from_json(c) for c in data["contributors"]),
                    GraphView.from_json(data["graph"], refs),
-                   {rid: RecordCheck.from_json_entry(rid, entry) for rid, entry in data["records"].items()})
+                   {rid: RecordCheck.from_json_entry(rid, entry) for rid, entry in data["records"].items()},
+                   AttributionLink.from_json(data["attribution"]) if data.get("attribution") else None)
 
 
 # -- building ----------------------------------------------------------------------------------------------
@@ -636,4 +664,13 @@ def model_report(graph: LedgerGraph, name: str, version: str | None = None) -> M
         contributors=tuple(_lineage_people(people, lineage)),
         graph=GraphView(nodes, tuple(lineage.edges)),
         records=_checks(graph, people, lineage.record_ids()),
+        attribution=_attribution(graph, name, version),
     )
+
+
+def _attribution(graph: LedgerGraph, name: str, version: str) -> AttributionLink | None:
+    view = newest_attribution(graph.ledger, name, version, trusted=graph.trust)
+    if view is None:
+        return None
+    return AttributionLink(view.record, view.time, view.metric, view.mode, view.runs,
+                           sum(1 for p in view.players if p.files))

@@ -64,6 +64,7 @@ KINDS = (
     "checkpoint",
     "cosignature",
     "anchor",
+    "attribution",
 )
 
 
