@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -14,6 +15,19 @@ from typing import Any
 import pytest
 
 from openledger import Ledger, LedgerConfig, Signer, signer_from_seed
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give the tests' child processes Ctrl-C back when the suite was started in the background.
+
+    A non-interactive shell starts a background job (``make test &``, ``nohup … &``) with SIGINT ignored, every
+    child inherits that, and Python installs no KeyboardInterrupt handler for an ignored SIGINT: the tests that
+    interrupt ``openledger attribute`` would see it run to the end. A Python-level handler here is reset to the
+    default across exec, so children start as they would from a terminal.
+    """
+    del config
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class FixedClock:
