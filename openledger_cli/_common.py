@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from openledger.errors import BadInputError, KeyMaterialError
+from openledger.errors import BadInputError, KeyMaterialError, OpenLedgerError
 from openledger.store.canonical import tag_nonfinite
 from openledger.store.files import write_atomic
 from openledger.store.keys import ENV_PASSPHRASE, KeyStore, Signer, short_keyid
@@ -46,8 +46,27 @@ def ledger_dir(ctx: click.Context) -> Path | None:
     return Path(path) if path else None
 
 
-def open_ledger(ctx: click.Context) -> Ledger:
-    return Ledger.open(ledger_dir(ctx))
+def open_ledger(ctx: click.Context, *, reports_damage: bool = False) -> Ledger:
+    """The ledger the command works on. Objects that cannot be read (damaged, oversized, too deeply nested, a
+    symlink, FIFO or device) are left out of every listing and report; unless the command names them itself
+    (``reports_damage``: verify, fsck, log), it ends with one line on stderr saying so."""
+    ledger = Ledger.open(ledger_dir(ctx))
+    if not reports_damage:
+        ctx.call_on_close(lambda: warn_left_out(ledger))
+    return ledger
+
+
+def warn_left_out(ledger: Ledger) -> None:
+    """One line on stderr when the ledger holds objects that could not be read."""
+    try:
+        left_out = ledger.unreadable()
+    except (OpenLedgerError, OSError):
+        return  # the command has already said what went wrong
+    if left_out:
+        path, problem = left_out[0]
+        more = f" and {len(left_out) - 1} more" if len(left_out) > 1 else ""
+        render.say(f"left out what cannot be read: {path} ({problem}){more}: run `openledger verify`",
+                   label="warning:")
 
 
 def passphrase_source() -> Callable[[str], str]:

@@ -160,7 +160,7 @@ def ci(ctx: click.Context, *, against: str | None, full_verify: bool, tracking_u
     nothing to the ledger, and says so.
     """
     against = against or None  # an unset CI variable arrives as an empty string
-    ledger = open_ledger(ctx)
+    ledger = open_ledger(ctx, reports_damage=True)
     settings = ci_settings(ledger.config.ci)
     settings = replace(settings, default_branch=default_branch or settings.default_branch,
                        strict=settings.strict if strict is None else strict,

@@ -337,7 +337,7 @@ def record(ctx: click.Context, kind: str, body_text: str, links: tuple[str, ...]
 @click.pass_context
 def log(ctx: click.Context, kind: str | None, actor: str | None, fmt: str) -> None:
     """List records, oldest first."""
-    ledger = open_ledger(ctx)
+    ledger = open_ledger(ctx, reports_damage=True)
     trust = ledger.trust()
     if actor:
         actor = resolve_keyid(actor, ledger.actors())
@@ -414,7 +414,7 @@ def verify(ctx: click.Context, *, strict: bool, against: str | None, since: str 
     """
     from openledger.store.verify import verify_ledger  # noqa: PLC0415 - loads multiprocessing: verify only
 
-    ledger = open_ledger(ctx)
+    ledger = open_ledger(ctx, reports_damage=True)
     with render.progress_bar("Verifying") as progress:
         report = verify_ledger(ledger, against=against, since=since, workers=jobs, progress=progress)
     if since and report.since is None:
@@ -604,7 +604,7 @@ def fsck(ctx: click.Context, fmt: str) -> None:
 
     Exit 0 when no object is damaged, 1 otherwise (then `openledger verify` says which records).
     """
-    report = open_ledger(ctx).fsck()
+    report = open_ledger(ctx, reports_damage=True).fsck()
     if fmt == "json":
         render.emit_json(report.to_json())
     else:

@@ -22,6 +22,7 @@ from openledger.errors import IntegrityError
 from openledger.identity.trust import instant
 from openledger.store.canonical import parse_canonical
 from openledger.store.dsse import parse_envelope
+from openledger.store.files import MAX_PACK_BYTES, read_regular
 from openledger.store.records import Record, record_id_of
 
 # Appends must not get slower as the ledger grows. A table keyed by record id takes random inserts: a batch
@@ -314,7 +315,11 @@ class LedgerIndex:
         if seen_packs - current_packs:
             return False
         for name in sorted(current_packs - seen_packs):
-            data = (self.packs / name).read_bytes()
+            try:
+                data = read_regular(self.packs / name, MAX_PACK_BYTES)
+            except (IntegrityError, OSError) as exc:  # `verify` names it; listings say something was left out
+                db.execute("INSERT OR REPLACE INTO skipped VALUES (?,?)", (name, getattr(exc, "message", str(exc))))
+                continue
             found, places = [], []
             for offset, line in iter_pack(data):
                 try:
@@ -328,7 +333,7 @@ class LedgerIndex:
             return True
         present = set()
         with os.scandir(self.objects) as entries:  # closed on the early return too
-            directories = [entry for entry in entries if len(entry.name) == 2 and entry.is_dir()]
+            directories = [entry for entry in entries if len(entry.name) == 2 and entry.is_dir(follow_symlinks=False)]
         for entry in directories:
             present.add(entry.name)
             mtime = entry.stat().st_mtime_ns
@@ -361,10 +366,11 @@ class LedgerIndex:
         for record_id in sorted(on_disk - indexed.keys()):
             path = directory / record_id[len(low):]
             try:
-                summary = summarize(path.read_bytes())
+                summary = summarize(read_regular(path))
             except (IntegrityError, OSError) as exc:
                 # `verify` names it; the index remembers it was skipped so that listings can say so.
-                db.execute("INSERT OR REPLACE INTO skipped VALUES (?,?)", (str(path), str(exc)))
+                db.execute("INSERT OR REPLACE INTO skipped VALUES (?,?)",
+                           (str(path), getattr(exc, "message", None) or str(exc)))
                 continue
             if summary.id == record_id:
                 found.append(summary)

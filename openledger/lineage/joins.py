@@ -107,7 +107,7 @@ def input_digest(dataset_input: Mapping[str, Any]) -> Any:
     if dataset_input.get("source_type") == "dvc":
         try:
             return json.loads(dataset_input["source"]).get("hash") or digest
-        except (TypeError, ValueError, KeyError, AttributeError):
+        except (TypeError, ValueError, KeyError, AttributeError, RecursionError):  # a hostile source string
             return digest
     return mlflow_digest(digest) if isinstance(digest, str) and digest else digest
 

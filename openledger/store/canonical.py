@@ -9,6 +9,9 @@ be non-finite, so a non-finite float is written as the one-key object
 Verifiers never need to re-encode (signatures cover the exact bytes); OpenLedger does, to refuse any
 payload that is not in this one canonical spelling.
 
+Nesting is limited to :data:`MAX_DEPTH` levels of arrays and objects, checked on the bytes before they are
+parsed: a signed record of ``[[[[…`` must be a named bad record, not a ``RecursionError`` in whatever walks it.
+
 >>> canonical_bytes({"b": 1, "a": [float("nan")]})
 b'{"a":[{"$float":"NaN"}],"b":1}'
 >>> import math; math.isnan(parse_canonical(b'{"x":{"$float":"NaN"}}')["x"])
@@ -19,19 +22,52 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 import orjson
 
 from openledger.errors import BadInputError
 
-__all__ = ["FLOAT_TAG", "FrozenDict", "FrozenList", "canonical_bytes", "frozen_json", "parse_canonical",
-           "tag_nonfinite", "untag_nonfinite"]
+__all__ = ["FLOAT_TAG", "MAX_DEPTH", "FrozenDict", "FrozenList", "NestingError", "canonical_bytes", "check_depth",
+           "frozen_json", "parse_canonical", "tag_nonfinite", "untag_nonfinite"]
 
 FLOAT_TAG = "$float"
 _NONFINITE_NAMES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 _FLOAT_TAG_BYTES = b'"$float"'
 _OPTIONS = orjson.OPT_SORT_KEYS
+
+#: How deeply arrays and objects may nest in a record's payload (the payload object itself is level 1).
+MAX_DEPTH = 64
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
+_OPENERS = frozenset(b"[{")
+
+
+class NestingError(ValueError):
+    """JSON nested deeper than :data:`MAX_DEPTH` levels."""
+
+
+def check_depth(data: bytes, limit: int = MAX_DEPTH) -> None:
+    """Raise :class:`NestingError` if the JSON in ``data`` nests arrays and objects deeper than ``limit``.
+
+    Without recursion and in linear time: strings are cut out, then the brackets left are counted.
+
+    >>> check_depth(b'{"a":[[1]],"s":"[[[["}', limit=3)
+    >>> check_depth(b'[[[[]]]]', limit=3)
+    Traceback (most recent call last):
+    openledger.store.canonical.NestingError: JSON nested deeper than 3 levels
+    """
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return
+    depth = 0
+    for byte in _NOT_BRACKET.sub(b"", _STRING.sub(b"", data)):
+        if byte in _OPENERS:
+            depth += 1
+            if depth > limit:
+                raise NestingError(f"JSON nested deeper than {limit} levels")
+        else:
+            depth -= 1
 
 
 def _float_name(value: float) -> str:
@@ -98,8 +134,10 @@ def _untag(obj: dict[str, Any]) -> Any:
 def parse_canonical(data: bytes) -> Any:
     """Parse JSON bytes written by :func:`canonical_bytes`, restoring tagged non-finite floats.
 
-    Raises ``ValueError`` on malformed input (``orjson.JSONDecodeError`` is one).
+    Raises ``ValueError`` on malformed input (``orjson.JSONDecodeError`` is one; :class:`NestingError` for
+    input nested deeper than :data:`MAX_DEPTH`).
     """
+    check_depth(data)
     if _FLOAT_TAG_BYTES in data:
         return json.loads(data, object_hook=_untag)
     return orjson.loads(data)

@@ -21,6 +21,8 @@ import re
 from dataclasses import dataclass
 
 from openledger.errors import IntegrityError
+from openledger.store.canonical import NestingError, check_depth
+from openledger.store.files import MAX_ENVELOPE_BYTES
 
 __all__ = ["PAYLOAD_TYPE", "Envelope", "encode_envelope", "envelope_payload", "envelope_payload_v1", "pae",
            "parse_envelope"]
@@ -34,6 +36,7 @@ _PAYLOAD_TYPE_PREFIX = "application/vnd.openledger.record.v"
 _HEAD = b'{"payload":"'
 _MIDDLE = b'","payloadType":"application/vnd.openledger.record.v1+json","signatures":[{"keyid":"'
 _TAIL_LENGTH = 72 + len(b'","sig":"') + 88 + len(b'"}]}')
+_ENVELOPE_DEPTH = 3  # {"signatures": [{…}]}
 _SIGNATURE_PART = re.compile(rb'(ed25519:[0-9a-f]{64})","sig":"([A-Za-z0-9+/]{86}==)"\}\]\}')
 
 
@@ -116,7 +119,13 @@ def envelope_payload_v1(data: bytes) -> tuple[bytes, bytes]:
 
 
 def _template(data: bytes) -> tuple[int, re.Match[bytes]] | None:
-    """Where the payload ends and the signature part, when ``data`` has the canonical envelope's shape."""
+    """Where the payload ends and the signature part, when ``data`` has the canonical envelope's shape.
+
+    Every reading of an envelope starts here, so here is where one larger than a record may be is refused.
+    """
+    if len(data) > MAX_ENVELOPE_BYTES:
+        raise IntegrityError(f"envelope of {len(data):,} bytes, more than the {MAX_ENVELOPE_BYTES:,} a record may have",
+                             code="oversized")
     middle = len(data) - _TAIL_LENGTH - len(_MIDDLE)
     if data.startswith(_HEAD) and data.startswith(_MIDDLE, middle):
         match = _SIGNATURE_PART.fullmatch(data, middle + len(_MIDDLE))
@@ -126,6 +135,10 @@ def _template(data: bytes) -> tuple[int, re.Match[bytes]] | None:
 
 
 def _parse_envelope_slow(data: bytes) -> Envelope:
+    try:
+        check_depth(data, _ENVELOPE_DEPTH)
+    except NestingError:
+        raise IntegrityError("object is not a DSSE envelope (nested too deeply)") from None
     try:
         obj = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:

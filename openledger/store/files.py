@@ -5,9 +5,13 @@ A reader never sees half a file; a crash leaves at most a ``.tmp-*`` file, which
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
+import stat
 from pathlib import Path
+
+from openledger.errors import IntegrityError
 
 TMP_PREFIX = ".tmp-"
 
@@ -45,5 +49,74 @@ def fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# -- reading what anyone with write access to the repository may have put there --------------------------------
+
+#: The largest record payload (canonical JSON) OpenLedger writes or reads: 12 MiB. A record describes work (a
+#: dataset manifest of ~50,000 files fits); data itself belongs in DVC or MLflow.
+MAX_PAYLOAD_BYTES = 12 * 1024 * 1024
+#: The largest stored envelope: the payload in base64 (4/3 of it) plus the envelope's fixed fields.
+MAX_ENVELOPE_BYTES = 16 * 1024 * 1024 + 512
+#: The largest pack file read.
+MAX_PACK_BYTES = 4 * 1024 * 1024 * 1024
+
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _open_regular(path: str | os.PathLike[str], limit: int) -> tuple[int, int]:
+    """Open a file only if it is a regular file no larger than ``limit``: (fd, size).
+
+    A symlink is not followed (``O_NOFOLLOW``), and a FIFO or device is opened without blocking and refused
+    before a byte is read, so nobody can make a command hang on a FIFO or read ``/dev/zero`` forever.
+    """
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise IntegrityError("a symbolic link: never followed", code="not-regular") from None
+        raise
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise IntegrityError("not a regular file (a FIFO, socket or device): never read", code="not-regular")
+        if status.st_size > limit:
+            raise _oversized(status.st_size, limit)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, status.st_size
+
+
+def _oversized(size: int, limit: int) -> IntegrityError:
+    return IntegrityError(f"{size:,} bytes, more than the {limit:,} a file of the ledger may have", code="oversized")
+
+
+def read_regular(path: str | os.PathLike[str], limit: int = MAX_ENVELOPE_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes; anything else is an :class:`IntegrityError` with
+    code ``not-regular`` or ``oversized`` (an ``OSError`` when it cannot be opened at all)."""
+    fd, size = _open_regular(path, limit)
+    try:
+        chunks, total = [], 0
+        while True:  # to the end, even if the file grew since fstat, but never past the limit
+            want = min(limit + 1 - total, max(size - total, 0) + 65536, 1 << 30)  # Linux reads < 2 GiB a call
+            chunk = os.read(fd, want)
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise _oversized(total, limit)
+            if len(chunk) < want:  # a regular file reads short only at its end (below Linux's 2 GiB a call)
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def read_range(path: str | os.PathLike[str], offset: int, length: int) -> bytes:
+    """``length`` bytes at ``offset`` of a regular file (a pack), with :func:`read_regular`'s checks."""
+    fd, _ = _open_regular(path, MAX_PACK_BYTES)
+    try:
+        return os.pread(fd, length, offset)
     finally:
         os.close(fd)

@@ -32,6 +32,7 @@ import os
 from collections.abc import Callable
 
 from openledger.errors import IntegrityError, NotFoundError
+from openledger.store.files import read_regular
 from openledger.store.ledger import Ledger
 from openledger.store.logtree import tree_of
 from openledger.store.verify import (
@@ -55,10 +56,12 @@ def _full_check(ledger: Ledger, record_id: str) -> RecordSummary | Problem:
     through the index, a cache: if it points at other bytes, the index is rebuilt and asked again)."""
     hexdigest = record_id.partition(":")[2]
     try:  # new records are usually loose objects: read the file without asking the index
-        with open(os.path.join(ledger.objects, hexdigest[:2], hexdigest[2:]), "rb") as handle:  # noqa: PTH118, PTH123
-            checked = _check_one(handle.read(), record_id, record_id)
+        data = read_regular(os.path.join(ledger.objects, hexdigest[:2], hexdigest[2:]))  # noqa: PTH118
+        checked = _check_one(data, record_id, record_id)
         if isinstance(checked, RecordSummary):
             return checked
+    except IntegrityError as exc:  # a symlink, FIFO, device or oversized file: never read
+        return Problem(ERROR, exc.code, exc.message, record_id)
     except OSError:
         pass
     for attempt in range(2):

@@ -45,7 +45,7 @@ from openledger.errors import (
 from openledger.identity.trust import TrustFact, TrustState
 from openledger.store.canonical import parse_canonical
 from openledger.store.dsse import PAYLOAD_TYPE, envelope_payload, pae
-from openledger.store.files import TMP_PREFIX, write_atomic
+from openledger.store.files import MAX_PACK_BYTES, TMP_PREFIX, read_range, read_regular, write_atomic
 from openledger.store.records import (
     Payload,
     Record,
@@ -162,6 +162,7 @@ class Ledger:
     config: LedgerConfig
     clock: Clock = field(default=_utc_now, repr=False)
     _index: LedgerIndex = field(init=False, repr=False)  # a cache: finds candidates, never decides
+    _left_out: list[tuple[str, str]] = field(init=False, repr=False, default_factory=list)  # what scan skipped
 
     def __post_init__(self) -> None:
         self.objects = self.root / "objects"
@@ -344,10 +345,8 @@ class Ledger:
     # -- reading ---------------------------------------------------------------------------------------
     def _read_at(self, record_id: str, where: Location) -> bytes:
         if where.location == LOOSE:
-            return self._object_path(record_id).read_bytes()
-        with (self.packs / where.location).open("rb") as handle:
-            handle.seek(where.offset)
-            return handle.read(where.length)
+            return read_regular(self._object_path(record_id))
+        return read_range(self.packs / where.location, where.offset, where.length)
 
     def get(self, record_id: str) -> Record:
         """The checked record (hash, canonical form, signature); raises IntegrityError if it is damaged."""
@@ -355,7 +354,8 @@ class Ledger:
         try:
             return open_record(data, expected_id=record_id)
         except IntegrityError as exc:
-            raise type(exc)(f"record {record_id}: {exc.message}", hint="run `openledger verify`") from None
+            raise type(exc)(f"record {record_id}: {exc.message}", hint="run `openledger verify`",
+                            code=exc.code) from None
 
     def body(self, record_id: str) -> dict[str, Any]:
         """A stored record's body, its hash, canonical form and signature checked but not its schema: for
@@ -368,7 +368,8 @@ class Ledger:
             if not isinstance(body, dict):
                 raise IntegrityError("payload is not a record")
         except IntegrityError as exc:
-            raise type(exc)(f"record {record_id}: {exc.message}", hint="run `openledger verify`") from None
+            raise type(exc)(f"record {record_id}: {exc.message}", hint="run `openledger verify`",
+                            code=exc.code) from None
         return body
 
     def _read(self, record_id: str) -> bytes:
@@ -379,8 +380,8 @@ class Ledger:
                 where = self._index.locate(record_id)
             if where is None:
                 path = self._object_path(record_id)
-                if path.is_file():
-                    return path.read_bytes()  # present but not indexable: damaged, and open_record will say so
+                if os.path.lexists(path):  # present but not indexable: damaged, and open_record will say so
+                    return read_regular(path)
                 break
             try:
                 return self._read_at(record_id, where)
@@ -452,21 +453,25 @@ class Ledger:
                         # os calls, not pathlib: its path objects cost a third of reading a small file
                         hexdigest = record_id.partition(":")[2]
                         path = os.path.join(objects, hexdigest[:2], hexdigest[2:])  # noqa: PTH118
-                        with open(path, "rb") as handle:  # noqa: PTH123
-                            data = handle.read()
+                        data = read_regular(path)
                     else:
                         if location != pack_name:
-                            pack_name, pack_data = location, (self.packs / location).read_bytes()
+                            pack_name, pack_data = location, read_regular(self.packs / location, MAX_PACK_BYTES)
                         data = pack_data[offset:offset + length]
                     payload_bytes = envelope_payload(data)
                     if record_id_of(payload_bytes) != record_id:
                         raise HashMismatchError("content hash does not match its id")
                     payload = parse_canonical(payload_bytes)
-                    facts.append(Fact(record_id, payload["kind"], payload["actor"], payload["time"],
-                                      tuple(payload["links"]), payload["body"]))
+                    fact = Fact(record_id, payload["kind"], payload["actor"], payload["time"],
+                                tuple(payload["links"]), payload["body"])
+                    if not (isinstance(fact.body, dict) and isinstance(fact.kind, str) and isinstance(fact.time, str)):
+                        raise IntegrityError("payload is not a record")  # signed nonsense: no report reads it
+                    facts.append(fact)
                 except (OSError, ValueError, KeyError, TypeError, IntegrityError) as exc:
+                    problem = (record_id, getattr(exc, "message", str(exc)))
+                    self._left_out.append(problem)
                     if damaged is not None:
-                        damaged.append((record_id, getattr(exc, "message", str(exc))))
+                        damaged.append(problem)
         return facts
 
     def ids(self, *, kind: str | None = None, links_to: str | None = None) -> list[str]:
@@ -513,12 +518,19 @@ class Ledger:
         self._index.sync()
         return self._index.count()
 
+    def unreadable(self) -> list[tuple[str, str]]:
+        """The objects every listing leaves out because they cannot be read (path or pack, problem): damaged,
+        oversized, too deeply nested, or not a regular file. `verify` says what is wrong with each."""
+        self._index.sync()
+        skipped = self._index.skipped()
+        return skipped + [problem for problem in dict.fromkeys(self._left_out) if problem not in skipped]
+
     def loose_paths(self) -> list[Path]:
         if not self.objects.is_dir():
             return []
         paths: list[Path] = []
         for entry in sorted(os.scandir(self.objects), key=lambda e: e.name):
-            if len(entry.name) == 2 and entry.is_dir():
+            if len(entry.name) == 2 and entry.is_dir(follow_symlinks=False):
                 paths.extend(
                     Path(entry.path) / name
                     for name in sorted(os.listdir(entry.path))
@@ -540,7 +552,7 @@ class Ledger:
         sound: list[Record] = []
         for path in self.loose_paths():
             with contextlib.suppress(IntegrityError, OpenLedgerError):
-                sound.append(open_record(path.read_bytes(), expected_id=f"sha256:{path.parent.name}{path.name}"))
+                sound.append(open_record(read_regular(path), expected_id=f"sha256:{path.parent.name}{path.name}"))
         if not sound:
             return None, 0
         # The loose copies are deleted next, so the pack must be on disk first, whatever the durability.
@@ -556,7 +568,11 @@ class Ledger:
         now = _time.time()
         candidates = [self.root] + ([self.packs] if self.packs.is_dir() else [])
         if self.objects.is_dir():
-            candidates += [Path(e.path) for e in os.scandir(self.objects) if e.is_dir()]
+            for entry in os.scandir(self.objects):
+                if entry.is_dir(follow_symlinks=False):
+                    candidates.append(Path(entry.path))
+                elif entry.is_symlink():
+                    corrupt.append((entry.path, "a symbolic link: never followed"))
         objects = 0
         for directory in candidates:
             for entry in os.scandir(directory):
@@ -564,7 +580,7 @@ class Ledger:
                 if name.startswith(TMP_PREFIX):
                     pid_text = name[len(TMP_PREFIX):].partition("-")[0]
                     writer_gone = not (pid_text.isdigit() and _pid_alive(int(pid_text)))
-                    if writer_gone or now - entry.stat().st_mtime > stale_after:
+                    if writer_gone or now - entry.stat(follow_symlinks=False).st_mtime > stale_after:
                         Path(entry.path).unlink(missing_ok=True)
                         removed.append(entry.path)
                     continue
@@ -574,7 +590,11 @@ class Ledger:
                     if not (name.startswith("pack-") and name.endswith(".jsonl")):
                         unexpected.append(entry.path)
                         continue
-                    data = Path(entry.path).read_bytes()
+                    try:
+                        data = read_regular(entry.path, MAX_PACK_BYTES)
+                    except (IntegrityError, OSError) as exc:
+                        corrupt.append((entry.path, getattr(exc, "message", None) or str(exc)))
+                        continue
                     if name != f"pack-{hashlib.sha256(data).hexdigest()}.jsonl":
                         corrupt.append((entry.path, "pack content does not match its name"))
                     for offset, line in iter_pack(data):
@@ -589,8 +609,10 @@ class Ledger:
                     continue
                 objects += 1
                 try:
-                    open_record(Path(entry.path).read_bytes(), expected_id=f"sha256:{directory.name}{name}")
+                    open_record(read_regular(entry.path), expected_id=f"sha256:{directory.name}{name}")
                 except OpenLedgerError as exc:
                     corrupt.append((entry.path, exc.message))
+                except OSError as exc:
+                    corrupt.append((entry.path, f"unreadable: {exc.strerror or exc}"))
         self._index.rebuild()
         return FsckReport(tuple(removed), tuple(corrupt), tuple(unexpected), objects)

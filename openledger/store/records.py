@@ -32,8 +32,17 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 from openledger.errors import BadInputError, HashMismatchError, IntegrityError, SignatureError, UnsupportedVersionError
-from openledger.store.canonical import canonical_bytes, frozen_json, parse_canonical, tag_nonfinite
+from openledger.store.canonical import (
+    MAX_DEPTH,
+    NestingError,
+    canonical_bytes,
+    check_depth,
+    frozen_json,
+    parse_canonical,
+    tag_nonfinite,
+)
 from openledger.store.dsse import PAYLOAD_TYPE, Envelope, encode_envelope, pae, parse_envelope
+from openledger.store.files import MAX_PAYLOAD_BYTES
 
 # The public surface. The store's own plumbing (assemble_record, decode_stored, record_id_of, sorted_unique,
 # validate_payload_json, public_key_of) is importable by the ledger and verify, and not exported.
@@ -260,7 +269,20 @@ class Payload:
         )
 
     def encode(self) -> bytes:
-        return canonical_bytes(self.to_json())
+        """The canonical bytes that are signed; a payload beyond the limits a reader enforces is refused here,
+        before anything is written (:data:`~openledger.store.files.MAX_PAYLOAD_BYTES`,
+        :data:`~openledger.store.canonical.MAX_DEPTH`)."""
+        data = canonical_bytes(self.to_json())
+        if len(data) > MAX_PAYLOAD_BYTES:
+            raise BadInputError(f"a {self.kind} record of {len(data):,} bytes is larger than the "
+                                f"{MAX_PAYLOAD_BYTES:,} a record may have",
+                                hint="record what describes the work (paths, digests); keep the data in DVC or MLflow")
+        try:
+            check_depth(data)
+        except NestingError:
+            raise BadInputError(f"a {self.kind} record may nest arrays and objects {MAX_DEPTH} levels deep at "
+                                "most") from None
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,9 +395,14 @@ def decode_stored(data: bytes, *, expected_id: str | None = None) -> tuple[str, 
             hint="upgrade openledger-mlops",
         )
     _check_signature(envelope.keyid, PAYLOAD_TYPE, envelope.payload, envelope.signature)
+    if len(envelope.payload) > MAX_PAYLOAD_BYTES:
+        raise IntegrityError(f"payload of {len(envelope.payload):,} bytes, more than the {MAX_PAYLOAD_BYTES:,} a "
+                             "record may have", code="oversized")
     try:
         decoded = parse_canonical(envelope.payload)
         canonical = canonical_bytes(decoded)
+    except NestingError as exc:
+        raise IntegrityError(f"payload is {exc}", code="too-deep") from None
     except (ValueError, BadInputError) as exc:
         raise IntegrityError("payload is not JSON") from exc
     if not isinstance(decoded, dict):

@@ -34,6 +34,7 @@ from openledger.errors import BadInputError, IntegrityError, UnsupportedVersionE
 from openledger.identity.trust import TrustFact, TrustState, instant
 from openledger.store.canonical import parse_canonical
 from openledger.store.dsse import envelope_payload_v1
+from openledger.store.files import MAX_PACK_BYTES, read_range, read_regular
 from openledger.store.ledger import Ledger
 from openledger.store.logtree import LogTree, tree_of
 from openledger.store.records import decode_stored, record_id_of, validate_payload_json
@@ -150,8 +151,10 @@ def check_loose(paths: Sequence[str], light: bool = False) -> list[RecordSummary
         directory, name = os.path.split(path)
         expected = f"sha256:{os.path.basename(directory)}{name}"
         try:
-            with open(path, "rb") as handle:
-                data = handle.read()
+            data = read_regular(path)
+        except IntegrityError as exc:  # a symlink, FIFO, device or oversized file: never read
+            results.append(Problem(ERROR, exc.code, exc.message, expected, path))
+            continue
         except OSError as exc:
             results.append(Problem(ERROR, "unreadable", str(exc), expected, path))
             continue
@@ -163,14 +166,12 @@ def check_loose(paths: Sequence[str], light: bool = False) -> list[RecordSummary
 def check_pack_range(path: str, start: int, end: int, light: bool = False) -> list[RecordSummary | Problem]:
     """Worker: check the pack lines between two byte offsets (line boundaries)."""
     check = light_check if light else _check_one
-    with open(path, "rb") as handle:
-        handle.seek(start)
-        data = handle.read(end - start)
+    data = read_range(path, start, end - start)
     return [check(line, None, f"{path}@{start + offset}") for offset, line in iter_pack(data)]
 
 
 def _pack_ranges(path: Path, lines_per_chunk: int) -> list[tuple[str, int, int]]:
-    data = path.read_bytes()
+    data = read_regular(path, MAX_PACK_BYTES)
     ranges, start, count, position = [], 0, 0, 0
     while True:
         newline = data.find(b"\n", position)
@@ -239,14 +240,22 @@ Progress = Callable[[int, int], None]
 def _check_objects(ledger: Ledger, workers: int | None, progress: Progress | None, *, light: bool = False
                    ) -> list[RecordSummary | Problem]:
     loose = [str(p) for p in ledger.loose_paths()]
-    ranges = [r for pack in ledger.pack_paths() for r in _pack_ranges(pack, _CHUNK)]
+    ranges: list[tuple[str, int, int]] = []
+    unreadable: list[RecordSummary | Problem] = []
+    for pack in ledger.pack_paths():
+        try:
+            ranges += _pack_ranges(pack, _CHUNK)
+        except IntegrityError as exc:  # a symlink, FIFO, device or oversized file: never read
+            unreadable.append(Problem(ERROR, exc.code, exc.message, None, str(pack)))
+        except OSError as exc:
+            unreadable.append(Problem(ERROR, "unreadable", str(exc), None, str(pack)))
     tasks: list[tuple[Callable[..., list[RecordSummary | Problem]], tuple[Any, ...]]] = [
         (check_loose, (loose[i:i + _CHUNK], light)) for i in range(0, len(loose), _CHUNK)
     ]
     tasks += [(check_pack_range, (*r, light)) for r in ranges]
     total_estimate = len(loose) + len(ranges) * _CHUNK
     workers = workers or os.cpu_count() or 1
-    results: list[RecordSummary | Problem] = []
+    results = unreadable
     # Forking a process that runs other threads (a server) can deadlock the child: check in-process there.
     if workers == 1 or total_estimate < _PARALLEL_THRESHOLD or threading.active_count() > 1:
         for function, args in tasks:
