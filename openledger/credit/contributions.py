@@ -74,14 +74,13 @@ def contributions(ledger: Ledger, trust: TrustState | None = None) -> list[Contr
     """Every review and credited feedback, oldest first."""
     trust = trust or ledger.trust()
     found: list[Contribution] = []
-    for kind in ("review", "feedback"):
-        for record in ledger.select(kind=kind):
-            credit = credited_identity(record, trust)
-            if credit is None:
-                continue
-            targets = (str(record.body["target"]), *(link for link in record.links if link.startswith("sha256:")))
-            found.append(Contribution(ROLES[kind], record.id, record.actor, credit[0], credit[1], targets,
-                                      record.time, record.body))
+    for record in ledger.checked(("review", "feedback")):  # from the disk, checked: not the index's word
+        credit = credited_identity(record, trust)
+        if credit is None:
+            continue
+        targets = (str(record.body["target"]), *(link for link in record.links if link.startswith("sha256:")))
+        found.append(Contribution(ROLES[record.kind], record.id, record.actor, credit[0], credit[1], targets,
+                                  record.time, record.body))
     return sorted(found, key=lambda c: (c.time, c.record_id))
 
 
@@ -106,5 +105,4 @@ def contributions_by_contributor(ledger: Ledger, trust: TrustState | None = None
 
 def reviews_and_feedback_on(ledger: Ledger, record_id: str) -> list[Record]:
     """The review and feedback records that link to one record, oldest first."""
-    found = [r for kind in ("review", "feedback") for r in ledger.select(kind=kind, links_to=record_id)]
-    return sorted(found, key=lambda r: (r.time, r.id))
+    return [r for r in ledger.checked(("review", "feedback")) if record_id in r.links]

@@ -190,12 +190,12 @@ class GateResult:
 
 
 def reviews_of(ledger: Ledger, record_ids: Iterable[str]) -> list[Record]:
-    """Every ``review`` record that links to one of ``record_ids``, oldest first (by claimed time, then id)."""
-    found: dict[str, Record] = {}
-    for record_id in record_ids:
-        for review in ledger.select(kind="review", links_to=record_id):
-            found[review.id] = review
-    return sorted(found.values(), key=lambda r: (instant(r.time), r.id))
+    """Every ``review`` record that links to one of ``record_ids``, oldest first (by claimed time, then id).
+
+    Read from the disk and checked in full (:meth:`Ledger.checked`), not found through the index: deleting a
+    rejection's rows from the index must not turn a failed gate into a passed one."""
+    wanted = frozenset(record_ids)
+    return [review for review in ledger.checked(("review",)) if wanted.intersection(review.links)]
 
 
 def _discard_reason(review: Record, subject: Subject, trust: TrustState, allowed: frozenset[str] | None,
@@ -277,4 +277,4 @@ def evaluate_reviews(subject: Subject, reviews: Iterable[Record], trust: TrustSt
 def gate_subject(ledger: Ledger, subject: Subject) -> GateResult:
     """Evaluate the ledger's policy for ``subject`` against the reviews in the ledger."""
     policy = ReviewPolicy.from_config(ledger.config.policies)
-    return evaluate_reviews(subject, reviews_of(ledger, subject.record_ids), ledger.trust(), policy)
+    return evaluate_reviews(subject, reviews_of(ledger, subject.record_ids), ledger.trust(from_disk=True), policy)

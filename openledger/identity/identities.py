@@ -109,8 +109,9 @@ class IdentityRow:
 
 
 def list_identities(ledger: Ledger, *, now: str) -> list[IdentityRow]:
-    """Every identity the ledger knows, by name, with its trust at ``now`` (RFC 3339)."""
-    trust = ledger.trust()
+    """Every identity the ledger knows, by name, with its trust at ``now`` (RFC 3339): read from the disk, so a
+    poisoned index cannot hide a revocation from the people who check who is trusted."""
+    trust = ledger.trust(from_disk=True)
     return [IdentityRow(keyid, identity.name, identity.email, tuple(identity.endorsed_by),
                         trust.status(keyid, now) or "trusted", keyid in trust.roots)
             for keyid, identity in sorted(trust.identities.items(), key=lambda kv: kv[1].name)]

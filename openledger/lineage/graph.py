@@ -37,6 +37,8 @@ __all__ = ["CodeAuthor", "LedgerGraph", "Lineage", "Node"]
 
 LINEAGE_KINDS = ("identity", "revocation", "dataset", "stage", "run", "model", "review", "feedback", "commit",
                  "attribution")
+#: What decides trust: the scan checks these records in full (signature, schema), the others by their hash.
+TRUST_KINDS = ("identity", "revocation")
 
 
 @dataclass
@@ -136,6 +138,8 @@ class LedgerGraph:
         # Lineages share code: git is asked once per question, whatever the number of model versions.
         self.authorship = CodeAuthorship(ledger.root.parent)
         self._credits: dict[tuple[str, str, str], tuple[str, str | None] | None] = {}
+        # Trust is what identity and revocation records establish, and `load` checks those in full (the other
+        # facts are hash-checked only): an endorsement with a forged signature must not count.
         self.trust = TrustState.evaluate(
             [TrustFact(f.id, f.kind, f.actor, f.time, f.body) for f in (*self.by_kind["identity"],
                                                                         *self.by_kind["revocation"])],
@@ -145,7 +149,7 @@ class LedgerGraph:
     def load(cls, ledger: Ledger) -> LedgerGraph:
         damaged: list[tuple[str, str]] = []
         with paused_gc():
-            return cls(ledger, ledger.scan(LINEAGE_KINDS, damaged), damaged)
+            return cls(ledger, ledger.scan(LINEAGE_KINDS, damaged, checked=TRUST_KINDS), damaged)
 
     # -- model versions -------------------------------------------------------------------------------------
 

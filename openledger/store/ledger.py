@@ -25,7 +25,7 @@ import contextlib
 import hashlib
 import os
 import time as _time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,7 +42,7 @@ from openledger.errors import (
     NotFoundError,
     OpenLedgerError,
 )
-from openledger.identity.trust import TrustFact, TrustState
+from openledger.identity.trust import TrustFact, TrustState, instant
 from openledger.store.canonical import parse_canonical
 from openledger.store.dsse import PAYLOAD_TYPE, envelope_payload, pae
 from openledger.store.files import MAX_PACK_BYTES, TMP_PREFIX, read_range, read_regular, write_atomic
@@ -430,49 +430,47 @@ class Ledger:
                     raise
                 damaged.append((record_id, exc.message))
 
-    def scan(self, kinds: Sequence[str], damaged: list[tuple[str, str]] | None = None) -> list[Fact]:
-        """Every record of ``kinds``, fast: each pack read once, each record's hash checked, its signature not.
+    def scan(self, kinds: Sequence[str], damaged: list[tuple[str, str]] | None = None, *,
+             checked: Collection[str] = ()) -> list[Fact]:
+        """Every record of ``kinds``, fast: read from the disk (each loose object and pack line, never found
+        through the index, so a stale or poisoned cache cannot hide one), each record's hash checked, its
+        signature not.
 
         For reports over the whole ledger (100k records in about a second, where checking every signature
-        takes several): they check the records they show with :meth:`get`, and `verify` checks them all.
-        Records that fail the hash or do not parse are left out and listed in ``damaged`` when given, with the
-        objects the index could not read at all. The envelope is read as :func:`~openledger.store.dsse.envelope_payload`
-        reads it (the signature's spelling is matched, its bytes left to the signature check). The collector is
-        paused: see _internal/memory.py.
+        takes several): they check the records they show with :meth:`get`, build trust with :meth:`trust`, and
+        `verify` checks them all. Records that fail the hash or do not parse are left out and listed in
+        ``damaged`` when given, with the files that could not be read at all. The envelope is read as
+        :func:`~openledger.store.dsse.envelope_payload` reads it (the signature's spelling is matched, its bytes
+        left to the signature check). Records of the ``checked`` kinds are checked in full (signature, schema), for
+        what decides something (trust: identities and revocations). The collector is paused: see
+        _internal/memory.py.
         """
-        self._index.sync()
-        if damaged is not None:
-            damaged.extend(self._index.skipped())
-        facts: list[Fact] = []
-        pack_name, pack_data = None, b""
-        objects = os.fspath(self.objects)
+        wanted = frozenset(kinds)
+        facts: dict[str, Fact] = {}
+        problems: list[tuple[str, str]] = []
         with paused_gc():
-            for record_id, location, offset, length in self._index.locations(kinds):
+            for data, expected, where in self._stored(problems):
                 try:
-                    if location == LOOSE:
-                        # os calls, not pathlib: its path objects cost a third of reading a small file
-                        hexdigest = record_id.partition(":")[2]
-                        path = os.path.join(objects, hexdigest[:2], hexdigest[2:])  # noqa: PTH118
-                        data = read_regular(path)
-                    else:
-                        if location != pack_name:
-                            pack_name, pack_data = location, read_regular(self.packs / location, MAX_PACK_BYTES)
-                        data = pack_data[offset:offset + length]
                     payload_bytes = envelope_payload(data)
-                    if record_id_of(payload_bytes) != record_id:
+                    record_id = record_id_of(payload_bytes)
+                    if expected is not None and record_id != expected:
                         raise HashMismatchError("content hash does not match its id")
                     payload = parse_canonical(payload_bytes)
+                    if payload["kind"] not in wanted:
+                        continue
                     fact = Fact(record_id, payload["kind"], payload["actor"], payload["time"],
                                 tuple(payload["links"]), payload["body"])
-                    if not (isinstance(fact.body, dict) and isinstance(fact.kind, str) and isinstance(fact.time, str)):
+                    if not (isinstance(fact.body, dict) and isinstance(fact.time, str)):
                         raise IntegrityError("payload is not a record")  # signed nonsense: no report reads it
-                    facts.append(fact)
-                except (OSError, ValueError, KeyError, TypeError, IntegrityError) as exc:
-                    problem = (record_id, getattr(exc, "message", str(exc)))
-                    self._left_out.append(problem)
-                    if damaged is not None:
-                        damaged.append(problem)
-        return facts
+                    if fact.kind in checked:
+                        open_record(data, expected_id=record_id)
+                    facts[record_id] = fact  # a record both loose and packed is one fact
+                except (ValueError, KeyError, TypeError, IntegrityError) as exc:
+                    problems.append((expected or where, getattr(exc, "message", str(exc))))
+        self._left_out.extend(problems)
+        if damaged is not None:
+            damaged.extend(problems)
+        return list(facts.values())
 
     def ids(self, *, kind: str | None = None, links_to: str | None = None) -> list[str]:
         """Ids of the records matching the filters, oldest first, without reading the records."""
@@ -503,16 +501,64 @@ class Ledger:
         self._index.sync()
         return self._index.unreferenced(by_kind)
 
-    def trust(self) -> TrustState:
-        """Trust as the ledger's identity and revocation records establish it. Each record's own hash and
-        signature are checked as it is read; feeds and checkpoints are not (that is
-        :func:`openledger.store.verify.verify_ledger`'s job)."""
-        facts = [
-            TrustFact(r.id, r.kind, r.actor, r.time, r.body)
-            for kind in ("identity", "revocation")
-            for r in self.select(kind=kind)
-        ]
+    def trust(self, *, from_disk: bool = False) -> TrustState:
+        """Trust as the ledger's identity and revocation records establish it. Each record's hash, signature and
+        schema are checked as it is read; feeds and checkpoints are not (that is
+        :func:`openledger.store.verify.verify_ledger`'s job).
+
+        The records are found through the index, fast, for capture and listings; ``from_disk`` reads them with
+        :meth:`checked` instead, never through the index, for verdicts (the gate): a poisoned index could hide a
+        revocation and make a revoked key's approval count.
+        """
+        kinds = ("identity", "revocation")
+        # a damaged record is left out (`verify` names it), as checked() does: it grants nothing and stops nothing
+        records = (self.checked(kinds) if from_disk
+                   else [r for kind in kinds for r in self.select(kind=kind, damaged=[])])
+        facts = [TrustFact(r.id, r.kind, r.actor, r.time, r.body) for r in records]
         return TrustState.evaluate(facts, mode=self.config.trust_mode, roots=self.config.trust_roots)
+
+    def checked(self, kinds: Iterable[str]) -> list[Record]:
+        """Every sound record of ``kinds``, oldest first, read from the disk: each loose object and pack line,
+        never through the index, so a stale or poisoned cache cannot hide one. Records of ``kinds`` are checked
+        in full (hash, canonical form, signature, schema); a damaged one is left out (`verify` names it).
+
+        For what decides trust, credit or a gate verdict. The other kinds' records are only decoded to read their
+        kind: one pass over the ledger, about a second per 100k records.
+        """
+        wanted = frozenset(kinds)
+        found: dict[str, Record] = {}
+        for data, expected, _ in self._stored():
+            try:
+                payload = parse_canonical(envelope_payload(data))
+                if payload["kind"] not in wanted:
+                    continue
+                record = open_record(data, expected_id=expected)
+            except (OpenLedgerError, ValueError, KeyError, TypeError):
+                continue
+            found[record.id] = record
+        return sorted(found.values(), key=lambda r: (instant(r.time), r.id))
+
+    def _stored(self, problems: list[tuple[str, str]] | None = None) -> Iterator[tuple[bytes, str | None, str]]:
+        """(bytes, the id its file name gives, where) of every loose object, then (bytes, None, where) of every
+        pack line; files that cannot be read are skipped (and listed in ``problems``)."""
+        for path in self.loose_paths():
+            expected = f"sha256:{path.parent.name}{path.name}"
+            try:
+                data = read_regular(path)
+            except (OpenLedgerError, OSError) as exc:
+                if problems is not None:
+                    problems.append((str(path), getattr(exc, "message", None) or str(exc)))
+                continue
+            yield data, expected, str(path)
+        for pack in self.pack_paths():
+            try:
+                data = read_regular(pack, MAX_PACK_BYTES)
+            except (OpenLedgerError, OSError) as exc:
+                if problems is not None:
+                    problems.append((pack.name, getattr(exc, "message", None) or str(exc)))
+                continue
+            for offset, line in iter_pack(data):
+                yield line, None, f"{pack.name}@{offset}"
 
     def __len__(self) -> int:
         self._index.sync()
