@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import sqlite3
 import sys
 from collections import Counter
 from collections.abc import Mapping
@@ -66,6 +67,17 @@ class LedgerGroup(click.Group):
             # escaped: a message may hold brackets (pip install 'openledger-mlops[export]') that rich reads as markup
             render.say(exc.diagnostics(), label="error:")
             ctx.exit(exc.exit_code)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:  # a full disk, a read-only or vanished directory: the machine's fault, not tampering
+            where = f": {exc.filename}" if exc.filename else ""
+            render.say(f"{exc.strerror or exc}{where} (nothing half-written: records are written whole or not at "
+                       "all)", label="error:")
+            ctx.exit(2)
+        except sqlite3.Error as exc:  # the index is a cache: rebuildable, never the ledger itself
+            render.say(f"the index cache .openledger/local/index.sqlite failed: {exc} (free disk space, or "
+                       "`openledger fsck` rebuilds it)", label="error:")
+            ctx.exit(2)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy_commands})

@@ -141,6 +141,23 @@ class LedgerIndex:
         return self._db
 
     def _connect(self) -> sqlite3.Connection:
+        try:
+            return self._connect_file()
+        except (OSError, sqlite3.OperationalError):
+            if self._writable():
+                raise
+        # A read-only ledger (a read-only checkout, mount or permissions): the cache lives in memory for this
+        # process, built from the objects like any new index, so the read-only commands still work.
+        db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        db.executescript(_SCHEMA)
+        db.execute("INSERT INTO meta VALUES ('version', ?)", (INDEX_VERSION,))
+        return db
+
+    def _writable(self) -> bool:
+        existing = next(p for p in (self.path.parent, self.root) if p.exists() or p == self.root)
+        return os.access(existing, os.W_OK)
+
+    def _connect_file(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for attempt in range(2):
             db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)

@@ -195,7 +195,8 @@ class Ledger:
             raise LedgerNotFoundError(f"{root} is not an OpenLedger directory", hint="run `openledger init`")
         config = LedgerConfig.load(root / "config.yaml")
         ledger = cls(root=root, config=config, clock=clock or _utc_now)
-        ledger.local.mkdir(exist_ok=True)
+        with contextlib.suppress(OSError):  # a read-only ledger still reads (the index then lives in memory)
+            ledger.local.mkdir(exist_ok=True)
         return ledger
 
     def close(self) -> None:
