@@ -9,7 +9,7 @@ The subclasses map onto the CLI's exit codes::
     IntegrityError, SignatureError, PolicyError   -> 1  (verification or policy failure)
     BadInputError, ConfigError, KeyMaterialError,
     UnsupportedVersionError, NotFoundError,
-    ServiceError                                  -> 2  (usage or bad input; a remote service failed)
+    ServiceError, StorageError                    -> 2  (usage or bad input; a remote service or the disk failed)
 
 Tampering must never look like bad input: a corrupt object is an ``IntegrityError``.
 """
@@ -28,6 +28,7 @@ __all__ = [
     "PolicyError",
     "ServiceError",
     "SignatureError",
+    "StorageError",
     "UnsupportedVersionError",
 ]
 
@@ -117,3 +118,10 @@ class ServiceError(OpenLedgerError):
     """A service beyond this machine (a timestamp authority, a chain node) failed or answered nonsense."""
 
     code = "service"
+
+
+class StorageError(OpenLedgerError):
+    """The machine failed the ledger: a full disk, a read-only directory, an index cache that cannot be written.
+    Never tampering (exit 1): a record is written whole or not at all."""
+
+    code = "io"

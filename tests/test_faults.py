@@ -17,6 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from openledger import Ledger
+from openledger.capture.recorder import Recorder
+from openledger.errors import StorageError
+from tests.conftest import make_signer
+
 KEY = base64.b64encode(bytes([7]) * 32).decode()
 
 
@@ -65,6 +70,11 @@ def test_a_full_disk_is_exit_2_in_one_line_and_loses_nothing(small_disk: Path) -
     subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=4k"], capture_output=True, check=False)  # to ENOSPC
     for _ in range(2):  # the second attempt meets whatever the first left: nothing
         one_line_exit_2(cli(repo, "record", "feedback", "--body", json.dumps({"target": "model:m@1", "label": "x"})))
+    # what a training script under OPENLEDGER_STRICT=1 meets: one sentence of OpenLedger's, not a driver's error
+    with pytest.raises(StorageError, match=r"^OpenLedger \(mlflow\): could not record: ") as raised:
+        Recorder(ledger=Ledger.open(repo), signer=make_signer(7), source="mlflow", strict=True).record(
+            "feedback", {"target": "model:m@1", "label": "strict"})
+    assert "\n" not in raised.value.diagnostics() and raised.value.exit_code == 2
     filler.unlink()
     assert json.loads(cli(repo, "log", "--format", "json").stdout) == before
     verified = cli(repo, "verify", "--format", "json")

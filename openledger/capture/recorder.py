@@ -17,12 +17,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from openledger.errors import OpenLedgerError
+from openledger.errors import OpenLedgerError, StorageError
 from openledger.store.keys import ENV_PASSPHRASE, KeyStore, Signer
 from openledger.store.ledger import Ledger
 from openledger.store.records import Record
@@ -87,6 +88,12 @@ class Recorder:
         recorded, when given). A failure that is not one of OpenLedger's own is a bug: its traceback goes to the
         debug log, so failing open does not hide it."""
         if self.strict:
+            if isinstance(exc, (OSError, sqlite3.Error)) and not isinstance(exc, OpenLedgerError):
+                # what the training script shows: one sentence naming the cause, not a database driver's error
+                where = f" ({exc.filename})" if isinstance(exc, OSError) and exc.filename else ""
+                cause = getattr(exc, "strerror", None) or exc
+                raise StorageError(f"OpenLedger ({self.source}): could not record: {cause}{where}",
+                                   hint="free disk space, or make .openledger/ writable") from exc
             raise exc
         if isinstance(exc, OpenLedgerError):
             problem = exc.diagnostics()
