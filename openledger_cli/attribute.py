@@ -117,7 +117,6 @@ def attribute(  # noqa: PLR0917 - click passes every option positionally
     """Value each data contributor of model NAME[@VERSION] (the newest version when none is given) by
     re-running its DVC pipeline on coalitions of contributors' files, as DVC experiments.
 
-    \b
     Players are the people the dataset records of the model's lineage credit for its files (identical files
     are one file, credited to whoever committed it first). Prints each player's Shapley value, Banzhaf value
     and leave-one-out with intervals, and signs an `attribution` record. Runs already made are reused;
