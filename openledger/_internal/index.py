@@ -154,8 +154,7 @@ class LedgerIndex:
         return db
 
     def _writable(self) -> bool:
-        existing = next(p for p in (self.path.parent, self.root) if p.exists() or p == self.root)
-        return os.access(existing, os.W_OK)
+        return os.access(self.path.parent if self.path.parent.exists() else self.root, os.W_OK)
 
     def _connect_file(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,7 @@ from openledger.errors import ConfigError
 from openledger.identity.emails import normalise_email
 from openledger.identity.trust import TrustState, instant
 from openledger.lineage.targets import Subject
-from openledger.store.ledger import Ledger
+from openledger.store.ledger import TRUST_KINDS, Ledger
 from openledger.store.records import Record
 
 __all__ = [
@@ -194,8 +194,12 @@ def reviews_of(ledger: Ledger, record_ids: Iterable[str]) -> list[Record]:
 
     Read from the disk and checked in full (:meth:`Ledger.checked`), not found through the index: deleting a
     rejection's rows from the index must not turn a failed gate into a passed one."""
+    return _linking(ledger.checked(("review",)), record_ids)
+
+
+def _linking(records: Iterable[Record], record_ids: Iterable[str]) -> list[Record]:
     wanted = frozenset(record_ids)
-    return [review for review in ledger.checked(("review",)) if wanted.intersection(review.links)]
+    return [r for r in records if r.kind == "review" and wanted.intersection(r.links)]
 
 
 def _discard_reason(review: Record, subject: Subject, trust: TrustState, allowed: frozenset[str] | None,
@@ -277,4 +281,5 @@ def evaluate_reviews(subject: Subject, reviews: Iterable[Record], trust: TrustSt
 def gate_subject(ledger: Ledger, subject: Subject) -> GateResult:
     """Evaluate the ledger's policy for ``subject`` against the reviews in the ledger."""
     policy = ReviewPolicy.from_config(ledger.config.policies)
-    return evaluate_reviews(subject, reviews_of(ledger, subject.record_ids), ledger.trust(from_disk=True), policy)
+    records = ledger.checked(("review", *TRUST_KINDS))  # one pass over the disk for the reviews and the trust
+    return evaluate_reviews(subject, _linking(records, subject.record_ids), ledger.trust_of(records), policy)

@@ -26,19 +26,17 @@ from typing import Any
 from openledger._internal.memory import paused_gc
 from openledger.credit.contributions import credited_identity
 from openledger.errors import NotFoundError
-from openledger.identity.trust import TrustFact, TrustState, instant
+from openledger.identity.trust import instant
 from openledger.lineage.authorship import CodeAuthor, CodeAuthorship
 from openledger.lineage.datasets import is_mlflow_dataset, superseded_mlflow_datasets
 from openledger.lineage.joins import input_digest
 from openledger.lineage.nodes import CommitRef, DatasetRef, Edge, ModelRef, NodeRef, RunRef, StageRef
-from openledger.store.ledger import Fact, Ledger
+from openledger.store.ledger import TRUST_KINDS, Fact, Ledger
 
 __all__ = ["CodeAuthor", "LedgerGraph", "Lineage", "Node"]
 
 LINEAGE_KINDS = ("identity", "revocation", "dataset", "stage", "run", "model", "review", "feedback", "commit",
                  "attribution")
-#: What decides trust: the scan checks these records in full (signature, schema), the others by their hash.
-TRUST_KINDS = ("identity", "revocation")
 
 
 @dataclass
@@ -140,10 +138,7 @@ class LedgerGraph:
         self._credits: dict[tuple[str, str, str], tuple[str, str | None] | None] = {}
         # Trust is what identity and revocation records establish, and `load` checks those in full (the other
         # facts are hash-checked only): an endorsement with a forged signature must not count.
-        self.trust = TrustState.evaluate(
-            [TrustFact(f.id, f.kind, f.actor, f.time, f.body) for f in (*self.by_kind["identity"],
-                                                                        *self.by_kind["revocation"])],
-            mode=ledger.config.trust_mode, roots=ledger.config.trust_roots)
+        self.trust = ledger.trust_of((*self.by_kind["identity"], *self.by_kind["revocation"]))
 
     @classmethod
     def load(cls, ledger: Ledger) -> LedgerGraph:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from openledger._internal.index import LOOSE, LedgerIndex, Location, iter_pack
 from openledger._internal.memory import paused_gc
@@ -141,6 +141,25 @@ def find_ledger_dir(start: Path | None = None) -> Path:
         f"no {LEDGER_DIR}/ in {here} or any parent directory",
         hint=f"run `openledger init` in your repository, or set {ENV_LEDGER_DIR}",
     )
+
+
+#: The kinds that establish trust: who a key is, and from when it is revoked.
+TRUST_KINDS = ("identity", "revocation")
+
+
+class TrustSource(Protocol):
+    """What trust is computed from: a record, a report's fact or a verify summary of one."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def actor(self) -> str: ...
+    @property
+    def time(self) -> str: ...
+    @property
+    def body(self) -> Any: ...
 
 
 class Fact(NamedTuple):
@@ -511,11 +530,15 @@ class Ledger:
         :meth:`checked` instead, never through the index, for verdicts (the gate): a poisoned index could hide a
         revocation and make a revoked key's approval count.
         """
-        kinds = ("identity", "revocation")
         # a damaged record is left out (`verify` names it), as checked() does: it grants nothing and stops nothing
-        records = (self.checked(kinds) if from_disk
-                   else [r for kind in kinds for r in self.select(kind=kind, damaged=[])])
-        facts = [TrustFact(r.id, r.kind, r.actor, r.time, r.body) for r in records]
+        records = (self.checked(TRUST_KINDS) if from_disk
+                   else [r for kind in TRUST_KINDS for r in self.select(kind=kind, damaged=[])])
+        return self.trust_of(records)
+
+    def trust_of(self, records: Iterable[TrustSource]) -> TrustState:
+        """Trust as the identity and revocation records among ``records`` establish it under this ledger's
+        config (records of other kinds are ignored). The caller answers for their signatures."""
+        facts = [TrustFact(r.id, r.kind, r.actor, r.time, r.body) for r in records if r.kind in TRUST_KINDS]
         return TrustState.evaluate(facts, mode=self.config.trust_mode, roots=self.config.trust_roots)
 
     def checked(self, kinds: Iterable[str]) -> list[Record]:

@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 from openledger._internal.index import iter_pack
 from openledger._internal.memory import paused_gc
 from openledger.errors import BadInputError, IntegrityError, UnsupportedVersionError
-from openledger.identity.trust import TrustFact, TrustState, instant
+from openledger.identity.trust import TrustState, instant
 from openledger.store.canonical import parse_canonical
 from openledger.store.dsse import envelope_payload_v1
 from openledger.store.files import MAX_PACK_BYTES, read_range, read_regular
@@ -344,12 +344,7 @@ def _check_time_order(summaries: dict[str, RecordSummary]) -> list[Problem]:
 
 
 def _trust_of(ledger: Ledger, summaries: dict[str, RecordSummary]) -> TrustState:
-    facts = [
-        TrustFact(s.id, s.kind, s.actor, s.time, s.body)
-        for s in summaries.values()
-        if s.kind in ("identity", "revocation")
-    ]
-    return TrustState.evaluate(facts, mode=ledger.config.trust_mode, roots=ledger.config.trust_roots)
+    return ledger.trust_of(summaries.values())
 
 
 def _contested_emails(trust: TrustState) -> list[Problem]:
