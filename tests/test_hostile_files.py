@@ -69,17 +69,18 @@ def loose(root: Path) -> Path:
     return path
 
 
-def _symlink(target: str) -> Callable[[Path], Path]:
-    def make(root: Path) -> Path:
-        path = loose(root)
-        path.symlink_to(target)
+def _at(where: Callable[[Path], Path], make: Callable[[Path], object]) -> Callable[[Path], Path]:
+    """A case: the file ``where`` names in the ledger (a loose object, a pack), made by ``make``."""
+    def case(root: Path) -> Path:
+        path = where(root)
+        make(path)
         return path
-    return make
+    return case
 
 
-def _fifo(path: Path) -> Path:
-    os.mkfifo(path)
-    return path
+def _sparse(path: Path) -> None:
+    path.write_bytes(b"")
+    os.truncate(path, 100 * 1024 * 1024)
 
 
 def _outside(root: Path) -> Path:
@@ -91,23 +92,6 @@ def _outside(root: Path) -> Path:
     good.unlink()
     good.symlink_to(outside)
     return good
-
-
-def _sparse(size: int) -> Callable[[Path], Path]:
-    def make(root: Path) -> Path:
-        path = loose(root)
-        with path.open("wb") as handle:
-            handle.truncate(size)
-        return path
-    return make
-
-
-def _bytes(data: bytes, where: Callable[[Path], Path] = loose) -> Callable[[Path], Path]:
-    def make(root: Path) -> Path:
-        path = where(root)
-        path.write_bytes(data)
-        return path
-    return make
 
 
 def _pack(root: Path) -> Path:
@@ -128,22 +112,16 @@ CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
         "too-deep"),
     "65 levels, validly signed": (lambda root: put_signed(root, b'{"label":' + b"[" * 63 + b"]" * 63 + b"}"),
                                   "too-deep"),
-    "symlink to /dev/zero": (_symlink("/dev/zero"), "not-regular"),
-    "FIFO": (lambda root: _fifo(loose(root)), "not-regular"),
+    "symlink to /dev/zero": (_at(loose, lambda path: path.symlink_to("/dev/zero")), "not-regular"),
+    "FIFO": (_at(loose, os.mkfifo), "not-regular"),
     "symlink to a sound record outside": (_outside, "not-regular"),
-    "100 MB sparse file": (_sparse(100 * 1024 * 1024), "oversized"),
-    "random bytes": (_bytes(os.urandom(4096)), "malformed"),
+    "100 MB sparse file": (_at(loose, _sparse), "oversized"),
+    "random bytes": (_at(loose, lambda path: path.write_bytes(os.urandom(4096))), "malformed"),
     "truncated record": (_truncated, "malformed"),
-    "FIFO pack": (lambda root: _fifo(_pack(root)), "not-regular"),
-    "pack symlinked to /dev/zero": (lambda root: _symlink_pack(root, "/dev/zero"), "not-regular"),
-    "garbage pack": (_bytes(b"not a record\n" * 3, _pack), "malformed"),
+    "FIFO pack": (_at(_pack, os.mkfifo), "not-regular"),
+    "pack symlinked to /dev/zero": (_at(_pack, lambda path: path.symlink_to("/dev/zero")), "not-regular"),
+    "garbage pack": (_at(_pack, lambda path: path.write_bytes(b"not a record\n" * 3)), "malformed"),
 }
-
-
-def _symlink_pack(root: Path, target: str) -> Path:
-    path = _pack(root)
-    path.symlink_to(target)
-    return path
 
 
 def hostile_copy(template: Path, tmp_path: Path, case: str) -> tuple[Path, Path]:
@@ -177,6 +155,21 @@ def test_every_command_survives_a_hostile_file_and_names_it(template: Path, tmp_
         assert "Ada" in result.stdout, (args, shown)
     report = json.loads(cli(repo, "verify", "--format", "json").stdout)
     assert CASES[case][1] in {p["code"] for p in report["problems"]}, report["problems"]
+
+
+def test_a_hostile_file_name_is_shown_escaped(template: Path, tmp_path: Path) -> None:
+    """The name of a bad pack reaches the terminal in problem and warning lines: an OSC title and a line
+    separator in it must arrive as visible text, not as a terminal command or a second line."""
+    repo = tmp_path / "repo"
+    shutil.copytree(template, repo)
+    (repo / ".openledger" / "packs").mkdir(exist_ok=True)
+    (repo / ".openledger" / "packs" / "pack-\x1b]0;PASSED\x07\u2028x.jsonl").write_bytes(b"garbage\n")
+    for args in COMMANDS:
+        result = cli(repo, *args)
+        shown = result.stdout + result.stderr
+        assert result.returncode in (0, 1) and "Traceback" not in shown, (args, shown)
+        assert "\x1b" not in shown and "\x07" not in shown and "\u2028" not in shown, (args, shown)
+    assert "PASSED" in cli(repo, "verify").stdout  # named, escaped
 
 
 def test_append_refuses_what_readers_would_refuse(template: Path, tmp_path: Path) -> None:
