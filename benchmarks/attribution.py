@@ -66,7 +66,7 @@ def timed(args: list[str], cwd: Path, env: dict[str, str]) -> float:
     return time.perf_counter() - started
 
 
-def build(root: Path, env: dict[str, str], burn: float) -> None:
+def build(root: Path, env: dict[str, str], burn: float, players: int = PLAYERS) -> None:
     root.mkdir()
     sh(["git", "init", "-q", "-b", "main"], root, env)
     sh([str(BIN / "dvc"), "init", "-q"], root, env)
@@ -77,7 +77,7 @@ def build(root: Path, env: dict[str, str], burn: float) -> None:
     sh(["git", "add", "-A"], root, env)
     sh(["git", "commit", "-qm", "pipeline"], root, env)
     (root / "data").mkdir()
-    for i in range(PLAYERS):
+    for i in range(players):
         (root / "data" / f"p{i}.txt").write_text(f"w {i + 1}\n")
         sh([str(BIN / "dvc"), "add", "-q", "data"], root, env)
         sh(["git", "add", "-A"], root, env)
@@ -133,6 +133,17 @@ def direct(template: Path, base: Path, env: dict[str, str]) -> float:
     return total
 
 
+def bench_env(workdir: Path, **extra: str) -> dict[str, str]:
+    """A clean environment for the benchmark's commands, with a key of its own generated in ``workdir``."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OPENLEDGER_", "MLFLOW_")) and k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(OPENLEDGER_HOME=str(workdir / "keys"), PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+               DVC_NO_ANALYTICS="1", GIT_AUTHOR_NAME="Bench", GIT_AUTHOR_EMAIL="bench@example.org",
+               GIT_COMMITTER_NAME="Bench", GIT_COMMITTER_EMAIL="bench@example.org", **extra)
+    sh([str(BIN / "openledger"), "keys", "generate", "--name", "Bench", "--email", "bench@example.org"], workdir, env)
+    return env
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
@@ -140,14 +151,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="openledger-attribution-bench-"))
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("OPENLEDGER_", "MLFLOW_")) and k != "PYTHONDONTWRITEBYTECODE"}
-    env.update(OPENLEDGER_HOME=str(workdir / "keys"), PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-               DVC_NO_ANALYTICS="1", GIT_AUTHOR_NAME="Bench", GIT_AUTHOR_EMAIL="bench@example.org",
-               GIT_COMMITTER_NAME="Bench", GIT_COMMITTER_EMAIL="bench@example.org")
+    env = bench_env(workdir)
     try:
-        sh([str(BIN / "openledger"), "keys", "generate", "--name", "Bench", "--email", "bench@example.org"],
-           workdir, env)
         small, busy = workdir / "small", workdir / "busy"
         build(small, env, 0.0)
         build(busy, env, args.burn)

@@ -59,11 +59,14 @@ from openledger.attribution.target import (
 from openledger.errors import BadInputError, IntegrityError, NotFoundError
 from openledger.lineage.joins import attribution_stage_key
 from openledger.store.ledger import Ledger
+from openledger.store.records import Record
 
 __all__ = [
     "WORKDIR",
+    "DvcExecutorBase",
     "LocalDvcExecutor",
     "ValuedData",
+    "clean_stale",
     "head_commit",
     "prepare",
     "seed_plan",
@@ -303,9 +306,14 @@ class _Evidence:
             found[ref[len(prefix):]] = sha
         return found
 
-    def read(self, request: RunRequest, rev: str, *, reused: bool, seconds: float = 0.0) -> RunResult:
+    def read(self, request: RunRequest, rev: str, *, reused: bool, seconds: float = 0.0,
+             find_stage: Callable[[str], Record | None] | None = None) -> RunResult:
         """The run at experiment commit ``rev``. Raises IntegrityError when the run is not what ``request`` asked
-        for (its data differs) or the record stage did not sign every stage of it."""
+        for (its data differs) or the record stage did not sign every stage of it.
+
+        ``find_stage`` finds the stage record linking to a key (default: the newest in the ledger); a cluster
+        executor passes the records a worker returned, checked before any of them enters the ledger."""
+        find = find_stage or self._newest_stage
         dvcfiles = sorted({self.valued.dvcfiles[s.path][0] for s in request.data})
         locks = [_lock_of(p) for p in self.pipelines]
         texts = _show(self.project.root, rev, [*locks, *dvcfiles, *self._metrics])
@@ -325,11 +333,9 @@ class _Evidence:
                        if s.name != RECORD_STAGE]
         records, signers = [], set()
         for pipeline, stage in stages:
-            ids = self.ledger.ids(kind="stage",
-                                  links_to=attribution_stage_key(request.key, pipeline, stage.name, stage.lock_digest))
-            if not ids:
+            record = find(attribution_stage_key(request.key, pipeline, stage.name, stage.lock_digest))
+            if record is None:
                 raise IntegrityError(f"the record stage signed no record of stage {stage.name!r} of run {request.key}")
-            record = self.ledger.get(ids[-1])
             if record.body.get("attribution_run") != request.key:
                 raise IntegrityError(f"record {record.id} is not a record of run {request.key}")
             records.append(record.id)
@@ -337,6 +343,10 @@ class _Evidence:
         metrics, evidence = self._metrics_of(texts, stages)
         return RunResult(request.key, True, metrics, request.experiment, rev, tuple(data), tuple(records),
                          min(signers) if signers else None, seconds, None, reused, evidence)
+
+    def _newest_stage(self, key: str) -> Record | None:
+        ids = self.ledger.ids(kind="stage", links_to=key)
+        return self.ledger.get(ids[-1]) if ids else None
 
     def _metrics_of(self, texts: Mapping[str, bytes | None], stages: Sequence[tuple[str, LockStage]]
                     ) -> tuple[dict[str, float], dict[str, Any]]:
@@ -399,38 +409,42 @@ class _Worker:
         stdin.flush()
 
 
-class LocalDvcExecutor:
-    """Coalition runs as DVC experiments on this machine, ``jobs`` at a time (see the module docstring).
+def clean_stale(workdir: Path) -> None:
+    """Remove the clones of coalition workers that were killed, once their worker has exited too (a worker
+    holds ``<clone>.lock`` while it lives)."""
+    if not workdir.is_dir():
+        return
+    for lock in workdir.glob("*.lock"):
+        with lock.open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # its worker is still finishing a run
+            shutil.rmtree(lock.with_suffix(""), ignore_errors=True)
+            shutil.rmtree(lock.with_suffix(".ledger"), ignore_errors=True)
+            lock.with_suffix(".log").unlink(missing_ok=True)
+            lock.unlink(missing_ok=True)
 
-    A context manager: leaving it stops the workers and removes their clones.
-    """
+
+class DvcExecutorBase:
+    """What every executor of DVC coalition runs shares: the checked evidence of finished runs (reuse), the
+    coalition manifests written into DVC's cache, and the environment a run's ``dvc exp run`` gets."""
 
     def __init__(self, project: DvcProject, ledger: Ledger, valued: ValuedData, *, commit: str, metric: str,
-                 jobs: int = 1, env: Mapping[str, str] | None = None) -> None:
-        if jobs < 1:
-            raise BadInputError("-j must be at least 1")
+                 env: Mapping[str, str] | None = None) -> None:
         self.project = project
         self.ledger = ledger
         self.valued = valued
         self.commit = commit
-        self.jobs = jobs
         self.pipelines = check_record_stage(project, commit)
         self.evidence = _Evidence(project, ledger, commit, self.pipelines, valued, metric)
-        self.workdir = project.root / WORKDIR
         self.cache = cache_dir(project.root)
         base_env = dict(os.environ if env is None else env)
         base_env.update({"OPENLEDGER_DIR": str(ledger.root), "DVC_NO_ANALYTICS": "1",
                          "PATH": f"{Path(sys.executable).parent}{os.pathsep}{base_env.get('PATH', '')}"})
         base_env.pop(ENV_ATTRIBUTION_RUN, None)
         self.env = base_env
-        self.workers: list[_Worker] = []
         self.clock: Callable[[], float] = time.monotonic
-
-    def __enter__(self) -> LocalDvcExecutor:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close(graceful=exc[0] is None)
 
     # -- reuse ---------------------------------------------------------------------------------------------
 
@@ -449,8 +463,8 @@ class LocalDvcExecutor:
 
     # -- running -------------------------------------------------------------------------------------------
 
-    def _materialise(self, request: RunRequest) -> list[dict[str, Any]]:
-        """Write each dataset's coalition manifest into DVC's cache; what the worker puts in the .dvc files."""
+    def materialise(self, request: RunRequest) -> list[dict[str, Any]]:
+        """Write each dataset's coalition manifest into DVC's cache; what a worker puts in the .dvc files."""
         changes = []
         for subset in request.data:
             data, digest = subset_manifest(self.valued, subset)
@@ -461,21 +475,30 @@ class LocalDvcExecutor:
                             "size": sum(sizes[relpath] for relpath, _ in subset.files)})
         return changes
 
-    def _clean_stale(self) -> None:
-        """Remove clones left by an attribution that was killed, once their worker has exited too."""
-        if not self.workdir.is_dir():
-            return
-        for lock in self.workdir.glob("*.lock"):
-            with lock.open("a") as handle:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError:
-                    continue  # its worker is still finishing a run
-                shutil.rmtree(lock.with_suffix(""), ignore_errors=True)
-                lock.unlink(missing_ok=True)
+
+class LocalDvcExecutor(DvcExecutorBase):
+    """Coalition runs as DVC experiments on this machine, ``jobs`` at a time (see the module docstring).
+
+    A context manager: leaving it stops the workers and removes their clones.
+    """
+
+    def __init__(self, project: DvcProject, ledger: Ledger, valued: ValuedData, *, commit: str, metric: str,
+                 jobs: int = 1, env: Mapping[str, str] | None = None) -> None:
+        if jobs < 1:
+            raise BadInputError("-j must be at least 1")
+        super().__init__(project, ledger, valued, commit=commit, metric=metric, env=env)
+        self.jobs = self.parallelism = jobs
+        self.workdir = project.root / WORKDIR
+        self.workers: list[_Worker] = []
+
+    def __enter__(self) -> LocalDvcExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close(graceful=exc[0] is None)
 
     def _start(self) -> None:
-        self._clean_stale()
+        clean_stale(self.workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         for _ in range(self.jobs - len(self.workers)):
             clone = Path(tempfile.mkdtemp(prefix="w", dir=self.workdir))
@@ -539,7 +562,7 @@ class LocalDvcExecutor:
             return
         job = queue.pop(0)
         worker.job, worker.started = job, self.clock()
-        worker.send({"key": job.key, "name": job.experiment, "datasets": self._materialise(job),
+        worker.send({"key": job.key, "name": job.experiment, "datasets": self.materialise(job),
                      "params": dict(job.params)})
 
     def _handle(self, worker: _Worker, message: Mapping[str, Any], queue: list[RunRequest],

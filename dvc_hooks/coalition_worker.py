@@ -4,7 +4,9 @@ a private clone of the repository (see :mod:`dvc_hooks.attribution`).
 Protocol, one JSON object per line. The driver sends the setup first (``root``, ``rev``, ``clone``, ``lock``,
 ``log``, ``cache``), the worker answers ``{"ready": true}`` (or ``{"ready": false, "error": …}``), then each
 job (``key``, ``name``, ``datasets``: the ``.dvc`` outs to point at the coalition's manifest, ``params``: the
-overrides) is answered with ``{"key", "ok", "rev", "error"}``. End of input ends the worker.
+overrides, optionally ``feed``: the feed its records are signed into) is answered with ``{"key", "ok", "rev",
+"ref", "error"}``. With ``"push": false`` in the setup the experiment stays in the clone (a cluster worker
+returns it to the driver as a git bundle). End of input ends the worker.
 
 DVC and the pipeline's commands write to the log file, never to the protocol: file descriptors 0, 1 and 2
 are moved away before DVC is imported. The worker holds an exclusive lock on ``lock`` while it lives, so a
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from dvc_hooks.record import ENV_ATTRIBUTION_RUN
+from openledger.store.keys import ENV_FEED
 
 
 def _git(cwd: Path, *args: str) -> str:
@@ -129,18 +132,25 @@ def run_job(setup: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
         # `git reset` wrote it, with the same size, looks unchanged to a stat-based check.
         _git(clone, "add", "--", *(str(c["dvcfile"]) for c in job["datasets"]))
         os.environ[ENV_ATTRIBUTION_RUN] = str(job["key"])
+        if job.get("feed"):  # a feed of the run's own, so its records form a chain that stands alone
+            os.environ[ENV_FEED] = str(job["feed"])
+        ref = f"refs/exps/{rev[:2]}/{rev[2:]}/{job['name']}"
+        # a run asked for again (its earlier result was rejected): this clone's earlier experiment makes way
+        subprocess.run(["git", "update-ref", "-d", ref], cwd=clone, capture_output=True, check=False)
         overrides = [arg for name, value in sorted(job["params"].items()) for arg in ("-S", f"{name}={value}")]
         code = main(["exp", "run", "-n", str(job["name"]), *overrides])
         if code != 0:
             return {"key": job["key"], "ok": False, "error": _errors_since(log, offset) or f"dvc exited {code}"}
-        ref = f"refs/exps/{rev[:2]}/{rev[2:]}/{job['name']}"
         sha = _git(clone, "rev-parse", "--verify", ref)
-        _git(clone, "push", "-q", "--force", "origin", f"{ref}:{ref}")  # what `dvc exp push` does, to the project
-        return {"key": job["key"], "ok": True, "rev": sha}
+        if setup.get("push", True):  # what `dvc exp push` does, to the project (a cluster's driver fetches it)
+            _git(clone, "push", "-q", "--force", "origin", f"{ref}:{ref}")
+        return {"key": job["key"], "ok": True, "rev": sha, "ref": ref}
     except Exception as exc:  # a failed run is an answer, not a crash
         return {"key": job["key"], "ok": False, "error": f"{type(exc).__name__}: {exc}"}
     finally:
         os.environ.pop(ENV_ATTRIBUTION_RUN, None)
+        if job.get("feed"):
+            os.environ.pop(ENV_FEED, None)
         subprocess.run(["git", "reset", "-q", "--hard"], cwd=clone, capture_output=True, check=False)
 
 

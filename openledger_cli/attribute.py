@@ -33,6 +33,8 @@ from openledger_cli.report_md import interval_text
 from openledger_cli.sinks import visible
 
 if TYPE_CHECKING:
+    from dvc_hooks.attribution import LocalDvcExecutor
+    from dvc_hooks.attribution_ray import RayDvcExecutor
     from dvc_hooks.project import DvcProject
     from openledger.store.ledger import Ledger
 
@@ -79,9 +81,9 @@ def _commit(project: DvcProject, target: AttributionTarget) -> str:
 
 
 @contextmanager
-def _progress(jobs: int) -> Iterator[tuple[Callable[[int, int], None], list[int]]]:
+def _progress(where: str) -> Iterator[tuple[Callable[[int, int], None], list[int]]]:
     seen = [0, 0]
-    with render.progress_bar(f"Coalition runs (-j {jobs})") as bar:
+    with render.progress_bar(f"Coalition runs ({where})") as bar:
 
         def update(done: int, total: int) -> None:
             seen[0], seen[1] = done, total
@@ -106,14 +108,20 @@ def _progress(jobs: int) -> Iterator[tuple[Callable[[int, int], None], list[int]
                                                          "else seed).")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Coalition runs at a time.")
+@click.option("--executor", "executor_name", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where coalition runs are made: DVC experiments on this machine (-j at a time), or Ray tasks on "
+                   "a cluster (attribution.ray in config.yaml; docs/cluster.md).")
+@click.option("--address", metavar="HOST:PORT", help="The Ray cluster to use with --executor ray (default "
+                                                       "attribution.ray.address, else RAY_ADDRESS, else a Ray "
+                                                       "instance started on this machine).")
 @click.option("--sample-seed", type=int, default=0, show_default=True,
               help="Seed of the coalitions the sampling estimators draw.")
 @click.option("--format", "fmt", type=FORMAT_TEXT_JSON, default="text", show_default=True)
 @click.pass_context
 def attribute(  # noqa: PLR0917 - click passes every option positionally
         ctx: click.Context, model: str | None, data: Path | None, metric: str | None, exact_max: int,
-              budget: int | None, repeats: int, seed_param: str | None, jobs: int, sample_seed: int,
-              fmt: str) -> None:
+              budget: int | None, repeats: int, seed_param: str | None, jobs: int, executor_name: str,
+              address: str | None, sample_seed: int, fmt: str) -> None:
     """Value each data contributor of model NAME[@VERSION] (the newest version when none is given) by
     re-running its DVC pipeline on coalitions of contributors' files, as DVC experiments.
 
@@ -142,11 +150,25 @@ def attribute(  # noqa: PLR0917 - click passes every option positionally
     if not settings.baseline_configured:
         render.say(f"the empty coalition (and a failed run) counts as {game.metric} = {game.baseline:g}; "
                    "set attribution.baseline in config.yaml to what a model that learned nothing scores", label="note:")
-    executor = LocalDvcExecutor(project, ledger, valued, commit=commit, metric=game.metric, jobs=jobs)
+    executor: LocalDvcExecutor | RayDvcExecutor
+    if executor_name == "ray":
+        from dvc_hooks.attribution_ray import RayDvcExecutor, RaySettings  # noqa: PLC0415 - the ray extra
+
+        settings_ray = RaySettings.from_config(ledger.config.attribution.get("ray"), address=address)
+        executor = RayDvcExecutor(project, ledger, valued, commit=commit, metric=game.metric, settings=settings_ray,
+                                  warn=lambda message: render.say(message, label="warning:"))
+        described = executor.describe
+        label = "Ray"
+    else:
+        if address:
+            raise BadInputError("--address is for --executor ray")
+        executor = LocalDvcExecutor(project, ledger, valued, commit=commit, metric=game.metric, jobs=jobs)
+        described = lambda: {"kind": "dvc-local", "jobs": jobs}  # noqa: E731
+        label = f"-j {jobs}"
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a terminated attribution stops its workers too
     try:
-        with executor, _progress(jobs) as (progress, seen):
+        with executor, _progress(label) as (progress, seen):
             result = measure(game, executor, options, progress=progress)
     except KeyboardInterrupt:
         render.say(f"interrupted: {seen[0]} of {seen[1]} runs are finished and kept (dvc exp show lists them); "
@@ -154,7 +176,7 @@ def attribute(  # noqa: PLR0917 - click passes every option positionally
         sys.exit(INTERRUPTED)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    record = record_attribution(ledger, signer, result, target, executor={"kind": "dvc-local", "jobs": jobs})
+    record = record_attribution(ledger, signer, result, target, executor=described())
     if fmt == "json":
         render.emit_json({"record": record.id, **tag_nonfinite(dict(record.body))})
     else:

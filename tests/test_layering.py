@@ -102,3 +102,15 @@ def test_the_lint_rule_keeps_internal_private() -> None:
     finally:
         probe.unlink()
     assert result.returncode == 1 and "TID251" in result.stdout, result.stdout
+
+
+def test_ray_is_imported_only_by_the_ray_executor() -> None:
+    """Ray is an extra: the CLI, the local executor and the engine load none of it; the Ray executor module
+    imports it at the top, as the one place that uses it."""
+    assert packages_loaded_by("openledger_cli.main, openledger_cli.attribute, dvc_hooks.attribution, "
+                              "dvc_hooks.coalition_worker, openledger.attribution.engine", {"ray"}) == []
+    assert packages_loaded_by("dvc_hooks.attribution_ray", {"ray"}) == []  # even it: only on connecting
+    users = sorted(str(p.relative_to(ROOT)) for p in ROOT.rglob("*.py")
+                   if ".venv" not in p.parts and p.parts[len(ROOT.parts)] not in ("tests", "benchmarks")
+                   and any(line.lstrip().startswith(("import ray", "from ray")) for line in p.read_text().splitlines()))
+    assert users == ["dvc_hooks/attribution_ray.py"]

@@ -323,3 +323,22 @@ def test_a_record_indexed_by_another_processs_sync_is_not_indexed_twice(ledger: 
     ledger._index.add([record], [Location(LOOSE)])  # ... and then the writer indexes it
     assert [r.id for r in ledger.select()] == [first.id, record.id]
     assert ledger._index.feed_tips(signer.keyid, signer.feed) == [(record.id, 1)]
+
+
+def test_receive_stores_records_signed_elsewhere_as_they_are(ledger: Ledger, tmp_path: Path) -> None:
+    """A cluster worker's stage records enter the project's ledger byte for byte; a chain with a hole is
+    refused before anything is written; receiving twice writes nothing more; verify finds nothing wrong."""
+    from openledger.errors import IntegrityError
+    from openledger.store.records import open_record
+
+    elsewhere = Ledger.init(tmp_path / "worker")
+    worker = make_signer(7, "run-0123456789abcdef-00000000")
+    first, second = elsewhere.append_many(worker, [Draft("feedback", FEEDBACK), Draft("feedback", FEEDBACK, [])])
+    received = [open_record(r.envelope) for r in (first, second)]
+    with pytest.raises(IntegrityError, match="neither here nor received"):
+        ledger.receive(received[1:])  # its prev is missing
+    assert len(ledger) == 0
+    assert [r.id for r in ledger.receive(received)] == [first.id, second.id]
+    assert ledger.receive(received) == []
+    assert ledger.stored_bytes(second.id) == second.envelope
+    assert verify_ledger(ledger, workers=1).errors == []

@@ -420,7 +420,11 @@ def attribute(game: Game, executor: Executor, options: AttributionOptions | None
     total = ((1 << k) - 1) * seeds if exact else budget
     study = _Study(game, executor, progress, total)
     study._report()
-    study.ensure([study.full])
+    # The full coalition first: nothing can be valued when the pipeline fails on it. Its first wave fills
+    # every worker the executor has, with leave-one-out coalitions (every mode runs them next); at most
+    # `parallelism - 1` runs are then spent in vain on a pipeline that fails.
+    width = max(1, int(getattr(executor, "parallelism", 1)))
+    study.ensure([study.full, *(study.full & ~(1 << i) for i in range(k))][:width])
     _check_full(study)
     estimates, method = _exact(study, options) if exact else _sampled(study, options, budget)
     method = {**method, "confidence": options.confidence, "simultaneous": True,

@@ -100,7 +100,8 @@ class Executor(Protocol):
     own evidence, checked: the signed stage records of the run, its experiment). ``run`` makes the rest, in
     parallel as configured, calling ``done`` once per finished run in the caller's thread; on
     ``KeyboardInterrupt`` it stops its workers and re-raises, every run reported before that is kept. Results
-    are keyed by :attr:`RunRequest.key`: the same key reported twice is counted once.
+    are keyed by :attr:`RunRequest.key`: the same key reported twice is counted once. An executor may say how
+    many runs it makes at a time (``parallelism``, default 1): the first wave of an attribution is that wide.
     """
 
     def completed(self, requests: Sequence[RunRequest]) -> Mapping[str, RunResult]: ...

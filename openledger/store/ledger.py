@@ -319,6 +319,29 @@ class Ledger:
         """
         return self._append(signer, list(drafts))
 
+    def receive(self, records: Sequence[Record]) -> list[Record]:
+        """Store records signed elsewhere (a cluster worker's stage records), as they are: the bytes are
+        the record. Each must be opened with :func:`~openledger.store.records.open_record` (signature, id,
+        schema) by the caller; this checks that each feed's chain is whole here (every ``prev`` is in the
+        ledger or in ``records``) so that ``verify`` finds nothing missing. Records already stored are
+        skipped; returns those written."""
+        self._index.sync()
+        ids = {record.id for record in records}
+        for record in records:
+            missing = [p for p in record.prev if p not in ids and self._index.locate(p) is None]
+            if missing:
+                raise IntegrityError(f"record {record.id} follows {missing[0]}, which is neither here nor received "
+                                     "with it", code="missing-prev")
+        written: list[Record] = []
+        for feed in sorted({(r.actor, r.feed) for r in records}):
+            with self._feed_lock(feed[1]):
+                self._index.sync()
+                new = [r for r in records if (r.actor, r.feed) == feed and self._index.locate(r.id) is None]
+                touched = {self._write_loose(record) for record in new}
+                self._index.add(new, [Location(LOOSE)] * len(new), touched_dirs=touched)
+                written += new
+        return written
+
     def _append(self, signer: RecordSigner, drafts: list[Draft], once: tuple[str, str] | None = None
                 ) -> list[Record]:
         if not drafts:

@@ -20,7 +20,10 @@ from tests.dvc_hooks.conftest import DvcRepo
 # when the three parts of the team are all there. So Shapley_i = w_i + bonus/3 for a team member (w_i
 # otherwise), Banzhaf_i = w_i + bonus/4, leave-one-out_i = w_i + bonus.
 ORACLE_TRAIN = """\
-import json, os
+import json, os, time
+if os.environ.get("ORACLE_MARK"):  # a test that interrupts runs waits for one to start (and to be slow)
+    open(os.path.join(os.environ["ORACLE_MARK"], str(os.getpid())), "w").close()
+    time.sleep(float(os.environ.get("ORACLE_SLEEP", "0")))
 total, parts = 0.0, set()
 for name in sorted(os.listdir("data")):
     kind, value = open(os.path.join("data", name)).read().split()
