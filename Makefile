@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench bench-attribution lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/mlflow_overhead.py
 	$(BIN)/python benchmarks/dvc_overhead.py
 	$(BIN)/python benchmarks/reports.py
+
+# measured attribution: orchestration overhead, -j 2, and a local Ray cluster against -j 1 (about 15 minutes)
+bench-attribution: $(STAMP)
+	$(BIN)/python -m benchmarks.attribution
+	$(BIN)/python -m benchmarks.attribution_ray
 
 lint: $(STAMP)
 	$(BIN)/ruff check openledger openledger_cli mlflow_plugin dvc_hooks tests benchmarks examples

@@ -1,6 +1,6 @@
 """`openledger attribute --executor ray` on a local Ray cluster against `-j 1` on this machine.
 
-    python benchmarks/attribution_ray.py [--rounds 2] [--burn 1.5] [--players 5] [--json FILE]
+    python -m benchmarks.attribution_ray [--rounds 2] [--burn 1.5] [--players 5] [--json FILE]
 
 The issue's target: with two Ray worker processes on this 2-core machine, the coalition runs of a CPU-bound
 pipeline (every non-empty coalition of ``--players`` players: 31 runs for 5) take at most 0.6x the time of

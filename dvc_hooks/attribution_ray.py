@@ -40,6 +40,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -47,7 +48,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,7 @@ from openledger.store.records import Record, open_record
 __all__ = ["RayDvcExecutor", "RaySettings", "prepare_worker", "run_coalition"]
 
 _HEX40 = re.compile(r"[0-9a-f]{40}")
+MAX_BUNDLE = 64 << 20  # an experiment commit holds .dvc files, dvc.lock, small metrics: far less
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,6 @@ class RaySettings:
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     """The coalition worker ends with the Ray worker that started it (a killed Ray worker leaves no run)."""
     import ctypes
-    import signal
 
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -403,7 +404,8 @@ class RayDvcExecutor(DvcExecutorBase):
         if not isinstance(answer, dict) or answer.get("key") != request.key:
             raise _RejectedError("the answer is not for this run")
         worker = {"host": str(answer.get("host"))[:200], "node": str(answer.get("node"))[:64]}
-        seconds = float(answer["seconds"]) if isinstance(answer.get("seconds"), int | float) else 0.0
+        seconds = answer.get("seconds")
+        seconds = float(seconds) if isinstance(seconds, int | float) and 0 <= seconds < 1e9 else 0.0  # NaN: 0
         if answer.get("infra"):
             raise _RejectedError(f"the worker could not run it: {str(answer.get('error'))[:500]}")
         if not answer.get("ok"):
@@ -413,6 +415,8 @@ class RayDvcExecutor(DvcExecutorBase):
         rev = answer.get("rev")
         if not isinstance(rev, str) or not _HEX40.fullmatch(rev) or not isinstance(answer.get("bundle"), bytes):
             raise _RejectedError("no experiment commit")
+        if len(answer["bundle"]) > MAX_BUNDLE:
+            raise _RejectedError(f"its experiment bundle is over {MAX_BUNDLE >> 20} MiB")
         by_link = {link: record for record in records for link in record.links}
         self._unbundle(answer["bundle"], str(answer.get("ref")), rev)
         try:
@@ -421,8 +425,9 @@ class RayDvcExecutor(DvcExecutorBase):
             raise _RejectedError(exc.message) from None
         except (yaml.YAMLError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise _RejectedError(f"its experiment commit does not parse: {_first_line(exc)}") from None
-        self.ledger.receive(records)
-        self._git("update-ref", f"refs/exps/{self.commit[:2]}/{self.commit[2:]}/{request.experiment}", rev)
+        with _interrupts_deferred():  # the records and the ref that makes them reusable land together
+            self.ledger.receive(records)
+            self._git("update-ref", f"refs/exps/{self.commit[:2]}/{self.commit[2:]}/{request.experiment}", rev)
         self.workers[records[0].actor] += 1
         return replace(result, evidence={**result.evidence, "worker": worker})
 
@@ -476,6 +481,17 @@ class RayDvcExecutor(DvcExecutorBase):
             heads = self._git("bundle", "unbundle", handle.name).decode("utf-8", "replace").splitlines()
         if f"{rev} {name}" not in heads:
             raise _RejectedError("the bundle does not hold the experiment commit")
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block is done (they are delivered, and raise, right after it)."""
+    signals = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _reachable(address: str | None, timeout: float = 5.0) -> None:

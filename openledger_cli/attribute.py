@@ -107,7 +107,7 @@ def _progress(where: str) -> Iterator[tuple[Callable[[int, int], None], list[int
 @click.option("--seed-param", metavar="[FILE:]KEY", help="The pipeline's seed param (default attribution.seed_param, "
                                                          "else seed).")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Coalition runs at a time.")
+              help="Coalition runs at a time (local executor).")
 @click.option("--executor", "executor_name", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Where coalition runs are made: DVC experiments on this machine (-j at a time), or Ray tasks on "
                    "a cluster (attribution.ray in config.yaml; docs/cluster.md).")
@@ -123,7 +123,9 @@ def attribute(  # noqa: PLR0917 - click passes every option positionally
               budget: int | None, repeats: int, seed_param: str | None, jobs: int, executor_name: str,
               address: str | None, sample_seed: int, fmt: str) -> None:
     """Value each data contributor of model NAME[@VERSION] (the newest version when none is given) by
-    re-running its DVC pipeline on coalitions of contributors' files, as DVC experiments.
+    re-running its DVC pipeline on coalitions of contributors' files, as DVC experiments: on this machine (-j
+    at a time), or as Ray tasks on a cluster (--executor ray), where each worker signs its runs and every result
+    is checked before it counts.
 
     Players are the people the dataset records of the model's lineage credit for its files (identical files
     are one file, credited to whoever committed it first). Prints each player's Shapley value, Banzhaf value
@@ -152,6 +154,10 @@ def attribute(  # noqa: PLR0917 - click passes every option positionally
                    "set attribution.baseline in config.yaml to what a model that learned nothing scores", label="note:")
     executor: LocalDvcExecutor | RayDvcExecutor
     if executor_name == "ray":
+        if jobs != 1:
+            raise BadInputError("-j is for --executor local",
+                                hint="a Ray cluster makes as many runs at a time as it has CPUs for "
+                                     "(attribution.ray.cpus each)")
         from dvc_hooks.attribution_ray import RayDvcExecutor, RaySettings  # noqa: PLC0415 - the ray extra
 
         settings_ray = RaySettings.from_config(ledger.config.attribution.get("ray"), address=address)

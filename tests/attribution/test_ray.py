@@ -205,6 +205,30 @@ def test_a_worker_killed_during_a_run_is_retried_and_counted_once(
     assert repo.openledger("verify", check=False).returncode == 0
 
 
+def test_an_interrupted_driver_keeps_every_accepted_run_and_the_next_one_reuses_them(
+        ray_cluster: RayCluster, oracle_templates: dict[int, Template], tmp_path: Path,
+        isolated_environment: Path) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    repo = _project(oracle_templates[3], tmp_path, isolated_environment, ray_cluster,
+                    ray={"runtime_env": {"env_vars": {"ORACLE_MARK": str(marks), "ORACLE_SLEEP": "1"}}})
+    process = subprocess.Popen([sys.executable, "-m", "openledger_cli", "attribute", *_ray_args(ray_cluster)],
+                               cwd=repo.root, env=repo.env(**LOOPBACK), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None and not _stage_records_by_run(repo):
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    kept = _stage_records_by_run(repo)
+    assert 1 <= len(kept) < 7 and set(kept.values()) == {1}, (kept, stderr)
+    body = _attribute(repo, *_ray_args(ray_cluster))
+    assert body["cost"]["reused_runs"] == len(kept) and body["cost"]["new_runs"] == 7 - len(kept)
+    _assert_closed_form(body, 3)
+    assert set(_stage_records_by_run(repo).values()) == {1}  # nothing counted or stored twice
+
+
 HOSTILE = '''
 import base64, os, pathlib, sys
 import dvc_hooks.attribution_ray as target
@@ -303,3 +327,7 @@ def test_an_unreachable_cluster_is_one_line(oracle_templates: dict[int, Template
                  f"127.0.0.1:{_free_port()}", check=False)
     assert result.returncode == 2, result.stderr
     assert "cannot reach the Ray cluster" in result.stderr and "Traceback" not in result.stderr
+    both = _ol(repo, "attribute", "--data", "data", "--metric", "score", "--executor", "ray", "-j", "2", check=False)
+    assert both.returncode == 2 and "-j is for --executor local" in both.stderr
+    local = _ol(repo, "attribute", "--data", "data", "--metric", "score", "--address", "127.0.0.1:1", check=False)
+    assert local.returncode == 2 and "--address is for --executor ray" in local.stderr
