@@ -173,16 +173,24 @@ def _ray_worker_of(pid: int) -> int | None:
     return None
 
 
+def _slow_attribution(cluster: RayCluster, template: Template, tmp_path: Path, home: Path, sleep: float
+                      ) -> tuple[DvcRepo, Path, subprocess.Popen[str]]:
+    """`attribute --executor ray` started in the background on a 3-player oracle whose runs each leave a mark
+    named by their pid in the returned directory, then take ``sleep`` seconds."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    repo = _project(template, tmp_path, home, cluster,
+                    ray={"runtime_env": {"env_vars": {"ORACLE_MARK": str(marks), "ORACLE_SLEEP": str(sleep)}}})
+    process = subprocess.Popen([sys.executable, "-m", "openledger_cli", "attribute", *_ray_args(cluster)],
+                               cwd=repo.root, env=repo.env(**LOOPBACK), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    return repo, marks, process
+
+
 def test_a_worker_killed_during_a_run_is_retried_and_counted_once(
         ray_cluster: RayCluster, oracle_templates: dict[int, Template], tmp_path: Path,
         isolated_environment: Path) -> None:
-    marks = tmp_path / "marks"
-    marks.mkdir()
-    repo = _project(oracle_templates[3], tmp_path, isolated_environment, ray_cluster,
-                    ray={"runtime_env": {"env_vars": {"ORACLE_MARK": str(marks), "ORACLE_SLEEP": "1.5"}}})
-    process = subprocess.Popen([sys.executable, "-m", "openledger_cli", "attribute", *_ray_args(ray_cluster)],
-                               cwd=repo.root, env=repo.env(**LOOPBACK), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    repo, marks, process = _slow_attribution(ray_cluster, oracle_templates[3], tmp_path, isolated_environment, 1.5)
     killed = None
     deadline = time.monotonic() + 240
     while killed is None and time.monotonic() < deadline and process.poll() is None:
@@ -208,13 +216,7 @@ def test_a_worker_killed_during_a_run_is_retried_and_counted_once(
 def test_an_interrupted_driver_keeps_every_accepted_run_and_the_next_one_reuses_them(
         ray_cluster: RayCluster, oracle_templates: dict[int, Template], tmp_path: Path,
         isolated_environment: Path) -> None:
-    marks = tmp_path / "marks"
-    marks.mkdir()
-    repo = _project(oracle_templates[3], tmp_path, isolated_environment, ray_cluster,
-                    ray={"runtime_env": {"env_vars": {"ORACLE_MARK": str(marks), "ORACLE_SLEEP": "1"}}})
-    process = subprocess.Popen([sys.executable, "-m", "openledger_cli", "attribute", *_ray_args(ray_cluster)],
-                               cwd=repo.root, env=repo.env(**LOOPBACK), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    repo, _, process = _slow_attribution(ray_cluster, oracle_templates[3], tmp_path, isolated_environment, 1.0)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and process.poll() is None and not _stage_records_by_run(repo):
         time.sleep(0.1)
