@@ -1,13 +1,13 @@
 """`openledger attribute --executor ray` on a local Ray cluster against `-j 1` on this machine.
 
-    python -m benchmarks.attribution_ray [--rounds 2] [--burn 1.5] [--players 5] [--json FILE]
+    python -m benchmarks.attribution_ray [--rounds 2] [--burn 1.5] [--players 6] [--budget 32] [--json FILE]
 
-The issue's target: with two Ray worker processes on this 2-core machine, the coalition runs of a CPU-bound
-pipeline (every non-empty coalition of ``--players`` players: 31 runs for 5) take at most 0.6x the time of
-`-j 1` local execution. The cluster is one head node on 127.0.0.1 with two worker CPUs (``ray start --head
---num-cpus 2``), started once and not timed; the workers sign with a key of their own, published in each copy
-of the project. Every attribution starts from a fresh copy (nothing to reuse); the order alternates between
-rounds and medians are reported.
+The issue's target: with two Ray worker processes on this 2-core machine, 32 coalition runs of a CPU-bound
+pipeline (sampled values of 6 players with a budget of 32 runs; ``--budget 0``: every non-empty coalition)
+take at most 0.6x the time of `-j 1` local execution. The cluster is one head node on 127.0.0.1 with two
+worker CPUs (``ray start --head --num-cpus 2``), started once and not timed; the workers sign with a key of
+their own, published in each copy of the project. Every attribution starts from a fresh copy (nothing to
+reuse); the order alternates between rounds and medians are reported.
 
 Scheduling overhead per run: the worker-seconds the Ray run spent beyond the serial run's, per run,
 ``(ray wall x 2 - local -j 1 wall) / runs`` (it includes each worker's first clone and DVC import, which the
@@ -40,7 +40,8 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def run(template: Path, copy: Path, env: dict[str, str], args: list[str], seed: str | None = None) -> float:
+def run(template: Path, copy: Path, env: dict[str, str], args: list[str], seed: str | None = None
+        ) -> tuple[float, int]:
     shutil.copytree(template, copy, symlinks=True)
     if seed is not None:
         sh([str(BIN / "openledger"), "keys", "publish", "--name", "Ray worker", "--email", "ray@example.org"], copy,
@@ -52,14 +53,15 @@ def run(template: Path, copy: Path, env: dict[str, str], args: list[str], seed: 
     body = json.loads(output)
     assert body["cost"]["new_runs"] == body["cost"]["runs"], body["cost"]
     shutil.rmtree(copy)
-    return seconds
+    return seconds, int(body["cost"]["runs"])
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--burn", type=float, default=1.5, help="CPU seconds of each run's training stage")
-    parser.add_argument("--players", type=int, default=5)
+    parser.add_argument("--players", type=int, default=6)
+    parser.add_argument("--budget", type=int, default=32, help="runs (sampled values); 0: exact, every coalition")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     options = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="olrb"))
@@ -67,23 +69,26 @@ def main() -> int:
     seed = base64.b64encode(os.urandom(32)).decode()
     worker_env = dict(env, OPENLEDGER_SIGNING_KEY=seed, OPENLEDGER_HOME=str(workdir / "worker"))
     port = _free_port()
-    runs = (1 << options.players) - 1
+    values = ["--exact-max", str(options.players - 1), "--budget", str(options.budget)] if options.budget else []
+    runs = options.budget or (1 << options.players) - 1
     try:
         template = workdir / "busy"
         build(template, env, options.burn, options.players)
         sh([str(BIN / "ray"), "start", "--head", "--port", str(port), "--num-cpus", "2", "--include-dashboard=false",
             "--disable-usage-stats", "--temp-dir", str(workdir / "t")], workdir, worker_env)
         print(f"worker key {signer_from_seed(base64.b64decode(seed), device='ci').keyid[:20]}…, cluster 127.0.0.1:"
-              f"{port}, {runs} runs of {options.burn:g} CPU-s each", flush=True)
+              f"{port}, {options.players} players, {runs} runs of {options.burn:g} CPU-s each", flush=True)
         local: list[float] = []
         ray: list[float] = []
         for number in range(options.rounds):
             for which in (("local", "ray"), ("ray", "local"))[number % 2]:
                 if which == "local":
-                    local.append(run(template, workdir / f"l{number}", env, ["-j", "1"]))
+                    seconds, runs = run(template, workdir / f"l{number}", env, [*values, "-j", "1"])
+                    local.append(seconds)
                 else:
-                    ray.append(run(template, workdir / f"r{number}", env,
-                                   ["--executor", "ray", "--address", f"127.0.0.1:{port}"], seed))
+                    seconds, runs = run(template, workdir / f"r{number}", env,
+                                        [*values, "--executor", "ray", "--address", f"127.0.0.1:{port}"], seed)
+                    ray.append(seconds)
             print(f"round {number + 1}: -j 1 {local[-1]:.1f}s, --executor ray {ray[-1]:.1f}s", flush=True)
         loc, clu = statistics.median(local), statistics.median(ray)
         overhead = (clu * 2 - loc) / runs
