@@ -84,41 +84,14 @@ class RaySettings:
     runtime_env: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, section: Any, *, address: str | None = None) -> RaySettings:
-        if section is None:
-            section = {}
-        if not isinstance(section, Mapping):
-            raise BadInputError("config.yaml: attribution.ray must be a mapping (docs/cluster.md)")
-        unknown = sorted(set(section) - {"address", "repo", "cache", "workdir", "cpus", "retries", "rejections",
-                                         "runtime_env"})
-        if unknown:
-            raise BadInputError(f"config.yaml: attribution.ray has no setting {unknown[0]!r}",
-                                hint="the settings are address, repo, cache, workdir, cpus, retries, rejections, "
-                                     "runtime_env (docs/cluster.md)")
-
-        def text(name: str) -> str | None:
-            value = section.get(name)
-            if value is not None and not isinstance(value, str):
-                raise BadInputError(f"config.yaml: attribution.ray.{name} must be a string")
-            return value or None
-
-        def number(name: str, default: float, minimum: float, kind: type = float) -> Any:
-            value = section.get(name, default)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum or (
-                    kind is int and not isinstance(value, int)):
-                what = "an integer" if kind is int else "a number"
-                raise BadInputError(f"config.yaml: attribution.ray.{name} must be {what} of at least {minimum:g}")
-            return kind(value)
-
-        runtime_env = section.get("runtime_env") or {}
-        if not isinstance(runtime_env, Mapping):
-            raise BadInputError("config.yaml: attribution.ray.runtime_env must be a mapping (Ray's runtime_env)")
-        cpus = number("cpus", 1.0, 0.0)
-        if cpus <= 0:
-            raise BadInputError("config.yaml: attribution.ray.cpus must be above 0")
-        return cls(address=address or text("address"), repo=text("repo"), cache=text("cache"),
-                   workdir=text("workdir"), cpus=cpus, retries=number("retries", 3, 0, int),
-                   rejections=number("rejections", 3, 1, int), runtime_env=dict(runtime_env))
+    def from_config(cls, section: Mapping[str, Any] | None, *, address: str | None = None) -> RaySettings:
+        """From ``attribution.ray``, which :class:`~openledger.config.LedgerConfig` has checked against its
+        schema (types, bounds, no unknown setting) when the ledger was opened."""
+        section = section or {}
+        return cls(address=address or section.get("address"), repo=section.get("repo"), cache=section.get("cache"),
+                   workdir=section.get("workdir"), cpus=float(section.get("cpus", 1.0)),
+                   retries=int(section.get("retries", 3)), rejections=int(section.get("rejections", 3)),
+                   runtime_env=dict(section.get("runtime_env") or {}))
 
 
 # -- on a worker ---------------------------------------------------------------------------------------------
@@ -141,10 +114,10 @@ class _Session:
         workdir.mkdir(parents=True, exist_ok=True)
         clean_stale(workdir)
         self.clone = Path(tempfile.mkdtemp(prefix="w", dir=workdir))
-        self.ledger_root = Ledger.init(self.clone.with_suffix(".ledger")).root
+        self.ledger = Ledger.init(self.clone.with_suffix(".ledger"))  # the record stage signs into it
         self.log = self.clone.with_suffix(".log")
         env = dict(os.environ)
-        env.update({"OPENLEDGER_DIR": str(self.ledger_root), "DVC_NO_ANALYTICS": "1",
+        env.update({"OPENLEDGER_DIR": str(self.ledger.root), "DVC_NO_ANALYTICS": "1",
                      "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"})
         env.pop(ENV_ATTRIBUTION_RUN, None)
         self.process = subprocess.Popen(
@@ -184,7 +157,8 @@ class _Session:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        for path in (self.clone, self.ledger_root.parent):
+        self.ledger.close()
+        for path in (self.clone, self.ledger.root.parent):
             shutil.rmtree(path, ignore_errors=True)
         for suffix in (".lock", ".log"):
             self.clone.with_suffix(suffix).unlink(missing_ok=True)
@@ -248,11 +222,8 @@ def run_coalition(setup: Mapping[str, Any], job: Mapping[str, Any]) -> dict[str,
         return {**where, "ok": False, "error": str(answer.get("error") or "the run failed"), "seconds": seconds}
     try:
         bundle = _bundle(session.clone, str(answer["ref"]), str(setup["rev"]))
-        ledger = Ledger.open(session.ledger_root)
-        try:
-            records = [ledger.stored_bytes(i) for i in ledger.ids(kind="stage", links_to=str(job["key"]))]
-        finally:
-            ledger.close()
+        ledger = session.ledger
+        records = [ledger.stored_bytes(i) for i in ledger.ids(kind="stage", links_to=str(job["key"]))]
     except Exception as exc:
         return {**where, "ok": False, "infra": True, "error": f"{type(exc).__name__}: {exc}"[:2000]}
     return {**where, "ok": True, "rev": answer["rev"], "ref": answer["ref"], "bundle": bundle,

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from openledger.identity.emails import Contest, EmailClaim, EmailIndex, git_email, normalise_email
 
@@ -34,7 +34,22 @@ def instant(time: str) -> str:
     head, dot, fraction = time.rstrip("Z").partition(".")
     return f"{head}.{(fraction if dot else '').ljust(6, '0')[:6]}Z"
 
-__all__ = ["Contest", "Identity", "TrustFact", "TrustState", "instant"]
+__all__ = ["Contest", "Identity", "TrustFact", "TrustSource", "TrustState", "instant"]
+
+
+class TrustSource(Protocol):
+    """What trust is computed from: a record, a report's fact or a verify summary of one."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def actor(self) -> str: ...
+    @property
+    def time(self) -> str: ...
+    @property
+    def body(self) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 from openledger._internal.index import LOOSE, LedgerIndex, Location, iter_pack
 from openledger._internal.memory import paused_gc
@@ -42,7 +42,7 @@ from openledger.errors import (
     NotFoundError,
     OpenLedgerError,
 )
-from openledger.identity.trust import TrustFact, TrustState, instant
+from openledger.identity.trust import TrustFact, TrustSource, TrustState, instant
 from openledger.store.canonical import parse_canonical
 from openledger.store.dsse import PAYLOAD_TYPE, envelope_payload, pae
 from openledger.store.files import MAX_PACK_BYTES, TMP_PREFIX, read_range, read_regular, write_atomic
@@ -145,21 +145,6 @@ def find_ledger_dir(start: Path | None = None) -> Path:
 
 #: The kinds that establish trust: who a key is, and from when it is revoked.
 TRUST_KINDS = ("identity", "revocation")
-
-
-class TrustSource(Protocol):
-    """What trust is computed from: a record, a report's fact or a verify summary of one."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def kind(self) -> str: ...
-    @property
-    def actor(self) -> str: ...
-    @property
-    def time(self) -> str: ...
-    @property
-    def body(self) -> Any: ...
 
 
 class Fact(NamedTuple):

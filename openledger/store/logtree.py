@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from openledger.errors import BadInputError
-from openledger.identity.trust import instant
+from openledger.identity.trust import TrustSource, instant
 from openledger.store.merkle import MerkleAccumulator
 from openledger.store.note import Note, checkpoint_text, verify_log_signature
 from openledger.store.records import public_key_of
@@ -309,19 +309,11 @@ class LogTree:
 
 
 
-class _Summary(Protocol):
+class _Summary(TrustSource, Protocol):
     """What :func:`tree_of` reads of a verified record (:class:`openledger.store.verify.RecordSummary`)."""
 
     @property
-    def kind(self) -> str: ...
-    @property
-    def actor(self) -> str: ...
-    @property
-    def time(self) -> str: ...
-    @property
     def prev(self) -> tuple[str, ...]: ...
-    @property
-    def body(self) -> Any: ...
 
 
 def tree_of(summaries: Mapping[str, _Summary], damaged: Iterable[str] = (),

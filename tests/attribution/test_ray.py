@@ -251,6 +251,7 @@ def forged(setup, job):
         done = len(handle.read())
         handle.write("x")
     record = open_record(answer["records"][0])
+    answer["host"] = "evil\\x1b]0;owned\\x07\\u2028host"  # what it says of itself reaches the runner's terminal
     if done == 0:  # a byte changed after signing: the signature no longer holds
         envelope = parse_envelope(answer["records"][0])
         answer["records"][0] = encode_envelope(envelope.payload.replace(b"train", b"trian", 1), envelope.keyid,
@@ -287,6 +288,9 @@ def test_a_tampered_worker_result_is_rejected_and_run_again(
     warnings = [line for line in result.stderr.splitlines() if "rejected the result" in line]
     assert len(warnings) == 2, result.stderr
     assert "does not check out" in warnings[0] and "not the coalition's data" in warnings[1]
+    assert "\x1b" not in result.stderr and "\u2028" not in result.stderr  # shown escaped, never obeyed
+    assert all("evil\\x1b]0;owned\\x07\\u2028host" in line for line in warnings)
+    assert {run["evidence"]["worker"]["host"] for run in body["runs"]} == {"evil\x1b]0;owned\x07\u2028host"}
     # neither forgery entered the ledger; what did is whole
     ledger = Ledger.open(repo.root / ".openledger")
     stages = [r for r in ledger.select(kind="stage") if r.body.get("attribution_run")]
