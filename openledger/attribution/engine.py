@@ -10,7 +10,9 @@ Banzhaf values and leave-one-out are exact. Beyond that, a run budget is spent o
 
 Coalitions already run are free (the same coalition serves every estimator), and the choice of coalitions
 depends only on ``sample_seed`` and on the values measured, so an interrupted attribution run again asks
-for the same runs and reuses every one that finished.
+for the same runs and reuses every one that finished. Without truncation (one seed, or a tolerance of 0) it
+depends on no value at all: every sampled coalition is chosen first, and they run as one batch, so no worker
+waits for the slowest run of a batch before the next batch starts.
 
 The game's value of a coalition is its metric (negated when lower is better, so a positive value always
 means "made the model better"), averaged over the seeds; the empty coalition, and any failed run, is worth
@@ -22,7 +24,8 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,6 +168,19 @@ class _Study:
         self.pending: dict[str, RunRequest] = {}  # run key -> its request, for every run asked for
         self.keys: dict[tuple[int, int], str] = {}  # (mask, seed index) -> run key
         self.spent: set[int] = set()
+        self.planned: list[RunRequest] | None = None  # inside plan(): the runs asked for, not yet made
+
+    @contextmanager
+    def plan(self) -> Iterator[None]:
+        """Coalitions asked for inside are only chosen; they run together, as one batch, when the block ends.
+        Only for choices that read no value measured inside (reading one is a programming error)."""
+        self.planned = []
+        try:
+            yield
+            requests = self.planned
+        finally:
+            self.planned = None
+        self._run(requests)
 
     def _request(self, mask: int, repeat: int) -> RunRequest:
         members = tuple(self.active[i] for i in range(self.k) if mask >> i & 1)
@@ -199,6 +215,12 @@ class _Study:
                 self.keys[(mask, repeat)] = request.key
                 self.pending[request.key] = request
                 requests.append(request)
+        if self.planned is not None:
+            self.planned.extend(requests)
+        else:
+            self._run(requests)
+
+    def _run(self, requests: Sequence[RunRequest]) -> None:
         if not requests:
             return
         for result in self.executor.completed(requests).values():
@@ -212,6 +234,8 @@ class _Study:
 
     def result(self, mask: int, repeat: int) -> RunResult | None:
         key = self.keys.get((mask, repeat))
+        if self.planned is not None and key is not None and key not in self.table:
+            raise RuntimeError("a value was read before its run, while coalitions were being planned")
         return self.table.results.get(key) if key else None
 
     def seed_value(self, mask: int, repeat: int) -> float:
@@ -292,17 +316,20 @@ def _sampled(study: _Study, options: AttributionOptions, budget: int
                             hint=f"sampling needs at least {2 * (k + 1) * seeds} runs here "
                                  f"(2 x (players + 1) x repeats); exact values need {((1 << k) - 1) * seeds}")
     rng = random.Random(options.sample_seed)  # noqa: S311 - sampling coalitions, reproducibly; not a secret
-    study.ensure([study.full & ~(1 << i) for i in range(k)])
+    # Without truncation no choice reads a value: plan every coalition, then run them as one batch.
+    untruncated = options.truncation == 0 or (options.truncation is None and seeds < 2)
+    with study.plan() if untruncated else nullcontext():
+        study.ensure([study.full & ~(1 << i) for i in range(k)])
+        tolerance = _tolerance(study, options)
+        shapley_limit = len(study.spent) + 2 * (coalitions - len(study.spent)) // 3
+        orders = _OrderSampler(study, rng, tolerance)
+        orders.draw(shapley_limit)
+        samples = _uniform_samples(study, rng, coalitions)
+        orders.draw(len(study.spent))  # orders through coalitions already run cost nothing
     loo_per_seed = [[study.seed_value(study.full, r) - study.seed_value(study.full & ~(1 << i), r)
                      for i in range(k)] for r in range(seeds)]
     loo = [_over_seeds([s[i] for s in loo_per_seed], level, k) for i in range(k)]
-    tolerance = _tolerance(study, options)
-    shapley_limit = len(study.spent) + 2 * (coalitions - len(study.spent)) // 3
-    orders = _OrderSampler(study, rng, tolerance)
-    orders.draw(shapley_limit)
-    samples = _uniform_samples(study, rng, coalitions)
-    orders.draw(len(study.spent))  # orders through coalitions already run cost nothing
-    by_player = [[m[i] for m in orders.samples] for i in range(k)]
+    by_player = [[m[i] for m in orders.value()] for i in range(k)]
     floor = variance_floor(by_player)
     shapley = [estimate_of(samples, level=level, players=k, floor=floor, minimum=MIN_SAMPLES) if samples
                else Estimate(0.0, None, None, 0) for samples in by_player]
@@ -338,6 +365,7 @@ class _OrderSampler:
         self.tolerance = tolerance
         self.pending: list[list[int]] | None = None
         self.samples: list[list[float]] = []
+        self.unvalued: list[list[list[int]]] = []  # pairs drawn without truncation, valued by value()
 
     def _next(self) -> list[list[int]]:
         if self.pending is None:
@@ -347,10 +375,10 @@ class _OrderSampler:
 
     def draw(self, limit: int) -> None:
         study, k = self.study, self.study.k
-        while len(self.samples) < MAX_ORDERS:
+        while len(self.samples) + len(self.unvalued) < MAX_ORDERS:
             batch: list[list[list[int]]] = []
             reserved: set[int] = set()
-            while len(self.samples) + len(batch) < MAX_ORDERS:
+            while len(self.samples) + len(self.unvalued) + len(batch) < MAX_ORDERS:
                 pair = self._next()
                 new = {m for order in pair for m in _prefixes(order)[:-1]
                        if m not in study.spent and m not in reserved}
@@ -361,24 +389,36 @@ class _OrderSampler:
                 reserved |= new
             if not batch:
                 return
+            if self.tolerance <= 0:  # every prefix runs: nothing here reads a value (the study may be planning)
+                study.ensure(reserved)
+                self.unvalued.extend(batch)
+                continue
             orders = [order for pair in batch for order in pair]
             prefixes = [_prefixes(order) for order in orders]
-            if self.tolerance <= 0:
-                study.ensure(reserved)
-            else:  # in waves, so that a truncated walk never runs its later prefixes
-                goal = study.value(study.full)
-                active = list(range(len(orders)))
-                for j in range(k - 1):
-                    study.ensure({prefixes[o][j] for o in active})
-                    active = [o for o in active if abs(goal - study.value(prefixes[o][j])) > self.tolerance]
+            goal = study.value(study.full)  # in waves, so that a truncated walk never runs its later prefixes
+            active = list(range(len(orders)))
+            for j in range(k - 1):
+                study.ensure({prefixes[o][j] for o in active})
+                active = [o for o in active if abs(goal - study.value(prefixes[o][j])) > self.tolerance]
+            self._value(batch)
+
+    def value(self) -> list[list[float]]:
+        """Every pair's sample (each player's mean marginal over the pair's two orders), in the order drawn."""
+        self._value(self.unvalued)
+        self.unvalued = []
+        return self.samples
+
+    def _value(self, pairs: Sequence[list[list[int]]]) -> None:
+        study = self.study
+        for pair in pairs:
             marginals = []
-            for order, masks in zip(orders, prefixes, strict=True):
+            for order in pair:
                 values = [study.value(0)]
-                for mask in masks:
+                for mask in _prefixes(order):
                     values.append(study.value(mask) if mask in study.spent or mask == study.full else values[-1])
                 marginals.append(permutation_marginals(order, values, self.tolerance))
-            for first, second in zip(marginals[::2], marginals[1::2], strict=True):
-                self.samples.append([(a + b) / 2 for a, b in zip(first, second, strict=True)])
+            first, second = marginals
+            self.samples.append([(a + b) / 2 for a, b in zip(first, second, strict=True)])
 
 
 def _uniform_samples(study: _Study, rng: random.Random, limit: int) -> list[int]:

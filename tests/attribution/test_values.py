@@ -4,6 +4,7 @@ tests are about the values, the DVC tests (test_attribute_dvc.py) about the runs
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from openledger._internal.stats import t_cdf, t_quantile
+from openledger.attribution import engine
 from openledger.attribution.engine import AttributionOptions, Game, attribute
 from openledger.attribution.players import Contributor, CreditedVersion, DataFile, Player, players_of
 from openledger.attribution.record import split_pool
@@ -149,6 +151,43 @@ def test_sampling_at_ten_players_ranks_like_exact_and_its_intervals_hold_over_ma
         assert [v.loo.value for v in result.values] == pytest.approx([w + (bonus if i in team else 0)
                                                                       for i, w in enumerate(weights)])
     assert ranked >= 36 and covered >= 36  # 95% claimed; 90% of 40 leaves room for chance, not for a bias
+
+
+class BatchCounter(GameExecutor):
+    """A game executor with workers: records the size of every batch it is given."""
+
+    parallelism = 4
+
+    def __init__(self, game: Callable[[frozenset[int], int | None], float | None]) -> None:
+        super().__init__(game)
+        self.batches: list[int] = []
+
+    def run(self, requests: Sequence[RunRequest], done: Callable[[RunResult], None]) -> None:
+        self.batches.append(len(requests))
+        super().run(requests, done)
+
+
+def test_sampling_without_truncation_plans_every_coalition_first_and_runs_them_as_one_batch(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches end half empty on a cluster; planning changes the batching and nothing else: the same coalitions,
+    in the same table, with the same values, as choosing them batch by batch."""
+    k, budget = 7, 60
+    make = lambda: BatchCounter(oracle([1.5 * (i + 1) for i in range(k)], frozenset({0, 1, 2}), 6.0))  # noqa: E731
+    game, options = Game(players(k), ("data",), "0" * 40, "score"), AttributionOptions(exact_max=4, budget=budget)
+    planned = make()
+    result = attribute(game, planned, options)
+    assert result.mode == "sampled" and planned.batches == [4, planned.runs - 4] and planned.runs <= budget
+
+    monkeypatch.setattr(engine._Study, "plan", lambda self: contextlib.nullcontext())
+    batched = make()
+    again = attribute(game, batched, options)
+    assert len(batched.batches) >= 4 and batched.runs == planned.runs
+    assert list(again.table.results) == list(result.table.results)
+    assert again.values == result.values and again.method == result.method
+
+    truncated = make()  # a tolerance decides walks from values measured: those still run wave by wave
+    attribute(game, truncated, AttributionOptions(exact_max=4, budget=budget, truncation=0.5))
+    assert len(truncated.batches) > 2
 
 
 def test_a_run_reported_twice_counts_once_and_failed_runs_count_as_the_baseline() -> None:
