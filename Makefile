@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench bench-attribution lint clean
+.PHONY: demo test bench bench-attribution bench-scale lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,15 @@ bench: $(STAMP)
 bench-attribution: $(STAMP)
 	$(BIN)/python -m benchmarks.attribution
 	$(BIN)/python -m benchmarks.attribution_ray
+
+# a million records: append, verify, incremental verify, reports and git at 10k, 100k and 1M, two rounds each;
+# JSON in bench-scale/ (about an hour on 2 cores)
+bench-scale: $(STAMP)
+	mkdir -p bench-scale
+	$(BIN)/python benchmarks/run.py --sizes 10000 100000 1000000 --rounds 2 --json bench-scale/core.json
+	$(BIN)/python benchmarks/incremental.py --records 1000000 --json bench-scale/incremental.json
+	$(BIN)/python benchmarks/reports.py --sizes 10000 100000 1000000 --rounds 2 --json bench-scale/reports.json
+	$(BIN)/python -m benchmarks.git_scale --sizes 10000 100000 1000000 --rounds 2 --json bench-scale/git.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check openledger openledger_cli mlflow_plugin dvc_hooks tests benchmarks examples

@@ -23,6 +23,7 @@ from openledger.errors import ConfigError, UnsupportedVersionError
 __all__ = ["CONFIG_VERSION", "TRUST_MODES", "LedgerConfig"]
 
 CONFIG_VERSION = 1
+AUTO_PACK = 10_000  # loose objects that make an append pack them all (`auto_pack` in config.yaml)
 TRUST_MODES = ("tofu", "endorsed")
 
 _KEYID_PATTERN = "^ed25519:[0-9a-f]{64}$"
@@ -60,6 +61,7 @@ _SCHEMA = {
             "additionalProperties": False,
         },
         "durability": {"enum": ["process", "fsync"]},
+        "auto_pack": {"type": "integer", "minimum": 0},
         "policies": {"type": "object"},  # checked against _POLICIES when present (see _validate_policies)
         "scoring": {"type": "object"},
         "attribution": {
@@ -131,12 +133,15 @@ class LedgerConfig:
     ``trust_mode`` is ``tofu`` (any key with a self-signed identity is trusted, unless another key claims one
     of its emails) or ``endorsed`` (only trust roots and keys a trust root endorsed). ``durability``
     ``process`` survives a killed process; ``fsync`` also survives power loss, at a large cost per append.
+    ``auto_pack``: once this many records are loose objects, the append that makes them so packs them all
+    (0: only ``openledger pack`` does).
     """
 
     version: int = CONFIG_VERSION
     trust_mode: str = "tofu"
     trust_roots: tuple[str, ...] = ()
     durability: str = "process"
+    auto_pack: int = AUTO_PACK
     policies: dict[str, Any] = field(default_factory=dict)
     scoring: dict[str, Any] = field(default_factory=dict)
     ci: dict[str, Any] = field(default_factory=dict)
@@ -174,6 +179,7 @@ class LedgerConfig:
             trust_mode=trust.get("mode", "tofu"),
             trust_roots=tuple(trust.get("roots", ())),
             durability=data.get("durability", "process"),
+            auto_pack=data.get("auto_pack", AUTO_PACK),
             policies=data.get("policies") or {},
             scoring=data.get("scoring") or {},
             ci=data.get("ci") or {},
@@ -210,6 +216,9 @@ class LedgerConfig:
             "# process: an append survives a killed process; fsync: it also survives power loss (much slower).",
             f"durability: {self.durability}",
         ]
+        if self.auto_pack != AUTO_PACK:
+            lines += ["# loose objects that make the next append pack them all (0: only `openledger pack` does)",
+                      f"auto_pack: {self.auto_pack}"]
         if self.policies:
             lines.append(yaml.safe_dump({"policies": self.policies}, sort_keys=True).rstrip())
         if self.scoring:

@@ -179,14 +179,19 @@ def _spawn_appender(root: Path, count: int, batch: int = 1) -> subprocess.Popen[
     )
 
 
-@pytest.mark.slow
-def test_eight_processes_append_to_one_feed(ledger: Ledger) -> None:
-    processes = [_spawn_appender(ledger.root, 500) for _ in range(8)]
+def appended_by(processes: list[subprocess.Popen[str]]) -> set[str]:
+    """The ids every appender printed, once all of them exited successfully."""
     written = set()
     for process in processes:
         out, _ = process.communicate(timeout=600)
         assert process.returncode == 0
         written.update(out.split())
+    return written
+
+
+@pytest.mark.slow
+def test_eight_processes_append_to_one_feed(ledger: Ledger) -> None:
+    written = appended_by([_spawn_appender(ledger.root, 500) for _ in range(8)])
     assert len(written) == 4000
     report = verify_ledger(ledger)
     assert report.records == 4000 and report.errors == []

@@ -47,9 +47,16 @@ CREATE TABLE IF NOT EXISTS tips (
 CREATE TABLE IF NOT EXISTS skipped (path TEXT PRIMARY KEY, problem TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dirs (name TEXT PRIMARY KEY, mtime_ns INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS packs (name TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS loose_records ON records(n) WHERE location = 'loose';
 """
 
 LOOSE = "loose"
+
+
+class _NotIndexedError(Exception):
+    pass
+
+
 _RACY_NS = 2_000_000_000
 _OFFSET = 1 << 63
 _HEX_START = len("sha256:")
@@ -296,6 +303,31 @@ class LedgerIndex:
                 )
         if pack is not None:
             db.execute("INSERT OR IGNORE INTO packs VALUES (?)", (pack,))
+
+    def repacked(self, record_ids: Sequence[str], where: Sequence[Location], *, pack: str,
+                 touched_dirs: Iterable[str]) -> bool:
+        """Note that loose records now live in ``pack`` (``Ledger.pack`` wrote it and removed their files), without
+        re-reading the ledger. False, changing nothing, when one of them is not indexed (then rebuild)."""
+        try:
+            with self._write() as db:
+                rows = []
+                for record_id, location in zip(record_ids, where, strict=True):
+                    found = db.execute("SELECT r.n, r.id FROM ids JOIN records r ON r.n = ids.n WHERE ids.key = ?",
+                                       (_key(record_id),)).fetchone()
+                    if found is None or found[1] != record_id:
+                        found = db.execute("SELECT n FROM id_overflow WHERE id = ?", (record_id,)).fetchone()
+                    if found is None:
+                        raise _NotIndexedError(record_id)  # rolls the transaction back
+                    rows.append((location.location, location.offset, location.length, found[0]))
+                db.executemany("UPDATE records SET location = ?, offset = ?, length = ? WHERE n = ?", rows)
+                self._note_written(db, touched_dirs, pack)
+        except _NotIndexedError:
+            return False
+        return True
+
+    def loose_count(self) -> int:
+        """How many indexed records are loose objects (a partial index keeps this cheap at any size)."""
+        return int(self.db.execute("SELECT count(*) FROM records WHERE location = 'loose'").fetchone()[0])
 
     def sync(self) -> None:
         """Bring the index up to date with the files on disk."""

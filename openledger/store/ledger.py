@@ -368,7 +368,25 @@ class Ledger:
                     ]
                     touched = {self._write_loose(record) for record in records}
                     self._index.add(records, [Location(LOOSE)] * len(records), touched_dirs=touched)
+        if len(records) < PACK_THRESHOLD:
+            self._auto_pack()
         return records
+
+    def _auto_pack(self) -> None:
+        """Pack every loose object once there are ``auto_pack`` of them (config.yaml; 0: never), so that a
+        ledger of a million records is a few hundred files in git, not a million. Best effort: the records are
+        stored already, so a pack that cannot be written (a full disk) leaves them loose for the next try, and
+        a pack another process is making is not made twice."""
+        threshold = self.config.auto_pack
+        if not threshold or self._index.loose_count() < threshold:
+            return
+        from filelock import FileLock, Timeout  # noqa: PLC0415
+
+        locks = self.local / "locks"
+        with contextlib.suppress(Timeout, OSError, OpenLedgerError), FileLock(str(locks / "pack.lock"), timeout=0):
+            self._index.sync()
+            if self._index.loose_count() >= threshold:
+                self.pack()
 
     # -- reading ---------------------------------------------------------------------------------------
     def _read_at(self, record_id: str, where: Location) -> bytes:
@@ -628,16 +646,23 @@ class Ledger:
         Objects are checked before packing; a damaged one is left loose for ``verify`` to name.
         """
         sound: list[Record] = []
+        self._index.sync()
         for path in self.loose_paths():
             with contextlib.suppress(IntegrityError, OpenLedgerError):
                 sound.append(open_record(read_regular(path), expected_id=f"sha256:{path.parent.name}{path.name}"))
         if not sound:
             return None, 0
         # The loose copies are deleted next, so the pack must be on disk first, whatever the durability.
-        name, _ = self._write_pack(sound, fsync=True)
+        name, locations = self._write_pack(sound, fsync=True)
+        touched = set()
         for record in sound:
-            self._object_path(record.id).unlink(missing_ok=True)
-        self._index.rebuild()
+            path = self._object_path(record.id)
+            path.unlink(missing_ok=True)
+            touched.add(path.parent.name)
+        # The index learns where they went; one that lacks any of them (a file git put there since the sync) is
+        # rebuilt from the disk instead.
+        if not self._index.repacked([r.id for r in sound], locations, pack=name, touched_dirs=touched):
+            self._index.rebuild()
         return name, len(sound)
 
     def fsck(self, *, stale_after: float = 3600.0) -> FsckReport:
