@@ -603,9 +603,14 @@ def capture_mlflow(ctx: click.Context, tracking_uri: str, experiment: str | None
 @cli.command()
 @click.pass_context
 def pack(ctx: click.Context) -> None:
-    """Fold loose objects into one immutable pack file (fewer files in git; reads are unchanged)."""
-    name, count = open_ledger(ctx).pack()
-    render.say(f"Packed {count} records into packs/{name}" if name else "Nothing to pack.")
+    """Fold loose objects into immutable pack files (fewer files in git; reads are unchanged). Appends do this on
+    their own once `auto_pack` records (config.yaml, default 10,000) are loose."""
+    ledger = open_ledger(ctx)
+    before = set(ledger.pack_paths())
+    name, count = ledger.pack()
+    more = len(set(ledger.pack_paths()) - before) - 1
+    also = f" and {more} more pack{'s' if more > 1 else ''} (each at most 50 MiB)" if more > 0 else ""
+    render.say(f"Packed {count} records into packs/{name}{also}" if name else "Nothing to pack.")
 
 
 @cli.command()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import importlib.util
+import json
 import os
 import signal
 import subprocess
@@ -154,3 +156,13 @@ def _demo_module() -> Any:
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     project = _demo_module().build(tmp_path_factory.mktemp("demo"), show=False)
     yield project
+
+
+def damage_signature(path: Path) -> None:
+    """Flip a bit of a loose object's signature: the payload, and so the record id, stay the same."""
+    envelope = json.loads(path.read_bytes())
+    signature = bytearray(base64.b64decode(envelope["signatures"][0]["sig"]))
+    signature[0] ^= 1
+    envelope["signatures"][0]["sig"] = base64.b64encode(bytes(signature)).decode()
+    path.chmod(0o644)
+    path.write_bytes(json.dumps(envelope, separators=(",", ":")).encode())

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import openledger.store.ledger as ledger_module
 from openledger import Ledger, verify_ledger
+from openledger._internal.index import LedgerIndex  # noqa: TID251 - the index is what these tests watch
 from openledger.config import AUTO_PACK, LedgerConfig
 from openledger.errors import ConfigError
-from tests.conftest import FixedClock, git, make_signer
+from tests.conftest import FixedClock, damage_signature, git, make_signer
 from tests.test_ledger import _spawn_appender, appended_by
 
 
@@ -123,3 +127,93 @@ def test_branches_that_each_pack_the_same_base_records_merge_cleanly(repo: Path)
     assert sorted(r.id for r in ledger.select()) == sorted([*base, *feature, *main])
     log = subprocess.run(["git", "log", "--oneline"], cwd=repo, capture_output=True, text=True, check=True).stdout
     assert len(log.splitlines()) == 4
+
+
+def test_damaged_loose_records_do_not_make_every_append_pack(repo: Path) -> None:
+    """They stay loose for verify to name, and are not counted towards the next pack."""
+    ledger = _ledger(repo, 5)
+    _feedback(ledger, 2, 4)
+    for path in ledger.loose_paths():
+        damage_signature(path)
+    _feedback(ledger, 3, 1)  # five loose: a pack of the one sound record
+    assert len(ledger.pack_paths()) == 1 and len(ledger.loose_paths()) == 4
+    _feedback(ledger, 3, 4, start=1)
+    assert len(ledger.pack_paths()) == 1  # four sound ones loose: below the threshold
+    _feedback(ledger, 3, 1, start=5)
+    assert len(ledger.pack_paths()) == 2 and len(ledger.loose_paths()) == 4
+    assert {p.code for p in verify_ledger(ledger, workers=1).errors} == {"bad-signature"}
+
+
+def test_pulling_another_clones_pack_moves_the_records_without_rebuilding_the_index(
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ledger = _ledger(repo, 10)
+    base = _feedback(ledger, 2, 8)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "base")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True, capture_output=True)
+    theirs = Ledger.open(clone / ".openledger", clock=FixedClock())
+    more = _feedback(theirs, 3, 2)  # their tenth loose record: they pack all ten
+    assert len(theirs.pack_paths()) == 1 and theirs.loose_paths() == []
+    git(clone, "add", "-A")
+    git(clone, "commit", "-qm", "their pack")
+    rebuilt: list[int] = []
+    clear = LedgerIndex._clear
+
+    def counted(db: sqlite3.Connection) -> None:
+        rebuilt.append(1)
+        clear(db)
+
+    monkeypatch.setattr(LedgerIndex, "_clear", staticmethod(counted))
+    assert len(list(ledger.select())) == 8
+    git(repo, "pull", "-q", "--no-rebase", str(clone), "main")
+    assert sorted(r.id for r in ledger.select()) == sorted([*base, *more]) and not rebuilt
+    assert all(ledger.get(i).id == i for i in [*base, *more])
+    assert verify_ledger(ledger, workers=1).errors == []
+
+
+def test_an_index_busy_during_the_pack_does_not_fail_the_append(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process holds the index's write lock (a long rebuild) while an append packs: the append
+    returns, and nothing is lost (the pack is written, the loose files stay: the records are in both)."""
+    ledger = _ledger(repo, 5)
+    ids = _feedback(ledger, 2, 4)
+    ledger._index.db.execute("PRAGMA busy_timeout=200")  # the 60 s timeout running out, quickly
+    other = sqlite3.connect(ledger._index.path, isolation_level=None)
+    repacked = LedgerIndex.repacked
+
+    def busy(self: LedgerIndex, *args: Any, **kwargs: Any) -> bool:
+        other.execute("BEGIN IMMEDIATE")
+        return repacked(self, *args, **kwargs)
+
+    monkeypatch.setattr(LedgerIndex, "repacked", busy)
+    ids += _feedback(ledger, 2, 1, start=4)
+    other.execute("ROLLBACK")
+    other.close()
+    monkeypatch.setattr(LedgerIndex, "repacked", repacked)
+    assert len(ledger.loose_paths()) == 5 and len(ledger.pack_paths()) == 1
+    assert [r.id for r in ledger.select()] == ids
+    assert verify_ledger(ledger, workers=1).errors == []
+    ids += _feedback(ledger, 2, 1, start=5)  # the index finds them in the pack: one loose record counts
+    assert ledger.pack()[1] == 6  # by hand: the five again (a pack may hold a record another holds) and the new one
+    assert ledger.loose_paths() == [] and [r.id for r in ledger.select()] == ids
+    assert verify_ledger(ledger, workers=1).errors == []
+
+
+def test_packs_split_at_a_size_and_the_split_is_the_same_for_everyone(
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ledger_module, "PACK_BYTES", 1_500)  # a few records each
+    ledger = _ledger(repo, 0)
+    ids = _feedback(ledger, 2, 15)
+    ledger.close()
+    clone = tmp_path / "clone"
+    shutil.copytree(repo, clone, symlinks=True)
+    names = []
+    for root in (repo, clone):
+        copy = Ledger.open(root, clock=FixedClock())
+        name, count = copy.pack()
+        assert count == 15 and name in {p.name for p in copy.pack_paths()} and copy.loose_paths() == []
+        assert all(p.stat().st_size < 1_500 + 1_000 for p in copy.pack_paths())
+        assert sorted(r.id for r in copy.select()) == sorted(ids)
+        names.append(sorted(p.name for p in copy.pack_paths()))
+        copy.close()
+    assert names[0] == names[1] and len(names[0]) >= 3

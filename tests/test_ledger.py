@@ -111,6 +111,25 @@ def test_index_sees_objects_that_arrive_from_outside(ledger: Ledger, tmp_path: P
     assert first.id in {r.id for r in ledger.select()}
 
 
+def test_index_sees_a_pack_that_arrives_after_it_trusted_the_packs_directory(ledger: Ledger, tmp_path: Path) -> None:
+    """The packs directory is listed only when its mtime moves: a pack a git pull brings moves it."""
+    signer = make_signer(2)
+    first = ledger.append_many(signer, [Draft("feedback", {"target": f"a{i}", "label": "x"}) for i in range(200)])
+    packs = ledger.root / "packs"
+    os.utime(packs, ns=(1_000_000_000, 1_000_000_000))  # old enough to be trusted: the next sync skips listing
+    assert len(list(ledger.select())) == 200
+    assert len(list(ledger.select(kind="feedback"))) == 200  # again, now from the trusted mtime
+    other = Ledger.init(tmp_path / "other")
+    for pack in ledger.pack_paths():
+        (other.root / "packs" / pack.name).write_bytes(pack.read_bytes())
+    more = other.append_many(signer, [Draft("feedback", {"target": f"b{i}", "label": "x"}) for i in range(200)])
+    (new,) = set(other.pack_paths()) - {other.root / "packs" / p.name for p in ledger.pack_paths()}
+    (packs / new.name).write_bytes(new.read_bytes())  # arrives from outside: the directory's mtime moves
+    assert {r.id for r in ledger.select()} == {r.id for r in [*first, *more]}
+    follow = ledger.append(signer, "feedback", FEEDBACK)
+    assert follow.prev == (more[-1].id,) and follow.seq == 400
+
+
 def test_unknown_record(ledger: Ledger) -> None:
     with pytest.raises(NotFoundError):
         ledger.get("sha256:" + "0" * 64)

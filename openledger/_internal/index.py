@@ -58,6 +58,7 @@ class _NotIndexedError(Exception):
 
 
 _RACY_NS = 2_000_000_000
+_PACKS_DIR = "packs/"  # the packs directory's row in the dirs table (object directories are two hex digits)
 _OFFSET = 1 << 63
 _HEX_START = len("sha256:")
 
@@ -304,30 +305,44 @@ class LedgerIndex:
         if pack is not None:
             db.execute("INSERT OR IGNORE INTO packs VALUES (?)", (pack,))
 
-    def repacked(self, record_ids: Sequence[str], where: Sequence[Location], *, pack: str,
-                 touched_dirs: Iterable[str]) -> bool:
-        """Note that loose records now live in ``pack`` (``Ledger.pack`` wrote it and removed their files), without
-        re-reading the ledger. False, changing nothing, when one of them is not indexed (then rebuild)."""
+    def repacked(self, record_ids: Sequence[str], where: Sequence[Location], *, pack: str) -> bool:
+        """Note that loose records are now also in ``pack``, which ``Ledger.pack`` just wrote (before it removes
+        their files), without re-reading the ledger. False, changing nothing, when one of them is not indexed
+        (then rebuild). The object directories are left to the next sync: it rescans those whose mtime moved."""
         try:
             with self._write() as db:
-                rows = []
-                for record_id, location in zip(record_ids, where, strict=True):
-                    found = db.execute("SELECT r.n, r.id FROM ids JOIN records r ON r.n = ids.n WHERE ids.key = ?",
-                                       (_key(record_id),)).fetchone()
-                    if found is None or found[1] != record_id:
-                        found = db.execute("SELECT n FROM id_overflow WHERE id = ?", (record_id,)).fetchone()
-                    if found is None:
-                        raise _NotIndexedError(record_id)  # rolls the transaction back
-                    rows.append((location.location, location.offset, location.length, found[0]))
-                db.executemany("UPDATE records SET location = ?, offset = ?, length = ? WHERE n = ?", rows)
-                self._note_written(db, touched_dirs, pack)
+                self._relocate(db, record_ids, where)
+                self._note_written(db, (), pack)
         except _NotIndexedError:
             return False
         return True
 
+    @staticmethod
+    def _relocate(db: sqlite3.Connection, record_ids: Sequence[str], where: Sequence[Location]) -> None:
+        """Point indexed loose records at a pack; _NotIndexedError when one is not indexed."""
+        rows = []
+        for record_id, location in zip(record_ids, where, strict=True):
+            found = db.execute("SELECT r.n, r.id FROM ids JOIN records r ON r.n = ids.n WHERE ids.key = ?",
+                               (_key(record_id),)).fetchone()
+            if found is None or found[1] != record_id:
+                found = db.execute("SELECT n FROM id_overflow WHERE id = ?", (record_id,)).fetchone()
+            if found is None:
+                raise _NotIndexedError(record_id)
+            rows.append((location.location, location.offset, location.length, found[0]))
+        db.executemany("UPDATE records SET location = ?, offset = ?, length = ? WHERE n = ? AND location = 'loose'",
+                       rows)
+
     def loose_count(self) -> int:
-        """How many indexed records are loose objects (a partial index keeps this cheap at any size)."""
-        return int(self.db.execute("SELECT count(*) FROM records WHERE location = 'loose'").fetchone()[0])
+        """How many indexed records are loose objects (a partial index keeps this cheap at any size), less those
+        the last pack left loose because they are damaged (``verify`` names them; packing cannot fix them)."""
+        loose = int(self.db.execute("SELECT count(*) FROM records WHERE location = 'loose'").fetchone()[0])
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'unpackable'").fetchone()
+        return max(0, loose - int(row[0])) if row is not None and str(row[0]).isdigit() else loose
+
+    def note_unpackable(self, count: int) -> None:
+        """How many loose records the last pack could not take."""
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('unpackable', ?)", (str(count),))
 
     def sync(self) -> None:
         """Bring the index up to date with the files on disk."""
@@ -356,6 +371,21 @@ class LedgerIndex:
 
     def _sync_files(self, db: sqlite3.Connection, changed: set[tuple[str, str]]) -> bool:
         seen_dirs = dict(db.execute("SELECT name, mtime_ns FROM dirs").fetchall())
+        # The packs directory is listed only when its mtime moved (taken before listing, so a pack that arrives
+        # meanwhile moves it again): a ledger of a thousand packs costs an append no listing of them.
+        try:
+            packs_mtime: int | None = os.stat(self.packs).st_mtime_ns
+        except OSError:
+            packs_mtime = None
+        if packs_mtime is None or seen_dirs.get(_PACKS_DIR) != packs_mtime:
+            if not self._sync_packs(db, changed):
+                return False
+            if packs_mtime is not None:
+                trusted = packs_mtime if packs_mtime < time.time_ns() - _RACY_NS else -1
+                db.execute("INSERT OR REPLACE INTO dirs VALUES (?,?)", (_PACKS_DIR, trusted))
+        return self._sync_objects(db, changed, seen_dirs)
+
+    def _sync_packs(self, db: sqlite3.Connection, changed: set[tuple[str, str]]) -> bool:
         seen_packs = {row[0] for row in db.execute("SELECT name FROM packs")}
         current_packs = set()
         if self.packs.is_dir():
@@ -375,8 +405,17 @@ class LedgerIndex:
                     places.append(Location(name, offset, len(line)))
                 except IntegrityError as exc:
                     db.execute("INSERT OR REPLACE INTO skipped VALUES (?,?)", (f"{name}@{offset}", str(exc)))
+            # Records this index has as loose objects, now in a pack (another clone packed them; a merge brings
+            # the pack and deletes their files): they move to the pack, or the object scan would miss them.
+            loose = {row[0] for row in db.execute("SELECT id FROM records WHERE location = 'loose'")}
+            moved = [(s.id, w) for s, w in zip(found, places, strict=True) if s.id in loose]
+            if moved:
+                self._relocate(db, [i for i, _ in moved], [w for _, w in moved])
             changed |= self._insert(db, found, places)
             db.execute("INSERT INTO packs VALUES (?)", (name,))
+        return True
+
+    def _sync_objects(self, db: sqlite3.Connection, changed: set[tuple[str, str]], seen_dirs: dict[str, int]) -> bool:
         if not self.objects.is_dir():
             return True
         present = set()
@@ -394,7 +433,7 @@ class LedgerIndex:
             trusted = mtime if mtime < time.time_ns() - _RACY_NS else -1
             db.execute("INSERT OR REPLACE INTO dirs VALUES (?,?)", (entry.name, trusted))
         # git removes a directory it empties (checking out a branch without those objects).
-        for gone in seen_dirs.keys() - present:
+        for gone in seen_dirs.keys() - present - {_PACKS_DIR}:
             if any(row[1] == LOOSE for row in self._with_prefix(db, gone)):
                 return False
             db.execute("DELETE FROM dirs WHERE name = ?", (gone,))

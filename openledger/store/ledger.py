@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import sqlite3
 import time as _time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ __all__ = ["LEDGER_DIR", "Draft", "Fact", "FsckReport", "Ledger"]
 LEDGER_DIR = ".openledger"
 ENV_LEDGER_DIR = "OPENLEDGER_DIR"
 PACK_THRESHOLD = 128  # batches at least this large go straight into one pack file
+PACK_BYTES = 50 * 1024 * 1024  # `pack` splits here: under git hosts' per-file limits, and each pack is read whole
 _GITIGNORE = ("# Rebuildable cache and locks, and writes in flight: never commit.\nlocal/\n.tmp-*\n")
 
 Clock = Callable[[], datetime]
@@ -378,15 +380,9 @@ class Ledger:
         stored already, so a pack that cannot be written (a full disk) leaves them loose for the next try, and
         a pack another process is making is not made twice."""
         threshold = self.config.auto_pack
-        if not threshold or self._index.loose_count() < threshold:
-            return
-        from filelock import FileLock, Timeout  # noqa: PLC0415
-
-        locks = self.local / "locks"
-        with contextlib.suppress(Timeout, OSError, OpenLedgerError), FileLock(str(locks / "pack.lock"), timeout=0):
-            self._index.sync()
-            if self._index.loose_count() >= threshold:
-                self.pack()
+        with contextlib.suppress(OSError, OpenLedgerError, sqlite3.Error):
+            if threshold and self._index.loose_count() >= threshold:
+                self._pack_locked(wait=False, threshold=threshold)
 
     # -- reading ---------------------------------------------------------------------------------------
     def _read_at(self, record_id: str, where: Location) -> bytes:
@@ -641,29 +637,63 @@ class Ledger:
 
     # -- maintenance -----------------------------------------------------------------------------------
     def pack(self) -> tuple[str | None, int]:
-        """Fold every loose object into one new immutable pack; returns (pack name, records packed).
+        """Fold every loose object into new immutable packs; returns (the first pack's name, records packed).
 
-        Objects are checked before packing; a damaged one is left loose for ``verify`` to name.
+        Objects are checked before packing; a damaged one is left loose for ``verify`` to name. Packs are sorted
+        by record id and split at ``PACK_BYTES``, so two people packing the same objects write the same files.
+        One process packs at a time (``local/locks/pack.lock``); this waits for another's pack to finish.
         """
-        sound: list[Record] = []
-        self._index.sync()
-        for path in self.loose_paths():
-            with contextlib.suppress(IntegrityError, OpenLedgerError):
-                sound.append(open_record(read_regular(path), expected_id=f"sha256:{path.parent.name}{path.name}"))
-        if not sound:
-            return None, 0
-        # The loose copies are deleted next, so the pack must be on disk first, whatever the durability.
-        name, locations = self._write_pack(sound, fsync=True)
-        touched = set()
-        for record in sound:
-            path = self._object_path(record.id)
-            path.unlink(missing_ok=True)
-            touched.add(path.parent.name)
-        # The index learns where they went; one that lacks any of them (a file git put there since the sync) is
-        # rebuilt from the disk instead.
-        if not self._index.repacked([r.id for r in sound], locations, pack=name, touched_dirs=touched):
-            self._index.rebuild()
-        return name, len(sound)
+        return self._pack_locked(wait=True, threshold=0)
+
+    def _pack_locked(self, *, wait: bool, threshold: int) -> tuple[str | None, int]:
+        from filelock import FileLock, Timeout  # noqa: PLC0415
+
+        locks = self.local / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        try:
+            with FileLock(str(locks / "pack.lock"), timeout=120 if wait else 0):
+                self._index.sync()
+                if threshold and self._index.loose_count() < threshold:
+                    return None, 0  # another process packed while this one waited
+                return self._pack()
+        except Timeout:
+            if not wait:
+                return None, 0  # another process is packing them
+            raise OpenLedgerError("timed out waiting for another process's pack to finish",
+                                  hint="run `openledger pack` again") from None
+
+    def _pack(self) -> tuple[str | None, int]:
+        first: str | None = None
+        packed = unpackable = size = 0
+        chunk: list[Record] = []
+        for path in sorted(self.loose_paths()):  # record id order: objects/<2 hex>/<62 hex>
+            try:
+                record = open_record(read_regular(path), expected_id=f"sha256:{path.parent.name}{path.name}")
+            except OpenLedgerError:
+                unpackable += 1
+                continue
+            except OSError:
+                continue  # gone since the listing (git, or a pack by hand)
+            chunk.append(record)
+            size += len(record.envelope) + 1
+            if size >= PACK_BYTES:
+                name = self._pack_chunk(chunk)
+                first, packed, chunk, size = first or name, packed + len(chunk), [], 0
+        if chunk:
+            name = self._pack_chunk(chunk)
+            first, packed = first or name, packed + len(chunk)
+        self._index.note_unpackable(unpackable)
+        return first, packed
+
+    def _pack_chunk(self, records: list[Record]) -> str:
+        # The loose copies are deleted last: the pack is on disk first, whatever the durability, and the index
+        # points at it before the files it listed go (a sync in between would otherwise rebuild it).
+        name, locations = self._write_pack(records, fsync=True)
+        if not self._index.repacked([r.id for r in records], locations, pack=name):
+            self._index.rebuild()  # one of them is not indexed (git put it there since the sync)
+        for record in records:
+            self._object_path(record.id).unlink(missing_ok=True)
+        return name
 
     def fsck(self, *, stale_after: float = 3600.0) -> FsckReport:
         """Remove leftovers of interrupted writes (never a record) and report damaged objects."""

@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 import yaml
 
+from benchmarks.attribution_ray import stop_cluster
 from openledger import Ledger
 from openledger.store.keys import signer_from_seed
 from tests.attribution.conftest import Oracle, Template, copy_project
@@ -70,7 +71,7 @@ def ray_cluster() -> Iterator[RayCluster]:
     try:
         yield RayCluster(f"127.0.0.1:{port}", keyid, seed, temp)
     finally:
-        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, check=False, timeout=180)
+        stop_cluster(temp)  # only this cluster: `ray stop` would stop every Ray on the machine
         shutil.rmtree(temp, ignore_errors=True)
 
 

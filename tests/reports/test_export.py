@@ -17,6 +17,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
 from openledger.store.digests import directory_digest
+from tests.conftest import damage_signature
 from tests.reports.conftest import openledger, report_json
 
 MODEL = "wine-classifier@2"
@@ -223,13 +224,7 @@ def test_a_model_without_artifact_digest_needs_the_artifact_for_in_toto(demo: An
 def test_records_that_fail_verification_are_not_signed_over(demo: Any, tmp_path: Path) -> None:
     project = copy_of(demo, tmp_path)
     feedback = report_json(project, "model", MODEL)["feedback"][0]["record"]
-    path = project.repo / ".openledger" / "objects" / feedback[7:9] / feedback[9:]
-    envelope = json.loads(path.read_bytes())
-    signature = bytearray(base64.b64decode(envelope["signatures"][0]["sig"]))
-    signature[0] ^= 1
-    envelope["signatures"][0]["sig"] = base64.b64encode(bytes(signature)).decode()
-    path.chmod(0o644)
-    path.write_bytes(json.dumps(envelope, separators=(",", ":")).encode())
+    damage_signature(project.repo / ".openledger" / "objects" / feedback[7:9] / feedback[9:])
     out = tmp_path / "statement.json"
     result = openledger(project, "export", "model", MODEL, "--format", "in-toto", "-o", str(out), check=False)
     assert result.returncode == 1 and "fail verification (1 damaged)" in result.stderr
