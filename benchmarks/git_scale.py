@@ -120,9 +120,11 @@ def measure(root: Path, scratch: Path) -> dict[str, float]:
     shutil.rmtree(target, ignore_errors=True)
     clone = timed_git(scratch, "clone", "-q", "--no-local", str(root), str(target))
     shutil.rmtree(target, ignore_errors=True)
-    git(root, "reset", "-q", "--hard", "left")
+    left = git(root, "rev-parse", "left").strip()  # the merge moves the branch: every round merges from here
+    git(root, "checkout", "-q", "--detach", left)
     merge = timed_git(root, "merge", "-q", "--no-edit", "right")
-    git(root, "reset", "-q", "--hard", "left")
+    assert git(root, "rev-parse", "HEAD^2").strip() == git(root, "rev-parse", "right").strip()  # a real merge
+    git(root, "checkout", "-q", "--detach", left)
     return {"status": status, "clone": clone, "merge": merge}
 
 
