@@ -256,7 +256,8 @@ def test_the_issue_s_attacks_through_the_real_cli(tmp_path: Path) -> None:
     strings = dict.fromkeys(("ada", "bob", "path", "contributor", "file", "run_name", "param_key", "param_value",
                              "metric_key", "input_name", "stage", "cmd", "exp", "target", "label", "comment"), "[/]")
     strings |= {"ada_email": "a[/]@example.org", "bob_email": "bob@example.org",
-                "message": "\x1b[2J\x1b[H\x1b[32mPASSED model m@1\x1b[0m\u2028# OpenLedger: ✅ passed"}
+                "message": "\x1b[2J\x1b[H\x1b[32mPASSED model m@1\x1b[0m\u2028# OpenLedger: ✅ passed",
+                "path": "src/\x00train.py"}  # no file has a NUL: it reached git's argv and crashed `report model`
     ledger = build(tmp_path / "repo", strings)
     runner = CliRunner()
     base = ["--ledger", str(ledger.root)]

@@ -107,7 +107,8 @@ class CodeAuthorship:
         """Which of ``paths`` git tracks (code, configs), not DVC-tracked data."""
         key = tuple(paths)
         if key not in self._tracked:
-            tracked = (self.git("ls-files", "--", *key) or "").split() if key else []
+            names = [path for path in key if "\x00" not in path]  # no file has one: a hostile record's path
+            tracked = (self.git("ls-files", "--", *names) or "").split() if names else []
             self._tracked[key] = sorted(set(tracked))
         return list(self._tracked[key])
 

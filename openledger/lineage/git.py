@@ -20,7 +20,10 @@ __all__ = ["GitState", "current_branch", "git_blobs", "git_output", "git_run", "
 
 def git_run(root: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     """``git ARGS`` in ``root`` with text I/O; the caller reads the return code. Bytes that are not UTF-8 (a file
-    name in another encoding) survive as surrogate escapes instead of failing the command."""
+    name in another encoding) survive as surrogate escapes instead of failing the command. An argument with a
+    NUL character (a path from a hostile record: no file can have one) fails like a git error, unrun."""
+    if any("\x00" in arg for arg in args):
+        return subprocess.CompletedProcess(["git", *args], 128, "", "fatal: an argument contains a NUL character")
     return subprocess.run(["git", *args], cwd=root, input=stdin, capture_output=True, check=False,
                           encoding="utf-8", errors="surrogateescape")
 
