@@ -70,6 +70,10 @@ _GITIGNORE = ("# Rebuildable cache and locks, and writes in flight: never commit
 Clock = Callable[[], datetime]
 
 
+class _LockBusyError(OpenLedgerError):
+    """Another process held a ledger lock for longer than the wait allowed."""
+
+
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -213,23 +217,24 @@ class Ledger:
         hexdigest = record_id.partition(":")[2]
         return self.objects / hexdigest[:2] / hexdigest[2:]
 
+    def _feed_lock(self, feed: str) -> contextlib.AbstractContextManager[None]:
+        return self._file_lock(self.local / "locks" / f"{feed}.lock", f"the lock of feed {feed}")
+
     @contextlib.contextmanager
-    def _feed_lock(self, feed: str) -> Iterator[None]:
+    def _file_lock(self, path: Path, what: str, *, timeout: float = 120) -> Iterator[None]:
+        """Hold an exclusive lock on ``path`` (other processes wait up to ``timeout`` seconds, then
+        :class:`_LockBusyError`)."""
         # imported on the first append: its import costs about as much as all the work of a record stage
         # that appends nothing
         from filelock import FileLock, Timeout  # noqa: PLC0415
 
-        locks = self.local / "locks"
-        locks.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(locks / f"{feed}.lock"), timeout=120)
+        path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with lock:
+            with FileLock(str(path), timeout=timeout):
                 yield
         except Timeout:
-            raise OpenLedgerError(
-                f"timed out waiting for the lock of feed {feed}",
-                hint=f"another openledger process holds {locks / (feed + '.lock')}",
-            ) from None
+            raise _LockBusyError(f"timed out waiting for {what}",
+                                 hint=f"another openledger process holds {path}") from None
 
     def _write_loose(self, record: Record) -> str:
         path = self._object_path(record.id)
@@ -641,26 +646,24 @@ class Ledger:
 
         Objects are checked before packing; a damaged one is left loose for ``verify`` to name. Packs are sorted
         by record id and split at ``PACK_BYTES``, so two people packing the same objects write the same files.
-        One process packs at a time (``local/locks/pack.lock``); this waits for another's pack to finish.
+        One process packs at a time (``local/pack.lock``); this waits for another's pack to finish.
         """
         return self._pack_locked(wait=True, threshold=0)
 
     def _pack_locked(self, *, wait: bool, threshold: int) -> tuple[str | None, int]:
-        from filelock import FileLock, Timeout  # noqa: PLC0415
-
-        locks = self.local / "locks"
-        locks.mkdir(parents=True, exist_ok=True)
+        # not under locks/, where a feed named "pack" has its lock
+        lock = self._file_lock(self.local / "pack.lock", "another process's pack to finish",
+                               timeout=120 if wait else 0)
         try:
-            with FileLock(str(locks / "pack.lock"), timeout=120 if wait else 0):
+            with lock:
                 self._index.sync()
                 if threshold and self._index.loose_count() < threshold:
                     return None, 0  # another process packed while this one waited
                 return self._pack()
-        except Timeout:
-            if not wait:
-                return None, 0  # another process is packing them
-            raise OpenLedgerError("timed out waiting for another process's pack to finish",
-                                  hint="run `openledger pack` again") from None
+        except _LockBusyError:
+            if wait:
+                raise
+            return None, 0  # another process is packing them
 
     def _pack(self) -> tuple[str | None, int]:
         first: str | None = None
