@@ -92,6 +92,27 @@ def test_a_forged_new_record_is_caught(ledger: Ledger) -> None:
     assert ("error", "malformed", signed.id) in outcome(verify_ledger(ledger, workers=1, since=pinned))
 
 
+def test_a_new_record_out_of_place_in_its_feed_is_caught(ledger: Ledger) -> None:
+    """Feeds and time order are checked again only for records the checkpoint does not cover; a validly
+    signed new record that skips a sequence number, or is dated before the covered record it follows, is
+    reported as a full verification reports it."""
+    ledger.clock = FixedClock()
+    pinned, _, new = pinned_ledger(ledger)
+    last = ledger.get(new[-1]).payload
+    for seq, time, code in ((last.seq + 2, "2030-01-01T00:00:00.000000Z", "bad-seq"),
+                            (last.seq + 1, "2001-01-01T00:00:00.000000Z", "time-order")):
+        forged = Payload(kind="feedback", actor=ADA.keyid, feed=last.feed, seq=seq, prev=(new[-1],), time=time,
+                         links=(), body={"target": "late", "score": 1})
+        signed = sign_record(forged, ADA)
+        object_path(ledger, signed.id).parent.mkdir(exist_ok=True)
+        object_path(ledger, signed.id).write_bytes(signed.envelope)
+        incremental = verify_ledger(ledger, workers=1, since=pinned)
+        assert incremental.since == pinned
+        assert (code, signed.id) in {(p.code, p.record) for p in incremental.problems}
+        assert outcome(incremental) == outcome(verify_ledger(ledger, workers=1, against=pinned))
+        object_path(ledger, signed.id).unlink()
+
+
 def test_a_missing_or_untrusted_pin_means_a_full_verification(ledger: Ledger, repo: Path) -> None:
     pinned, covered, _ = pinned_ledger(ledger)
     object_path(ledger, covered[-1]).unlink()  # a covered record is gone

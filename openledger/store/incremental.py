@@ -8,9 +8,11 @@ covers passed a full verification when it was signed. ``verify --since CHECKPOIN
 2. every checkpoint's Merkle root is recomputed from those records, the pinned one's included: its leaves
    are exactly the records it covers (by collision resistance: the root matches);
 3. every record it does not cover (the new ones) gets the full check: signature, schema;
-4. then the same whole-ledger checks as a full verification: feeds, every checkpoint, trust, and the
-   pinned checkpoint itself, which must be present (as with ``--against``) and signed by a key trusted at
-   its time. If that key is not trusted, the verification is redone in full.
+4. then the whole-ledger checks of a full verification: feeds and time order for the records it does not
+   cover (a record's feed checks read only it and the records before it, which a covered record's
+   checkpoint covers too), every checkpoint, trust for every record, and the pinned checkpoint itself, which
+   must be present (as with ``--against``) and signed by a key trusted at its time. If that key is not
+   trusted, the verification is redone in full.
 
 What it trusts: that the pinned checkpoint's signer verified the records it covers. What it does not re-check
 for them: their signatures (a covered record whose signature bytes were replaced, payload unchanged, passes;
@@ -31,6 +33,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+from openledger._internal.memory import paused_gc
 from openledger.errors import IntegrityError, NotFoundError
 from openledger.store.files import read_regular
 from openledger.store.ledger import Ledger
@@ -79,13 +82,12 @@ def _full_check(ledger: Ledger, record_id: str) -> RecordSummary | Problem:
 def verify_since(ledger: Ledger, since: str, *, workers: int | None = None, progress: Progress | None = None
                  ) -> VerificationReport:
     """Verify ``ledger`` trusting checkpoint ``since`` for what it covers (see the module's docstring)."""
-    problems: list[Problem] = []
-    summaries: dict[str, RecordSummary] = {}
-    for item in _check_objects(ledger, workers, progress, light=True):
-        if isinstance(item, Problem):
-            problems.append(item)
-        else:
-            summaries.setdefault(item.id, item)
+    with paused_gc():  # a million summaries and tree entries stay alive and make no cycles
+        return _verify_since(ledger, since, workers, progress)
+
+
+def _verify_since(ledger: Ledger, since: str, workers: int | None, progress: Progress | None) -> VerificationReport:
+    summaries, problems = _check_objects(ledger, workers, progress, light=True)
     if not (since.startswith("sha256:") and len(since) == 71):
         matches = [i for i in summaries if i.startswith(since if since.startswith("sha256:") else "sha256:" + since)]
         since = matches[0] if len(matches) == 1 else since
@@ -108,7 +110,7 @@ def verify_since(ledger: Ledger, since: str, *, workers: int | None = None, prog
     if replaced:  # a new record failed its full check: the trees must be recomputed without it
         damaged = {p.record for p in problems if p.record} - summaries.keys()
         log = tree_of(summaries, damaged)
-    report = judge_ledger(ledger, summaries, problems, against=since, log=log, since=since)
+    report = judge_ledger(ledger, summaries, problems, against=since, log=log, since=since, covered=covered)
     if report.trust.status(pinned.actor, pinned.time) is not None:
         return verify_ledger(ledger, against=since, workers=workers, progress=progress)
     if not log.sound(since) and not report.errors:

@@ -322,8 +322,5 @@ def tree_of(summaries: Mapping[str, _Summary], damaged: Iterable[str] = (),
     heads = [CheckpointHead.from_record(record_id, s.actor, s.time, s.body)
              for record_id, s in summaries.items() if s.kind == "checkpoint"]
 
-    def prev_of(record_id: str) -> Sequence[str] | None:
-        summary = summaries.get(record_id)
-        return None if summary is None else summary.prev
-
-    return LogTree(heads, prev_of, damaged=damaged, on_new=on_new, capture=capture)
+    prevs = {record_id: summary.prev for record_id, summary in summaries.items()}  # a lookup without a frame
+    return LogTree(heads, prevs.get, damaged=damaged, on_new=on_new, capture=capture)

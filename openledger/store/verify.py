@@ -28,11 +28,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import orjson
+
 from openledger._internal.index import iter_pack
 from openledger._internal.memory import paused_gc
 from openledger.errors import BadInputError, IntegrityError, UnsupportedVersionError
 from openledger.identity.trust import TrustState, instant
-from openledger.store.canonical import parse_canonical
+from openledger.store.canonical import _FLOAT_TAG_BYTES, parse_canonical
 from openledger.store.dsse import envelope_payload_v1
 from openledger.store.files import MAX_PACK_BYTES, read_range, read_regular
 from openledger.store.ledger import Ledger
@@ -84,6 +86,16 @@ class RecordSummary(NamedTuple):
 
 
 def _check_one(data: bytes, expected_id: str | None, location: str) -> RecordSummary | Problem:
+    checked = _check_one_raw(data, expected_id, location)
+    return checked if isinstance(checked, Problem) else _summary(checked)
+
+
+def _summary(fields: tuple[Any, ...]) -> RecordSummary:
+    """A summary from the plain tuple a worker sent (plain tuples pickle in a third of a named tuple's time)."""
+    return tuple.__new__(RecordSummary, fields)
+
+
+def _check_one_raw(data: bytes, expected_id: str | None, location: str) -> tuple[Any, ...] | Problem:
     try:
         record_id, _, payload = decode_stored(data, expected_id=expected_id)
         validate_payload_json(payload)
@@ -94,47 +106,49 @@ def _check_one(data: bytes, expected_id: str | None, location: str) -> RecordSum
     except BadInputError as exc:  # a validly signed payload that breaks the schema
         return Problem(ERROR, "malformed", exc.message, expected_id or record_id, location)
     kind = payload["kind"]
-    return RecordSummary(
-        record_id,
-        kind,
-        payload["actor"],
-        payload["feed"],
-        payload["seq"],
-        tuple(payload["prev"]),
-        payload["time"],
-        payload["body"] if kind in _TRUST_KINDS else None,
-    )
+    return (record_id, kind, payload["actor"], payload["feed"], payload["seq"], tuple(payload["prev"]),
+            payload["time"], payload["body"] if kind in _TRUST_KINDS else None)
 
 
 def light_check(data: bytes, expected_id: str | None, location: str) -> RecordSummary | Problem:
     """The bytes of a record a trusted checkpoint covers: a canonical v1 envelope whose payload hashes to
     the record's id, read into a summary; its signature and schema are not checked again. Anything unusual
     gets the full check (:func:`_check_one`), so only well-formed records take this path."""
+    checked = _light_raw(data, expected_id, location)
+    return checked if isinstance(checked, Problem) else _summary(checked)
+
+
+def _light_raw(data: bytes, expected_id: str | None, location: str) -> tuple[Any, ...] | Problem:
+    # The payload is parsed without the canonical-form and depth checks: a covered record's bytes are the
+    # ones its checkpoint's signer verified (its id is a leaf of the recomputed root), and every record the
+    # checkpoint does not cover is checked again in full. orjson refuses deep nesting by itself.
     try:
         payload_bytes, keyid = envelope_payload_v1(data)
     except IntegrityError:
-        return _check_one(data, expected_id, location)
+        return _check_one_raw(data, expected_id, location)
     record_id = record_id_of(payload_bytes)
     if expected_id is not None and record_id != expected_id:
         return Problem(ERROR, "hash-mismatch", f"content hash is {record_id}, not the id it is stored under",
                        expected_id, location)
     try:
-        payload = parse_canonical(payload_bytes)
+        payload = parse_canonical(payload_bytes) if _FLOAT_TAG_BYTES in payload_bytes else orjson.loads(payload_bytes)
         kind = payload["kind"]
         if payload["actor"].encode() != keyid:
-            return _check_one(data, expected_id, location)  # says which key signed it
-        return RecordSummary(record_id, kind, payload["actor"], payload["feed"], payload["seq"],
-                             tuple(payload["prev"]), payload["time"],
-                             payload["body"] if kind in _TRUST_KINDS else None)
-    except (ValueError, KeyError, TypeError):
-        return _check_one(data, expected_id, location)
+            return _check_one_raw(data, expected_id, location)  # says which key signed it
+        return (record_id, kind, payload["actor"], payload["feed"], payload["seq"], tuple(payload["prev"]),
+                payload["time"], payload["body"] if kind in _TRUST_KINDS else None)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return _check_one_raw(data, expected_id, location)
 
 
-def _without_gc(function: Callable[..., list[RecordSummary | Problem]]) -> Callable[..., list[RecordSummary | Problem]]:
+Checked = tuple[Any, ...] | Problem  # what a worker sends back per record: a summary's fields, or a problem
+
+
+def _without_gc(function: Callable[..., list[Checked]]) -> Callable[..., list[Checked]]:
     """Checking allocates many short-lived objects and no cycles: collecting midway is pure cost."""
 
     @functools.wraps(function)
-    def wrapper(*args: Any) -> list[RecordSummary | Problem]:
+    def wrapper(*args: Any) -> list[Checked]:
         with paused_gc():
             return function(*args)
 
@@ -142,11 +156,11 @@ def _without_gc(function: Callable[..., list[RecordSummary | Problem]]) -> Calla
 
 
 @_without_gc
-def check_loose(paths: Sequence[str], light: bool = False) -> list[RecordSummary | Problem]:
+def check_loose(paths: Sequence[str], light: bool = False) -> list[Checked]:
     """Worker: check loose objects named by path (their expected id comes from the path); ``light``: the
     bytes only (:func:`light_check`)."""
-    check = light_check if light else _check_one
-    results: list[RecordSummary | Problem] = []
+    check = _light_raw if light else _check_one_raw
+    results: list[Checked] = []
     for path in paths:
         directory, name = os.path.split(path)
         expected = f"sha256:{os.path.basename(directory)}{name}"
@@ -163,9 +177,9 @@ def check_loose(paths: Sequence[str], light: bool = False) -> list[RecordSummary
 
 
 @_without_gc
-def check_pack_range(path: str, start: int, end: int, light: bool = False) -> list[RecordSummary | Problem]:
+def check_pack_range(path: str, start: int, end: int, light: bool = False) -> list[Checked]:
     """Worker: check the pack lines between two byte offsets (line boundaries)."""
-    check = light_check if light else _check_one
+    check = _light_raw if light else _check_one_raw
     data = read_range(path, start, end - start)
     return [check(line, None, f"{path}@{start + offset}") for offset, line in iter_pack(data)]
 
@@ -238,41 +252,54 @@ Progress = Callable[[int, int], None]
 
 
 def _check_objects(ledger: Ledger, workers: int | None, progress: Progress | None, *, light: bool = False
-                   ) -> list[RecordSummary | Problem]:
+                   ) -> tuple[dict[str, RecordSummary], list[Problem]]:
+    """Every object checked (on all cores when there are enough): the summaries of the records that pass,
+    by id (a record stored twice, loose and packed, once), and the problems of the objects that do not."""
     loose = [str(p) for p in ledger.loose_paths()]
     ranges: list[tuple[str, int, int]] = []
-    unreadable: list[RecordSummary | Problem] = []
+    summaries: dict[str, RecordSummary] = {}
+    problems: list[Problem] = []
     for pack in ledger.pack_paths():
         try:
             ranges += _pack_ranges(pack, _CHUNK)
         except IntegrityError as exc:  # a symlink, FIFO, device or oversized file: never read
-            unreadable.append(Problem(ERROR, exc.code, exc.message, None, str(pack)))
+            problems.append(Problem(ERROR, exc.code, exc.message, None, str(pack)))
         except OSError as exc:
-            unreadable.append(Problem(ERROR, "unreadable", str(exc), None, str(pack)))
-    tasks: list[tuple[Callable[..., list[RecordSummary | Problem]], tuple[Any, ...]]] = [
+            problems.append(Problem(ERROR, "unreadable", str(exc), None, str(pack)))
+    tasks: list[tuple[Callable[..., list[Checked]], tuple[Any, ...]]] = [
         (check_loose, (loose[i:i + _CHUNK], light)) for i in range(0, len(loose), _CHUNK)
     ]
     tasks += [(check_pack_range, (*r, light)) for r in ranges]
     total_estimate = len(loose) + len(ranges) * _CHUNK
+    done = 0
+
+    def collect(chunk: list[Checked]) -> None:
+        nonlocal done
+        add, new = summaries.setdefault, tuple.__new__
+        for item in chunk:
+            if type(item) is tuple:
+                add(item[0], new(RecordSummary, item))
+            else:
+                problems.append(item)  # type: ignore[arg-type]
+        done += len(chunk)
+        if progress:
+            progress(done, max(total_estimate, done))
+
     workers = workers or os.cpu_count() or 1
-    results = unreadable
-    # Forking a process that runs other threads (a server) can deadlock the child: check in-process there.
-    if workers == 1 or total_estimate < _PARALLEL_THRESHOLD or threading.active_count() > 1:
-        for function, args in tasks:
-            results.extend(function(*args))
-            if progress:
-                progress(len(results), max(total_estimate, len(results)))
-        return results
-    # fork: spawn and forkserver re-import the caller's __main__, which breaks scripts without a main guard.
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    context = multiprocessing.get_context(method)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = [pool.submit(function, *args) for function, args in tasks]
-        for future in futures:
-            results.extend(future.result())
-            if progress:
-                progress(len(results), max(total_estimate, len(results)))
-    return results
+    with paused_gc():  # a million summaries stay alive and make no cycles: collections midway are pure cost
+        # Forking a process that runs other threads (a server) can deadlock the child: check in-process there.
+        if workers == 1 or total_estimate < _PARALLEL_THRESHOLD or threading.active_count() > 1:
+            for function, args in tasks:
+                collect(function(*args))
+            return summaries, problems
+        # fork: spawn and forkserver re-import the caller's __main__, which breaks scripts without a main guard.
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        context = multiprocessing.get_context(method)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = [pool.submit(function, *args) for function, args in tasks]
+            for future in futures:
+                collect(future.result())
+    return summaries, problems
 
 
 def closure_of(tips: Iterable[str], summaries: dict[str, RecordSummary]) -> tuple[set[str], set[str]]:
@@ -293,10 +320,11 @@ def closure_of(tips: Iterable[str], summaries: dict[str, RecordSummary]) -> tupl
     return seen, missing
 
 
-def _check_feeds(summaries: dict[str, RecordSummary], damaged: set[str]) -> list[Problem]:
-    """Each record follows its own feed: a feed is one key on one device, (actor, feed name)."""
+def _check_feeds(summaries: dict[str, RecordSummary], damaged: set[str], among: Iterable[RecordSummary]
+                 ) -> list[Problem]:
+    """Each record (of ``among``) follows its own feed: a feed is one key on one device, (actor, feed name)."""
     problems = []
-    for summary in summaries.values():
+    for summary in among:
         expected_seq = 0
         for prev_id in summary.prev:
             before = summaries.get(prev_id)
@@ -322,12 +350,12 @@ def _check_feeds(summaries: dict[str, RecordSummary], damaged: set[str]) -> list
     return problems
 
 
-def _check_time_order(summaries: dict[str, RecordSummary]) -> list[Problem]:
+def _check_time_order(summaries: dict[str, RecordSummary], among: Iterable[RecordSummary]) -> list[Problem]:
     """A record dated before a record its ``prev`` names in its own feed. A feed is one key on one device,
     appending in order, so its times go backwards only by a clock jump or a backdated record. Compared along
     ``prev``, not by ``seq``: the two branches of a feed forked across a git merge are each their own line."""
     problems = []
-    for summary in summaries.values():
+    for summary in among:
         for prev_id in summary.prev:
             prior = summaries.get(prev_id)
             if prior is None or (prior.actor, prior.feed) != (summary.actor, summary.feed):
@@ -372,24 +400,24 @@ def verify_ledger(
         from openledger.store.incremental import verify_since  # noqa: PLC0415 - it builds on this module
 
         return verify_since(ledger, since, workers=workers, progress=progress)
-    problems: list[Problem] = []
-    summaries: dict[str, RecordSummary] = {}
-    for item in _check_objects(ledger, workers, progress):
-        if isinstance(item, Problem):
-            problems.append(item)
-        else:
-            summaries.setdefault(item.id, item)
-    return judge_ledger(ledger, summaries, problems, against=against)
+    summaries, problems = _check_objects(ledger, workers, progress)
+    with paused_gc():
+        return judge_ledger(ledger, summaries, problems, against=against)
 
 
 def judge_ledger(ledger: Ledger, summaries: dict[str, RecordSummary], problems: list[Problem], *,
-                 against: str | None = None, log: LogTree | None = None, since: str | None = None
-                 ) -> VerificationReport:
-    """The whole-ledger checks (feeds, checkpoints, trust, the pinned checkpoint) over checked records."""
+                 against: str | None = None, log: LogTree | None = None, since: str | None = None,
+                 covered: frozenset[str] = frozenset()) -> VerificationReport:
+    """The whole-ledger checks (feeds, checkpoints, trust, the pinned checkpoint) over checked records.
+
+    ``covered``: records a trusted checkpoint covers, whose place in their feeds was checked when it was
+    signed (incremental verification); a record's feed checks read only it and the records before it, which
+    it covers too, so they are not checked again."""
     # Ids of objects that are present but fail their own checks: their neighbours are not "missing" them.
     damaged = {p.record for p in problems if p.record} - summaries.keys()
-    problems += _check_feeds(summaries, damaged)
-    problems += _check_time_order(summaries)
+    among = [s for record_id, s in summaries.items() if record_id not in covered] if covered else summaries.values()
+    problems += _check_feeds(summaries, damaged, among)
+    problems += _check_time_order(summaries, among)
     if log is None:
         log = tree_of(summaries, damaged)
     problems += [Problem(ERROR, finding.code, finding.message, finding.record) for finding in log.findings]
