@@ -33,6 +33,34 @@ def test_append_and_get(ledger: Ledger) -> None:
     assert path.read_bytes() == first.envelope
 
 
+def test_select_by_link_filters_and_finds_ids_that_share_a_key(ledger: Ledger) -> None:
+    """``select(links_to=…)`` starts from the links table; an id whose 8-byte key another id took first (kept
+    in ``id_overflow``) is still found, and the other record is not returned in its place."""
+    ada, bob = make_signer(2), make_signer(3)
+    target = ledger.append(ada, "feedback", FEEDBACK)
+    linking = [ledger.append(signer, "feedback", FEEDBACK, links=[target.id]) for signer in (ada, bob, ada)]
+    review = ledger.append(bob, "review", {"target": "model:iris@1", "decision": "approve"}, links=[target.id])
+    unrelated = ledger.append(bob, "feedback", FEEDBACK)
+    everything = [r.id for r in ledger.select()]
+
+    def expected(kind: str | None = None, actor: str | None = None) -> list[str]:
+        return [i for i in everything if i in {r.id for r in (*linking, review)}
+                and (kind is None or ledger.get(i).kind == kind) and (actor is None or ledger.get(i).actor == actor)]
+
+    for kind, actor in ((None, None), ("feedback", None), ("review", None), (None, bob.keyid), ("feedback", ada.keyid)):
+        assert [r.id for r in ledger.select(links_to=target.id, kind=kind, actor=actor)] == expected(kind, actor)
+    assert list(ledger.select(links_to=unrelated.id)) == []
+    # a collision: the key of linking[1] names the unrelated record's row, linking[1] lives in id_overflow
+    from openledger._internal.index import _key
+
+    db = ledger._index.db
+    n_of = dict(db.execute("SELECT id, n FROM records").fetchall())
+    db.execute("UPDATE ids SET n = ? WHERE key = ?", (n_of[unrelated.id], _key(linking[1].id)))
+    db.execute("INSERT INTO id_overflow VALUES (?, ?)", (linking[1].id, n_of[linking[1].id]))
+    db.commit()
+    assert [r.id for r in ledger.select(links_to=target.id)] == expected()
+
+
 def test_bad_body_writes_nothing(ledger: Ledger) -> None:
     signer = make_signer(2)
     with pytest.raises(BadInputError, match="feedback body"):

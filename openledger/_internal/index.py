@@ -500,25 +500,41 @@ class LedgerIndex:
     def query(self, *, kind: str | None = None, actor: str | None = None,
               links_to: str | None = None) -> list[str]:
         """Record ids matching all given filters, oldest first (by claimed time, then feed order)."""
-        sql = "SELECT r.id FROM records r"
-        where, args = [], []
         if links_to is not None:
-            sql += " JOIN links l ON l.id = r.id"
-            where.append("l.target = ?")
-            args.append(links_to)
-        if kind is not None:
-            where.append("r.kind = ?")
-            args.append(kind)
-        if actor is not None:
-            where.append("r.actor = ?")
-            args.append(actor)
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql = sql.replace("SELECT r.id", "SELECT r.id, r.time, r.feed, r.seq", 1)
-        rows = self.db.execute(sql, args).fetchall()
+            rows = self._linking(links_to)
+            rows = [row for row in rows if (kind is None or row[4] == kind) and (actor is None or row[5] == actor)]
+        else:
+            where = " AND ".join(f"{column} = ?" for column, value in (("kind", kind), ("actor", actor))
+                                 if value is not None)
+            args = [value for value in (kind, actor) if value is not None]
+            sql = "SELECT id, time, feed, seq FROM records" + (f" WHERE {where}" if where else "")  # noqa: S608
+            rows = self.db.execute(sql, args).fetchall()  # the WHERE names columns and placeholders only
         # Times are claimed by signers and may be spelled with fewer fraction digits: sort as instants.
         rows.sort(key=lambda row: (instant(row[1]), row[2], row[3], row[0]))
         return [row[0] for row in rows]
+
+    def _linking(self, target: str) -> list[tuple[Any, ...]]:
+        """(id, time, feed, seq, kind, actor) of the records linking to ``target``: found through ``links``
+        (its primary key starts with the target), then each by its id key. A join of ``records`` to ``links``
+        scans every record (``records`` has no index on ``id``): 17 ms per query at 100k records."""
+        ids = [row[0] for row in self.db.execute("SELECT id FROM links WHERE target = ?", (target,))
+               if len(row[0]) == 71 and row[0].startswith("sha256:")]  # ids of indexed records: always
+        wanted, found = set(ids), {}
+        columns = "r.id, r.time, r.feed, r.seq, r.kind, r.actor"
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            queries = (
+                (f"SELECT {columns} FROM ids JOIN records r ON r.n = ids.n WHERE ids.key IN ({marks})",  # noqa: S608
+                 [_key(i) for i in chunk]),
+                (f"SELECT {columns} FROM id_overflow o JOIN records r ON r.n = o.n WHERE o.id IN ({marks})",  # noqa: S608
+                 chunk),
+            )
+            for sql, args in queries:
+                for row in self.db.execute(sql, args):
+                    if row[0] in wanted:  # an id key shared by two ids names the first one's row
+                        found[row[0]] = row
+        return list(found.values())
 
     def locations(self, kinds: Sequence[str]) -> list[tuple[str, str, int, int]]:
         """(id, location, offset, length) of every record of ``kinds``, grouped by file for one pass each."""
