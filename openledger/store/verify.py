@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import multiprocessing
+import operator
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -95,6 +96,10 @@ def _summary(fields: tuple[Any, ...]) -> RecordSummary:
     return tuple.__new__(RecordSummary, fields)
 
 
+_as_summary = functools.partial(tuple.__new__, RecordSummary)  # _summary, without a Python frame per record
+_first = operator.itemgetter(0)
+
+
 def _check_one_raw(data: bytes, expected_id: str | None, location: str) -> tuple[Any, ...] | Problem:
     try:
         record_id, _, payload = decode_stored(data, expected_id=expected_id)
@@ -141,16 +146,20 @@ def _light_raw(data: bytes, expected_id: str | None, location: str) -> tuple[Any
         return _check_one_raw(data, expected_id, location)
 
 
-Checked = tuple[Any, ...] | Problem  # what a worker sends back per record: a summary's fields, or a problem
+Checked = tuple[Any, ...] | Problem  # a record's result: a summary's fields, or a problem
+Chunk = tuple[list[tuple[Any, ...]], list[Problem]]  # what a worker sends back: summaries' fields, problems
 
 
-def _without_gc(function: Callable[..., list[Checked]]) -> Callable[..., list[Checked]]:
-    """Checking allocates many short-lived objects and no cycles: collecting midway is pure cost."""
+def _without_gc(function: Callable[..., list[Checked]]) -> Callable[..., Chunk]:
+    """Checking allocates many short-lived objects and no cycles: collecting midway is pure cost. The results
+    go back split, summaries' fields (plain tuples) apart from problems, so the parent files them without a
+    loop of its own in Python."""
 
     @functools.wraps(function)
-    def wrapper(*args: Any) -> list[Checked]:
+    def wrapper(*args: Any) -> Chunk:
         with paused_gc():
-            return function(*args)
+            results = function(*args)
+        return [r for r in results if type(r) is tuple], [r for r in results if isinstance(r, Problem)]
 
     return wrapper
 
@@ -266,22 +275,20 @@ def _check_objects(ledger: Ledger, workers: int | None, progress: Progress | Non
             problems.append(Problem(ERROR, exc.code, exc.message, None, str(pack)))
         except OSError as exc:
             problems.append(Problem(ERROR, "unreadable", str(exc), None, str(pack)))
-    tasks: list[tuple[Callable[..., list[Checked]], tuple[Any, ...]]] = [
+    tasks: list[tuple[Callable[..., Chunk], tuple[Any, ...]]] = [
         (check_loose, (loose[i:i + _CHUNK], light)) for i in range(0, len(loose), _CHUNK)
     ]
     tasks += [(check_pack_range, (*r, light)) for r in ranges]
     total_estimate = len(loose) + len(ranges) * _CHUNK
     done = 0
 
-    def collect(chunk: list[Checked]) -> None:
+    def collect(chunk: Chunk) -> None:
         nonlocal done
-        add, new = summaries.setdefault, tuple.__new__
-        for item in chunk:
-            if type(item) is tuple:
-                add(item[0], new(RecordSummary, item))
-            else:
-                problems.append(item)  # type: ignore[arg-type]
-        done += len(chunk)
+        fields, found = chunk
+        # a record stored twice (loose and packed) has one summary: the same payload makes the same one
+        summaries.update(zip(map(_first, fields), map(_as_summary, fields), strict=True))
+        problems.extend(found)
+        done += len(fields) + len(found)
         if progress:
             progress(done, max(total_estimate, done))
 
