@@ -145,16 +145,20 @@ def _walk(tips: Iterable[str], covered: set[str] | frozenset[str], prev_of: Prev
     push, pop, add = stack.append, stack.pop, seen.add  # the hot loop of every verification: no lookups
     while stack:
         record_id = pop()
-        if record_id in seen:
-            continue
-        prev = prev_of(record_id)
-        if prev is None:
-            missing.add(record_id)
-            continue
-        add(record_id)
-        for before in prev:
-            if before not in covered and before not in seen:
-                push(before)
+        while record_id not in seen:  # along a feed (one prev each) without the stack
+            prev = prev_of(record_id)
+            if prev is None:
+                missing.add(record_id)
+                break
+            add(record_id)
+            if len(prev) != 1:
+                for before in prev:
+                    if before not in covered and before not in seen:
+                        push(before)
+                break
+            record_id = prev[0]
+            if record_id in covered:
+                break
     return sorted(seen), missing
 
 
