@@ -19,12 +19,9 @@ signer, an email several keys claim, a record dated before one it follows in its
 from __future__ import annotations
 
 import functools
-import multiprocessing
 import operator
 import os
-import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -33,11 +30,12 @@ import orjson
 
 from openledger._internal.index import iter_pack
 from openledger._internal.memory import paused_gc
+from openledger._internal.parallel import run_chunks
 from openledger.errors import BadInputError, IntegrityError, UnsupportedVersionError
 from openledger.identity.trust import TrustState, instant
 from openledger.store.canonical import _FLOAT_TAG_BYTES, parse_canonical
 from openledger.store.dsse import envelope_payload_v1
-from openledger.store.files import MAX_PACK_BYTES, read_range, read_regular
+from openledger.store.files import read_range, read_regular
 from openledger.store.ledger import Ledger
 from openledger.store.logtree import LogTree, tree_of
 from openledger.store.records import decode_stored, record_id_of, validate_payload_json
@@ -46,8 +44,6 @@ __all__ = ["Problem", "RecordSummary", "VerificationReport", "judge_ledger", "ve
 
 ERROR, WARNING, UNSUPPORTED = "error", "warning", "unsupported"
 _TRUST_KINDS = frozenset({"identity", "revocation", "checkpoint", "cosignature", "anchor"})
-_PARALLEL_THRESHOLD = 4000  # below this, starting worker processes costs more than it saves
-_CHUNK = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,23 +189,6 @@ def check_pack_range(path: str, start: int, end: int, light: bool = False) -> li
     return [check(line, None, f"{path}@{start + offset}") for offset, line in iter_pack(data)]
 
 
-def _pack_ranges(path: Path, lines_per_chunk: int) -> list[tuple[str, int, int]]:
-    data = read_regular(path, MAX_PACK_BYTES)
-    ranges, start, count, position = [], 0, 0, 0
-    while True:
-        newline = data.find(b"\n", position)
-        if newline < 0:
-            break
-        count += 1
-        position = newline + 1
-        if count == lines_per_chunk:
-            ranges.append((str(path), start, position))
-            start, count = position, 0
-    if start < len(data):
-        ranges.append((str(path), start, len(data)))
-    return ranges
-
-
 @dataclass(frozen=True)
 class VerificationReport:
     """The outcome of :func:`verify_ledger`."""
@@ -264,25 +243,11 @@ def _check_objects(ledger: Ledger, workers: int | None, progress: Progress | Non
                    ) -> tuple[dict[str, RecordSummary], list[Problem]]:
     """Every object checked (on all cores when there are enough): the summaries of the records that pass,
     by id (a record stored twice, loose and packed, once), and the problems of the objects that do not."""
-    loose = [str(p) for p in ledger.loose_paths()]
-    ranges: list[tuple[str, int, int]] = []
     summaries: dict[str, RecordSummary] = {}
     problems: list[Problem] = []
-    for pack in ledger.pack_paths():
-        try:
-            ranges += _pack_ranges(pack, _CHUNK)
-        except IntegrityError as exc:  # a symlink, FIFO, device or oversized file: never read
-            problems.append(Problem(ERROR, exc.code, exc.message, None, str(pack)))
-        except OSError as exc:
-            problems.append(Problem(ERROR, "unreadable", str(exc), None, str(pack)))
-    tasks: list[tuple[Callable[..., Chunk], tuple[Any, ...]]] = [
-        (check_loose, (loose[i:i + _CHUNK], light)) for i in range(0, len(loose), _CHUNK)
-    ]
-    tasks += [(check_pack_range, (*r, light)) for r in ranges]
-    total_estimate = len(loose) + len(ranges) * _CHUNK
     done = 0
 
-    def collect(chunk: Chunk) -> None:
+    def collect(chunk: Chunk, total_estimate: int) -> None:
         nonlocal done
         fields, found = chunk
         # a record stored twice (loose and packed) has one summary: the same payload makes the same one
@@ -292,20 +257,12 @@ def _check_objects(ledger: Ledger, workers: int | None, progress: Progress | Non
         if progress:
             progress(done, max(total_estimate, done))
 
-    workers = workers or os.cpu_count() or 1
+    def unreadable(pack: Path, code: str, message: str) -> None:
+        problems.append(Problem(ERROR, code, message, None, str(pack)))
+
     with paused_gc():  # a million summaries stay alive and make no cycles: collections midway are pure cost
-        # Forking a process that runs other threads (a server) can deadlock the child: check in-process there.
-        if workers == 1 or total_estimate < _PARALLEL_THRESHOLD or threading.active_count() > 1:
-            for function, args in tasks:
-                collect(function(*args))
-            return summaries, problems
-        # fork: spawn and forkserver re-import the caller's __main__, which breaks scripts without a main guard.
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        context = multiprocessing.get_context(method)
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = [pool.submit(function, *args) for function, args in tasks]
-            for future in futures:
-                collect(future.result())
+        run_chunks([str(p) for p in ledger.loose_paths()], ledger.pack_paths(), check_loose, check_pack_range,
+                   (light,), workers=workers, on_chunk=collect, on_unreadable=unreadable)
     return summaries, problems
 
 

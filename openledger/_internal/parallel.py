@@ -1,0 +1,90 @@
+"""Reading every object of a ledger on all cores: loose objects in chunks of paths, packs in ranges of lines.
+
+``verify`` checks every object; the work per object is independent, so it runs in worker processes, each
+given a chunk: a list of loose object paths, or a byte range of a pack that starts and ends on line
+boundaries. A worker returns its chunk's results; the parent receives them in the order of the chunks (loose
+objects first, then the packs in order), so what it builds does not depend on the number of workers.
+
+Small ledgers, one worker, and processes that run other threads (a server: forking one can deadlock the
+child) work in-process, through the same functions.
+
+(The reports' scan was tried on it too: at 1M records the parent, parsing what the workers sent, stayed the
+bottleneck, 20.5 s against 24.8 s in one process, and the results waiting in the parent's memory raised
+`report contributors`' peak from 3.7 to 4.7 GB; it stays in one process.)
+
+>>> import tempfile; from pathlib import Path
+>>> pack = Path(tempfile.mkdtemp()) / "pack.jsonl"; _ = pack.write_bytes(b"a\\nbb\\nccc\\n")
+>>> [(start, end) for _, start, end in pack_ranges(pack, 2)]
+[(0, 5), (5, 9)]
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from openledger.errors import IntegrityError
+from openledger.store.files import MAX_PACK_BYTES, read_regular
+
+__all__ = ["CHUNK", "PARALLEL_THRESHOLD", "pack_ranges", "run_chunks"]
+
+PARALLEL_THRESHOLD = 4000  # below this, starting worker processes costs more than it saves
+CHUNK = 2000
+R = TypeVar("R")
+
+
+def pack_ranges(path: Path, lines_per_chunk: int) -> list[tuple[str, int, int]]:
+    """``(path, start, end)`` byte ranges of ``lines_per_chunk`` lines each (the last one may be shorter)."""
+    data = read_regular(path, MAX_PACK_BYTES)
+    ranges, start, count, position = [], 0, 0, 0
+    while True:
+        newline = data.find(b"\n", position)
+        if newline < 0:
+            break
+        count += 1
+        position = newline + 1
+        if count == lines_per_chunk:
+            ranges.append((str(path), start, position))
+            start, count = position, 0
+    if start < len(data):
+        ranges.append((str(path), start, len(data)))
+    return ranges
+
+
+def run_chunks(loose: Sequence[str], packs: Iterable[Path], loose_task: Callable[..., R],
+               pack_task: Callable[..., R], args: tuple[Any, ...], *, workers: int | None,
+               on_chunk: Callable[[R, int], None], on_unreadable: Callable[[Path, str, str], None]) -> None:
+    """``loose_task(paths, *args)`` for each chunk of ``loose`` paths and ``pack_task(path, start, end, *args)``
+    for each range of each pack, on ``workers`` processes (default: one per core); ``on_chunk(result,
+    estimated_total)`` gets each result in chunk order. A pack that cannot be read at all goes to
+    ``on_unreadable(pack, code, message)``."""
+    ranges: list[tuple[str, int, int]] = []
+    for pack in packs:
+        try:
+            ranges += pack_ranges(pack, CHUNK)
+        except IntegrityError as exc:  # a symlink, FIFO, device or oversized file: never read
+            on_unreadable(pack, exc.code, exc.message)
+        except OSError as exc:
+            on_unreadable(pack, "unreadable", str(exc))
+    tasks: list[tuple[Callable[..., R], tuple[Any, ...]]] = [
+        (loose_task, (loose[i:i + CHUNK], *args)) for i in range(0, len(loose), CHUNK)
+    ]
+    tasks += [(pack_task, (*r, *args)) for r in ranges]
+    total_estimate = len(loose) + len(ranges) * CHUNK
+    workers = workers or os.cpu_count() or 1
+    if workers == 1 or total_estimate < PARALLEL_THRESHOLD or threading.active_count() > 1:
+        for function, task_args in tasks:
+            on_chunk(function(*task_args), total_estimate)
+        return
+    # fork: spawn and forkserver re-import the caller's __main__, which breaks scripts without a main guard.
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    context = multiprocessing.get_context(method)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = [pool.submit(function, *task_args) for function, task_args in tasks]
+        for future in futures:
+            on_chunk(future.result(), total_estimate)
