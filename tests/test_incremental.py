@@ -199,3 +199,93 @@ def test_cli_verify_since_and_ci(repo: Path) -> None:
     full = json.loads(run(repo, "ci", "--against", pinned, "--full-verify", "--no-checkpoint", "--format", "json",
                           env=on_main).stdout)
     assert full["ok"] and full["verify"]["since"] is None
+
+
+def _plant(ledger: Ledger, payload: bytes) -> str:
+    """A loose object with a canonical envelope around ``payload`` under Ada's key id, signed by nobody."""
+    import hashlib
+
+    record_id = "sha256:" + hashlib.sha256(payload).hexdigest()
+    object_path(ledger, record_id).parent.mkdir(exist_ok=True)
+    object_path(ledger, record_id).write_bytes(encode_envelope(payload, ADA.keyid, bytes(64)))
+    return record_id
+
+
+def _incremental_matches_full(ledger: Ledger, pinned: str, workers: int = 1) -> list[tuple[str, str, str | None]]:
+    full = verify_ledger(ledger, workers=workers, against=pinned)
+    incremental = verify_ledger(ledger, workers=workers, since=pinned)
+    assert incremental.since == pinned
+    assert outcome(incremental) == outcome(full)
+    assert incremental.exit_code(strict=True) == full.exit_code(strict=True)
+    return outcome(incremental)
+
+
+HOSTILE_CHECKPOINT_BODIES = {
+    "feeds is a list": {"count": 1, "root": "sha256:" + "0" * 64, "feeds": []},
+    "count is not a number": {"count": "x", "root": "r", "feeds": {}},
+    "no feeds": {"count": 1, "root": "r"},
+    "a tip is a list": {"count": 1, "root": "r", "feeds": {"f": [[1]]}},
+    "previous is a list": {"version": 2, "count": 1, "root": "r", "feeds": {}, "previous": [1]},
+    "signature is a number": {"version": 2, "count": 1, "root": "sha256:" + "0" * 64, "feeds": {}, "origin": "o",
+                              "signature": 5},
+    "the body is a list": [],
+}
+
+
+@pytest.mark.parametrize("body", HOSTILE_CHECKPOINT_BODIES.values(), ids=HOSTILE_CHECKPOINT_BODIES.keys())
+def test_a_hostile_new_checkpoint_is_a_problem_not_a_crash(ledger: Ledger, body: object) -> None:
+    """Checkpoint records build the tree the covered set comes from: they are checked in full before it is
+    built, so a forged one with a body no checkpoint has is reported (found by a hostile review: these
+    crashed `verify --since` with a traceback)."""
+    import orjson
+
+    pinned, _, _ = pinned_ledger(ledger)
+    planted = _plant(ledger, orjson.dumps({"actor": ADA.keyid, "body": body, "feed": "ada", "kind": "checkpoint",
+                                           "links": [], "prev": [], "seq": 0, "time": "2027-01-01T00:00:00Z",
+                                           "v": 1}, option=orjson.OPT_SORT_KEYS))
+    assert ("error", "bad-signature", planted) in _incremental_matches_full(ledger, pinned)
+
+
+@pytest.mark.parametrize("field", ["feed", "time"])
+def test_a_deeply_nested_new_record_is_a_problem_on_all_cores(ledger: Ledger, field: str) -> None:
+    """A new record nested 600 deep in a summary field: the light check refuses what a worker could not
+    send back (it crashed the parallel `verify --since` with a RecursionError while pickling)."""
+    publish(ledger, CI, "CI")
+    publish(ledger, ADA, "Ada")
+    ledger.append_many(ADA, [Draft("feedback", {"target": f"t{i}", "score": i}) for i in range(4100)])
+    pinned = append_checkpoint(ledger, CI, verify_ledger(ledger)).id
+    deep = b"[" * 600 + b"]" * 600
+    fields = {"feed": b'"ada"', "time": b'"2027-01-01T00:00:00Z"', field: deep}
+    planted = _plant(ledger, b'{"actor":"' + ADA.keyid.encode() + b'","body":{"score":1,"target":"x"},"feed":'
+                     + fields["feed"] + b',"kind":"feedback","links":[],"prev":[],"seq":0,"time":' + fields["time"]
+                     + b',"v":1}')
+    problems = _incremental_matches_full(ledger, pinned, workers=2)
+    assert planted in {record for _, _, record in problems}
+
+
+def test_a_time_order_warning_in_covered_records_still_fails_strict(ledger: Ledger) -> None:
+    """A checkpoint may cover a warning (only errors stop one): `--strict` fails on it incrementally too."""
+    from datetime import datetime, timezone
+
+    publish(ledger, CI, "CI")
+    publish(ledger, ADA, "Ada")
+    ledger.append(ADA, "feedback", {"target": "a", "score": 1})
+    ledger.clock = FixedClock(datetime(2020, 1, 1, tzinfo=timezone.utc))  # the clock jumps back
+    ledger.append(ADA, "feedback", {"target": "b", "score": 2})
+    ledger.clock = FixedClock(datetime(2027, 1, 1, tzinfo=timezone.utc))
+    pinned = append_checkpoint(ledger, CI, verify_ledger(ledger, workers=1)).id
+    ledger.append(ADA, "feedback", {"target": "c", "score": 3})
+    assert "time-order" in {code for _, code, _ in _incremental_matches_full(ledger, pinned)}
+
+
+def test_a_new_record_stored_twice_with_one_damaged_copy_is_reported(ledger: Ledger) -> None:
+    """A new record packed with its signature and also loose with a damaged one: reported, as in full."""
+    from tests.conftest import damage_signature
+
+    pinned, _, new = pinned_ledger(ledger)
+    ledger.pack()
+    record = ledger.get(new[0])
+    object_path(ledger, new[0]).parent.mkdir(exist_ok=True)
+    object_path(ledger, new[0]).write_bytes(record.envelope)
+    damage_signature(object_path(ledger, new[0]))
+    assert ("error", "bad-signature", new[0]) in _incremental_matches_full(ledger, pinned)

@@ -8,15 +8,17 @@ covers passed a full verification when it was signed. ``verify --since CHECKPOIN
 2. every checkpoint's Merkle root is recomputed from those records, the pinned one's included: its leaves
    are exactly the records it covers (by collision resistance: the root matches);
 3. every record it does not cover (the new ones) gets the full check: signature, schema;
-4. then the whole-ledger checks of a full verification: feeds and time order for the records it does not
-   cover (a record's feed checks read only it and the records before it, which a covered record's
-   checkpoint covers too), every checkpoint, trust for every record, and the pinned checkpoint itself, which
-   must be present (as with ``--against``) and signed by a key trusted at its time. If that key is not
-   trusted, the verification is redone in full.
+4. then the whole-ledger checks of a full verification: feeds for the records it does not cover (a
+   record's feed checks read only it and the records before it, which a covered record's checkpoint covers
+   too), time order for every record, every checkpoint, trust for every record, and the pinned checkpoint
+   itself, which must be present (as with ``--against``) and signed by a key trusted at its time. If that
+   key is not trusted, the verification is redone in full.
 
 What it trusts: that the pinned checkpoint's signer verified the records it covers. What it does not re-check
 for them: their signatures (a covered record whose signature bytes were replaced, payload unchanged, passes;
-its content cannot change), the schema of their bodies (checked when they were signed and covered).
+its content cannot change), the schema of their bodies (checked when they were signed and covered). The few
+records that build trust and the checkpoint tree (identities, revocations, checkpoints, cosignatures,
+anchors) are checked in full even when covered.
 
 >>> import tempfile; from pathlib import Path; from openledger.store.keys import generate_signer
 >>> from openledger.store.checkpoint import append_checkpoint
@@ -60,9 +62,8 @@ def _full_check(ledger: Ledger, record_id: str) -> RecordSummary | Problem:
     hexdigest = record_id.partition(":")[2]
     try:  # new records are usually loose objects: read the file without asking the index
         data = read_regular(os.path.join(ledger.objects, hexdigest[:2], hexdigest[2:]))  # noqa: PTH118
-        checked = _check_one(data, record_id, record_id)
-        if isinstance(checked, RecordSummary):
-            return checked
+        # a damaged loose copy is reported even when a packed copy is sound, as a full verification does
+        return _check_one(data, record_id, record_id)
     except IntegrityError as exc:  # a symlink, FIFO, device or oversized file: never read
         return Problem(ERROR, exc.code, exc.message, record_id)
     except OSError:

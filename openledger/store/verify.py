@@ -33,7 +33,7 @@ from openledger._internal.memory import paused_gc
 from openledger._internal.parallel import run_chunks
 from openledger.errors import BadInputError, IntegrityError, UnsupportedVersionError
 from openledger.identity.trust import TrustState, instant
-from openledger.store.canonical import _FLOAT_TAG_BYTES, parse_canonical
+from openledger.store.canonical import _FLOAT_TAG_BYTES, check_depth, parse_canonical
 from openledger.store.dsse import envelope_payload_v1
 from openledger.store.files import read_range, read_regular
 from openledger.store.ledger import Ledger
@@ -120,9 +120,11 @@ def light_check(data: bytes, expected_id: str | None, location: str) -> RecordSu
 
 
 def _light_raw(data: bytes, expected_id: str | None, location: str) -> tuple[Any, ...] | Problem:
-    # The payload is parsed without the canonical-form and depth checks: a covered record's bytes are the
-    # ones its checkpoint's signer verified (its id is a leaf of the recomputed root), and every record the
-    # checkpoint does not cover is checked again in full. orjson refuses deep nesting by itself.
+    # The payload is parsed without the canonical-form check: a covered record's bytes are the ones its
+    # checkpoint's signer verified (its id is a leaf of the recomputed root), and every record the checkpoint
+    # does not cover is checked again in full. Still, the fields must have their types (a summary crosses a
+    # pipe and feeds the tree walk before the full checks), and the records that build the checkpoint tree
+    # and trust (few) are checked in full here: a hostile checkpoint body must be a problem, not a crash.
     try:
         payload_bytes, keyid = envelope_payload_v1(data)
     except IntegrityError:
@@ -132,14 +134,17 @@ def _light_raw(data: bytes, expected_id: str | None, location: str) -> tuple[Any
         return Problem(ERROR, "hash-mismatch", f"content hash is {record_id}, not the id it is stored under",
                        expected_id, location)
     try:
+        check_depth(payload_bytes)  # cheap (a bracket count first); orjson alone would nest 1,023 deep
         payload = parse_canonical(payload_bytes) if _FLOAT_TAG_BYTES in payload_bytes else orjson.loads(payload_bytes)
-        kind = payload["kind"]
-        if payload["actor"].encode() != keyid:
-            return _check_one_raw(data, expected_id, location)  # says which key signed it
-        return (record_id, kind, payload["actor"], payload["feed"], payload["seq"], tuple(payload["prev"]),
-                payload["time"], payload["body"] if kind in _TRUST_KINDS else None)
-    except (ValueError, KeyError, TypeError, AttributeError):
+        kind, actor, feed, seq, prev, time = (payload["kind"], payload["actor"], payload["feed"], payload["seq"],
+                                              payload["prev"], payload["time"])
+        if (type(kind) is not str or kind in _TRUST_KINDS or type(actor) is not str or actor.encode() != keyid
+                or type(feed) is not str or type(seq) is not int or type(time) is not str or type(prev) is not list
+                or not all(type(before) is str for before in prev)):
+            return _check_one_raw(data, expected_id, location)  # says what is wrong, or which key signed it
+    except (ValueError, KeyError, TypeError):  # UnicodeEncodeError (a lone surrogate) is a ValueError
         return _check_one_raw(data, expected_id, location)
+    return (record_id, kind, actor, feed, seq, tuple(prev), time, None)
 
 
 Checked = tuple[Any, ...] | Problem  # a record's result: a summary's fields, or a problem
@@ -376,12 +381,15 @@ def judge_ledger(ledger: Ledger, summaries: dict[str, RecordSummary], problems: 
 
     ``covered``: records a trusted checkpoint covers, whose place in their feeds was checked when it was
     signed (incremental verification); a record's feed checks read only it and the records before it, which
-    it covers too, so they are not checked again."""
+    it covers too, and a checkpoint is never signed over a feed error, so they are not checked again (time
+    order is: its warnings do not stop a checkpoint)."""
     # Ids of objects that are present but fail their own checks: their neighbours are not "missing" them.
     damaged = {p.record for p in problems if p.record} - summaries.keys()
     among = [s for record_id, s in summaries.items() if record_id not in covered] if covered else summaries.values()
     problems += _check_feeds(summaries, damaged, among)
-    problems += _check_time_order(summaries, among)
+    # time order for every record: its warnings may stand in a checkpoint (only errors stop one), and --strict
+    # must fail on them as a full verification does
+    problems += _check_time_order(summaries, summaries.values())
     if log is None:
         log = tree_of(summaries, damaged)
     problems += [Problem(ERROR, finding.code, finding.message, finding.record) for finding in log.findings]
