@@ -82,18 +82,15 @@ class RecordSummary(NamedTuple):
     body: Any  # only for identity, revocation, checkpoint, cosignature and anchor records
 
 
+# A summary from the plain tuple a worker sent (plain tuples pickle in a third of a named tuple's time),
+# without a Python frame per record.
+_as_summary = functools.partial(tuple.__new__, RecordSummary)
+_first = operator.itemgetter(0)
+
+
 def _check_one(data: bytes, expected_id: str | None, location: str) -> RecordSummary | Problem:
     checked = _check_one_raw(data, expected_id, location)
-    return checked if isinstance(checked, Problem) else _summary(checked)
-
-
-def _summary(fields: tuple[Any, ...]) -> RecordSummary:
-    """A summary from the plain tuple a worker sent (plain tuples pickle in a third of a named tuple's time)."""
-    return tuple.__new__(RecordSummary, fields)
-
-
-_as_summary = functools.partial(tuple.__new__, RecordSummary)  # _summary, without a Python frame per record
-_first = operator.itemgetter(0)
+    return checked if isinstance(checked, Problem) else _as_summary(checked)
 
 
 def _check_one_raw(data: bytes, expected_id: str | None, location: str) -> tuple[Any, ...] | Problem:
@@ -111,15 +108,10 @@ def _check_one_raw(data: bytes, expected_id: str | None, location: str) -> tuple
             payload["time"], payload["body"] if kind in _TRUST_KINDS else None)
 
 
-def light_check(data: bytes, expected_id: str | None, location: str) -> RecordSummary | Problem:
-    """The bytes of a record a trusted checkpoint covers: a canonical v1 envelope whose payload hashes to
-    the record's id, read into a summary; its signature and schema are not checked again. Anything unusual
-    gets the full check (:func:`_check_one`), so only well-formed records take this path."""
-    checked = _light_raw(data, expected_id, location)
-    return checked if isinstance(checked, Problem) else _summary(checked)
-
-
 def _light_raw(data: bytes, expected_id: str | None, location: str) -> tuple[Any, ...] | Problem:
+    """The bytes of a record a trusted checkpoint covers: a canonical v1 envelope whose payload hashes to
+    the record's id, read into a summary's fields; its signature and schema are not checked again. Anything
+    unusual gets the full check (:func:`_check_one_raw`), so only well-formed records take this path."""
     # The payload is parsed without the canonical-form check: a covered record's bytes are the ones its
     # checkpoint's signer verified (its id is a leaf of the recomputed root), and every record the checkpoint
     # does not cover is checked again in full. Still, the fields must have their types (a summary crosses a
@@ -168,7 +160,7 @@ def _without_gc(function: Callable[..., list[Checked]]) -> Callable[..., Chunk]:
 @_without_gc
 def check_loose(paths: Sequence[str], light: bool = False) -> list[Checked]:
     """Worker: check loose objects named by path (their expected id comes from the path); ``light``: the
-    bytes only (:func:`light_check`)."""
+    bytes only (:func:`_light_raw`)."""
     check = _light_raw if light else _check_one_raw
     results: list[Checked] = []
     for path in paths:
