@@ -159,6 +159,37 @@ def test_spare_base64_bits_are_caught() -> None:
         open_record(mangled, expected_id=record.id)
 
 
+_BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+@given(st.one_of(
+    st.binary(max_size=10).map(lambda raw: base64.b64encode(raw).decode()),  # canonical
+    st.text(alphabet=_BASE64 + "= \n\xe9", max_size=14),  # anything near it
+    st.tuples(st.binary(min_size=1, max_size=10), st.integers(0, 63), st.integers(0, 20)).map(
+        lambda t: (lambda text: text[:t[2] % len(text)] + _BASE64[t[1]] + text[t[2] % len(text) + 1:])(
+            base64.b64encode(t[0]).decode())),  # one character changed: a spare bit, a padding sign
+    st.tuples(st.binary(max_size=10), st.sampled_from(["=", "==", "A=", "-1"])).map(  # padding added or cut
+        lambda t: (lambda text: text[:-1] if t[1] == "-1" else text + t[1])(base64.b64encode(t[0]).decode())),
+))
+def test_base64_is_read_only_in_its_canonical_spelling(text: str) -> None:
+    """Payloads and signatures decode only when they are exactly what encoding the bytes writes (no spare bits
+    set, no missing, stray or misplaced padding, nothing outside the alphabet), as bytes and as text."""
+    from openledger.store.dsse import _b64decode_strict  # noqa: PLC0415 - the one decoder every read uses
+
+    canonical = False
+    try:
+        raw = base64.b64decode(text, validate=True)
+        canonical = base64.b64encode(raw).decode() == text
+    except ValueError:  # binascii.Error
+        pass
+    for spelling in (text, text.encode("utf-8")):
+        if canonical:
+            assert _b64decode_strict(spelling, "payload") == raw
+        else:
+            with pytest.raises(IntegrityError, match="base64"):
+                _b64decode_strict(spelling, "payload")
+
+
 def example_bodies(keyid: str) -> dict[str, dict[str, Any]]:
     """A valid body of every kind."""
     return {

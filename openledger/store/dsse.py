@@ -66,15 +66,25 @@ def encode_envelope(payload: bytes, keyid: str, signature: bytes) -> bytes:
     )
 
 
+# The base64 characters whose 6 bits end in 4 (before "==") or 2 (before "=") zero bits: a decoder ignores
+# those spare bits, so only these spell a last quantum canonically.
+_SPARE4_ZERO = frozenset(b"AQgw")
+_SPARE2_ZERO = frozenset(b"AEIMQUYcgkosw048")
+
+
 def _b64decode_strict(text: str | bytes, what: str) -> bytes:
+    if isinstance(text, str):
+        text = text.encode("ascii", "replace")  # a non-ASCII character becomes "?", which is not base64
     try:
-        raw = base64.b64decode(text, validate=True)
+        raw = binascii.a2b_base64(text, strict_mode=True)  # what base64.b64decode(validate=True) runs
     except (binascii.Error, ValueError) as exc:
         raise IntegrityError(f"{what} is not valid base64") from exc
     # Base64 has spare bits in its last character that decoders ignore: only the canonical spelling is
-    # accepted, so every byte of a stored object is covered by a check. Only the last quantum can differ.
-    tail = text[-4:] if isinstance(text, bytes) else text[-4:].encode("ascii", "replace")
-    if raw and base64.b64encode(raw[-((len(raw) - 1) % 3 + 1):]) != tail:
+    # accepted, so every byte of a stored object is covered by a check. The length says which quantum is
+    # padded (strict mode checks where padding may stand): 4 spare bits before "==", 2 before "=".
+    padding = len(raw) % 3
+    if (len(text) != (len(raw) + 2) // 3 * 4  # strict mode lets a stray "=" follow a whole quantum
+            or (padding == 1 and text[-3] not in _SPARE4_ZERO) or (padding == 2 and text[-2] not in _SPARE2_ZERO)):
         raise IntegrityError(f"{what} is not canonical base64")
     return raw
 
