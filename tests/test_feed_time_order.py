@@ -9,9 +9,14 @@ import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from typing import NamedTuple
+
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from openledger import Ledger, verify_ledger
+from openledger.identity.trust import in_time_order, instant
 from openledger.store.records import Payload, Record, sign_record
 from openledger_cli.main import cli
 from tests.conftest import git, make_signer, publish
@@ -107,3 +112,26 @@ def test_other_feeds_and_other_keys_do_not_order_each_other(ledger: Ledger) -> N
     ledger.append(make_signer(2, feed="ada-desktop"), "feedback", {"target": "x", "label": "b"}, time=at(1))
     ledger.append(ROOT, "feedback", {"target": "x", "label": "c"}, time=at(0))
     assert not [p for p in verify_ledger(ledger, workers=1).problems if p.code == "time-order"]
+
+
+class _Timed(NamedTuple):
+    id: str
+    time: str
+
+
+_SECONDS = st.sampled_from(["2026-01-01T00:00:00", "2026-01-01T00:00:01", "2025-12-31T23:59:59"])
+_FRACTIONS = st.sampled_from(["", ".5", ".500000", ".499999", ".1234567", ".000001", ".0"])
+
+
+@given(st.lists(st.tuples(_SECONDS, _FRACTIONS, st.sampled_from("abc")), max_size=12), st.booleans())
+def test_time_order_is_the_instants_order_whatever_the_spelling(rows: list[tuple[str, str, str]],
+                                                                reverse: bool) -> None:
+    """Records sort by the instant of their time, then id, whether or not every time has the ledger's own
+    spelling (the fast path compares the strings; ``.5Z`` and ``.500000Z`` are one instant)."""
+    items = [_Timed(f"sha256:{letter}{n}", f"{seconds}{fraction}Z") for n, (seconds, fraction, letter) in
+             enumerate(rows)]
+    expected = sorted(items, key=lambda item: (instant(item.time), item.id), reverse=reverse)
+    assert in_time_order(items, reverse=reverse) == expected
+    written = [item._replace(time=instant(item.time)) for item in items]  # every time as the ledger writes it
+    assert in_time_order(written, reverse=reverse) == sorted(written, key=lambda item: (item.time, item.id),
+                                                             reverse=reverse)

@@ -21,7 +21,7 @@ from openledger.attribution.engine import Attribution
 from openledger.attribution.players import Contributor
 from openledger.attribution.target import AttributionTarget
 from openledger.attribution.values import METHODS, Estimate, PlayerValues
-from openledger.identity.trust import instant
+from openledger.identity.trust import in_time_order
 from openledger.lineage.joins import dataset_key, join_key
 from openledger.store.ledger import Ledger
 from openledger.store.records import Record, RecordSigner
@@ -147,7 +147,7 @@ def attributions_of(ledger: Ledger, name: str, version: str, *, trusted: TrustSt
     records = list(ledger.select(kind="attribution", links_to=attribution_model_key(name, str(version))))
     if trusted is not None:
         records = [r for r in records if trusted.status(r.actor, r.time) is None]
-    records.sort(key=lambda r: (instant(r.time), r.id))
+    records = in_time_order(records)
     return [AttributionView.from_record(r) for r in records]
 
 

@@ -32,7 +32,7 @@ from typing import Any
 from openledger.credit.people import People, Person
 from openledger.errors import ConfigError
 from openledger.identity.emails import normalise_email
-from openledger.identity.trust import TrustState, instant
+from openledger.identity.trust import TrustState, in_time_order
 from openledger.lineage.targets import Subject
 from openledger.store.ledger import TRUST_KINDS, Ledger
 from openledger.store.records import Record
@@ -239,8 +239,7 @@ def evaluate_reviews(subject: Subject, reviews: Iterable[Record], trust: TrustSt
     pinned = set(subject.record_ids)
     # `records` names what a review is about; its other links are context (a model review also links the
     # model's run, and must not count as a review of the run). Hand-written reviews have only links.
-    ordered = sorted((r for r in reviews if pinned & set(r.body.get("records") or r.links)),
-                     key=lambda r: (instant(r.time), r.id))
+    ordered = in_time_order(r for r in reviews if pinned & set(r.body.get("records") or r.links))
     latest = {review.actor: review for review in ordered}
     people = People(trust)
     verdicts: list[ReviewVerdict] = []

@@ -26,7 +26,7 @@ from typing import Any
 from openledger._internal.memory import paused_gc
 from openledger.credit.contributions import credited_identity
 from openledger.errors import NotFoundError
-from openledger.identity.trust import instant
+from openledger.identity.trust import in_time_order
 from openledger.lineage.authorship import CodeAuthor, CodeAuthorship
 from openledger.lineage.datasets import is_mlflow_dataset, superseded_mlflow_datasets
 from openledger.lineage.joins import input_digest
@@ -112,7 +112,7 @@ class LedgerGraph:
         self.by_target: dict[str, list[Fact]] = defaultdict(list)  # "model:NAME@V" -> feedback naming it
         self.bindings: dict[str, list[Fact]] = defaultdict(list)  # git commit -> commit records naming it
         with paused_gc():  # 100k facts and their link lists, all kept: see _internal/memory.py
-            ordered = sorted(facts, key=lambda f: (instant(f.time), f.id))
+            ordered = in_time_order(facts)
             for fact in ordered:
                 self.facts[fact.id] = fact
                 self.by_kind[fact.kind].append(fact)
@@ -260,7 +260,7 @@ class LedgerGraph:
                     found.setdefault(fact.id, fact)
         for fact in self.by_target.get(f"model:{name}@{version}", []):
             found.setdefault(fact.id, fact)
-        for fact in sorted(found.values(), key=lambda f: (instant(f.time), f.id)):
+        for fact in in_time_order(found.values()):
             (lineage.reviews if fact.kind == "review" else lineage.feedback).append(fact)
 
     @staticmethod

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from openledger.errors import BadInputError, NotFoundError
-from openledger.identity.trust import instant
+from openledger.identity.trust import in_time_order, instant
 from openledger.lineage.joins import input_digest, run_key
 from openledger.store.ledger import Fact, Ledger
 from openledger.store.records import Record
@@ -244,7 +244,7 @@ class Subject:
 
 
 def _newest_first(records: Iterable[Record]) -> list[Record]:
-    return sorted(records, key=lambda r: (instant(r.time), r.id), reverse=True)
+    return in_time_order(records, reverse=True)
 
 
 def _run_records(ledger: Ledger, run_id: str) -> list[Record]:

@@ -43,7 +43,7 @@ from openledger.errors import (
     NotFoundError,
     OpenLedgerError,
 )
-from openledger.identity.trust import TrustFact, TrustSource, TrustState, instant
+from openledger.identity.trust import TrustFact, TrustSource, TrustState, in_time_order
 from openledger.store.canonical import parse_canonical
 from openledger.store.dsse import PAYLOAD_TYPE, envelope_payload, pae
 from openledger.store.files import MAX_PACK_BYTES, TMP_PREFIX, read_range, read_regular, write_atomic
@@ -587,7 +587,7 @@ class Ledger:
             except (OpenLedgerError, ValueError, KeyError, TypeError):
                 continue
             found[record.id] = record
-        return sorted(found.values(), key=lambda r: (instant(r.time), r.id))
+        return in_time_order(found.values())
 
     def _stored(self, problems: list[tuple[str, str]] | None = None) -> Iterator[tuple[bytes, str | None, str]]:
         """(bytes, the id its file name gives, where) of every loose object, then (bytes, None, where) of every
