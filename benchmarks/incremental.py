@@ -22,6 +22,8 @@ from pathlib import Path
 
 from openledger import Draft, Ledger, signer_from_seed, verify_ledger
 from openledger.store.checkpoint import append_checkpoint
+from openledger.store.incremental import verify_since
+from openledger.store.seals import write_seals
 
 BATCH = 10_000
 
@@ -52,6 +54,7 @@ def build(directory: Path, records: int, new: int) -> tuple[Ledger, str]:
     print(f"  full verification to sign the checkpoint: {time.perf_counter() - started:.1f} s", flush=True)
     assert not report.errors, report.errors[:3]
     pinned = append_checkpoint(ledger, ci, report).id
+    write_seals(ledger, ci, report.summaries)  # as `openledger ci` does after its checkpoint
     for i in range(new):
         ledger.append(people[i % len(people)], "feedback", {"target": f"model:m@{i % 7}", "label": f"new {i}"})
     return ledger, pinned
@@ -78,21 +81,31 @@ def main() -> None:
                   flush=True)
         if args.rounds == 0:
             return  # built only (with --keep: measure later)
-        full, incremental = [], []
-        for _ in range(args.rounds):  # alternating: the baseline, then ours
+        if not (scratch / ".openledger" / "seals").is_dir():  # kept from before seals: seal it as CI would
+            ci = signer_from_seed(bytes([1]) * 32, feed="ci")
+            write_seals(ledger, ci, verify_ledger(ledger, since=pinned).summaries)
+        full, incremental, unsealed = [], [], []
+        for _ in range(args.rounds):  # alternating: the baseline, then ours, then ours without the seals
             started = time.perf_counter()
             baseline = verify_ledger(ledger, against=pinned)
             full.append(time.perf_counter() - started)
             started = time.perf_counter()
             report = verify_ledger(ledger, since=pinned)
             incremental.append(time.perf_counter() - started)
-            assert report.since == pinned and not report.errors and not baseline.errors
-            assert report.records == baseline.records
+            started = time.perf_counter()
+            without = verify_since(ledger, pinned, seals=False)
+            unsealed.append(time.perf_counter() - started)
+            assert report.since == pinned and not report.errors and not baseline.errors and not without.errors
+            assert report.records == baseline.records == without.records
+            assert report.problems == baseline.problems == without.problems
         result = {"records": report.records, "new": args.new, "full_s": statistics.median(full),
-                  "incremental_s": statistics.median(incremental), "full_runs": full, "incremental_runs": incremental}
+                  "incremental_s": statistics.median(incremental), "unsealed_s": statistics.median(unsealed),
+                  "full_runs": full, "incremental_runs": incremental, "unsealed_runs": unsealed}
         print(f"{report.records:,} records ({args.new:,} new since the checkpoint): incremental "
-              f"{result['incremental_s']:.2f} s, full {result['full_s']:.2f} s "
-              f"({result['full_s'] / result['incremental_s']:.1f}x); runs {incremental} / {full}")
+              f"{result['incremental_s']:.2f} s, without seals {result['unsealed_s']:.2f} s, full "
+              f"{result['full_s']:.2f} s ({result['full_s'] / result['incremental_s']:.1f}x); runs "
+              f"{[round(t, 2) for t in incremental]} / {[round(t, 2) for t in unsealed]} / "
+              f"{[round(t, 2) for t in full]}")
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=2), encoding="utf-8")
     finally:

@@ -8,7 +8,6 @@ import json
 import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-
 from typing import NamedTuple
 
 from click.testing import CliRunner

@@ -162,19 +162,30 @@ def test_spare_base64_bits_are_caught() -> None:
 _BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
 
+def _one_changed(case: tuple[bytes, int, int]) -> str:
+    """The canonical spelling of some bytes with one character replaced: a spare bit set, a padding sign."""
+    raw, character, where = case
+    text = base64.b64encode(raw).decode()
+    at = where % len(text)
+    return text[:at] + _BASE64[character] + text[at + 1:]
+
+
+def _padding_changed(case: tuple[bytes, str]) -> str:
+    raw, change = case
+    text = base64.b64encode(raw).decode()
+    return text[:-1] if change == "-1" else text + change
+
+
 @given(st.one_of(
     st.binary(max_size=10).map(lambda raw: base64.b64encode(raw).decode()),  # canonical
     st.text(alphabet=_BASE64 + "= \n\xe9", max_size=14),  # anything near it
-    st.tuples(st.binary(min_size=1, max_size=10), st.integers(0, 63), st.integers(0, 20)).map(
-        lambda t: (lambda text: text[:t[2] % len(text)] + _BASE64[t[1]] + text[t[2] % len(text) + 1:])(
-            base64.b64encode(t[0]).decode())),  # one character changed: a spare bit, a padding sign
-    st.tuples(st.binary(max_size=10), st.sampled_from(["=", "==", "A=", "-1"])).map(  # padding added or cut
-        lambda t: (lambda text: text[:-1] if t[1] == "-1" else text + t[1])(base64.b64encode(t[0]).decode())),
+    st.tuples(st.binary(min_size=1, max_size=10), st.integers(0, 63), st.integers(0, 20)).map(_one_changed),
+    st.tuples(st.binary(max_size=10), st.sampled_from(["=", "==", "A=", "-1"])).map(_padding_changed),
 ))
 def test_base64_is_read_only_in_its_canonical_spelling(text: str) -> None:
     """Payloads and signatures decode only when they are exactly what encoding the bytes writes (no spare bits
     set, no missing, stray or misplaced padding, nothing outside the alphabet), as bytes and as text."""
-    from openledger.store.dsse import _b64decode_strict  # noqa: PLC0415 - the one decoder every read uses
+    from openledger.store.dsse import _b64decode_strict
 
     canonical = False
     try:

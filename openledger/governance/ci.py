@@ -39,6 +39,7 @@ from openledger.reports.contributors import ContributorsReport, contributors_rep
 from openledger.store.checkpoint import append_checkpoint
 from openledger.store.ledger import Ledger
 from openledger.store.records import RecordSigner
+from openledger.store.seals import write_seals
 from openledger.store.verify import VerificationReport, verify_ledger
 from openledger.store.witness import witness_ledger
 
@@ -200,6 +201,16 @@ def _witness(ledger: Ledger, signer: RecordSigner, verification: VerificationRep
     return outcome.record.id, False
 
 
+def _seal(ledger: Ledger, signer: RecordSigner, verification: VerificationReport) -> str | None:
+    """Seal the packs this key has not sealed (what the verification found sound), for the next incremental
+    verifications: they read a sealed pack by its hash (:mod:`openledger.store.seals`)."""
+    try:
+        written = write_seals(ledger, signer, verification.summaries)
+    except OSError as exc:  # a full disk: the checkpoint stands, the next run seals them
+        return f"packs not sealed: {exc.strerror or exc}"
+    return f"sealed {len(written)} pack(s) for incremental verification" if written else None
+
+
 def run_ci(ledger: Ledger, *, context: CiContext, settings: CiSettings, registry: ModelRegistry,
            registry_name: str, signer: RecordSigner | None, against: str | None = None,
            tracking: TrackingState | None = None, dvc: DvcState | None = None, git_root: Path | None = None,
@@ -216,8 +227,10 @@ def run_ci(ledger: Ledger, *, context: CiContext, settings: CiSettings, registry
     contributors = contributors_report(graph, model=names[0] if len(names) == 1 else None)
     notes: list[str] = []
     if verification.since:
+        from_seals = f"; {verification.sealed:,} of them read from sealed packs" if verification.sealed else ""
         notes.append(f"incremental verification: the records checkpoint {verification.since} covers were "
-                     "checked by their hashes, the others in full (--full-verify to check every signature)")
+                     f"checked by their hashes{from_seals}, the others in full (--full-verify to check every "
+                     "signature)")
     elif since:
         notes.append("verified in full: the pinned checkpoint is missing or its signer is not trusted")
     cosignature, refused = None, False
@@ -242,6 +255,9 @@ def run_ci(ledger: Ledger, *, context: CiContext, settings: CiSettings, registry
             checkpoint = append_checkpoint(ledger, signer, verification).id
         except OpenLedgerError as exc:
             notes.append(f"no checkpoint: {exc.message}")
+        else:
+            sealed = _seal(ledger, signer, verification)
+            notes += [sealed] if sealed else []
     return CiRun(context, settings.strict, verification, reconciliation, gates, contributors, registry_name,
                  checkpoint, tuple(notes), read_only=signer is None, cosignature=cosignature,
                  witness_refused=refused)

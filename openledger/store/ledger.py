@@ -164,6 +164,26 @@ class Fact(NamedTuple):
     body: dict[str, Any]
 
 
+def _fsck_pack(path: str, corrupt: list[tuple[str, str]]) -> int:
+    """Check one pack for :meth:`Ledger.fsck`: its name is its content's hash, each line a sound record; the
+    number of lines."""
+    try:
+        data = read_regular(path, MAX_PACK_BYTES)
+    except (IntegrityError, OSError) as exc:
+        corrupt.append((path, getattr(exc, "message", None) or str(exc)))
+        return 0
+    if Path(path).name != f"pack-{hashlib.sha256(data).hexdigest()}.jsonl":
+        corrupt.append((path, "pack content does not match its name"))
+    objects = 0
+    for offset, line in iter_pack(data):
+        objects += 1
+        try:
+            open_record(line)
+        except OpenLedgerError as exc:
+            corrupt.append((f"{path}@{offset}", exc.message))
+    return objects
+
+
 @dataclass
 class Ledger:
     """One ``.openledger/`` directory."""
@@ -702,7 +722,8 @@ class Ledger:
         """Remove leftovers of interrupted writes (never a record) and report damaged objects."""
         removed, corrupt, unexpected = [], [], []
         now = _time.time()
-        candidates = [self.root] + ([self.packs] if self.packs.is_dir() else [])
+        seals = self.root / "seals"  # openledger.store.seals: a seal that does not hold is never believed
+        candidates = [self.root] + [d for d in (self.packs, seals) if d.is_dir() and not d.is_symlink()]
         if self.objects.is_dir():
             for entry in os.scandir(self.objects):
                 if entry.is_dir(follow_symlinks=False):
@@ -722,23 +743,15 @@ class Ledger:
                     continue
                 if name == ".gitkeep" or directory == self.root:
                     continue
+                if directory == seals:
+                    if not (name.startswith("pack-") and name.endswith(".seal")):
+                        unexpected.append(entry.path)
+                    continue
                 if directory == self.packs:
                     if not (name.startswith("pack-") and name.endswith(".jsonl")):
                         unexpected.append(entry.path)
                         continue
-                    try:
-                        data = read_regular(entry.path, MAX_PACK_BYTES)
-                    except (IntegrityError, OSError) as exc:
-                        corrupt.append((entry.path, getattr(exc, "message", None) or str(exc)))
-                        continue
-                    if name != f"pack-{hashlib.sha256(data).hexdigest()}.jsonl":
-                        corrupt.append((entry.path, "pack content does not match its name"))
-                    for offset, line in iter_pack(data):
-                        objects += 1
-                        try:
-                            open_record(line)
-                        except OpenLedgerError as exc:
-                            corrupt.append((f"{entry.path}@{offset}", exc.message))
+                    objects += _fsck_pack(entry.path, corrupt)
                     continue
                 if len(name) != 62:
                     unexpected.append(entry.path)

@@ -21,8 +21,9 @@ from __future__ import annotations
 import functools
 import operator
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import compress, repeat
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -39,11 +40,12 @@ from openledger.store.files import read_range, read_regular
 from openledger.store.ledger import Ledger
 from openledger.store.logtree import LogTree, tree_of
 from openledger.store.records import decode_stored, record_id_of, validate_payload_json
+from openledger.store.seals import CHECKED_IN_FULL, SealedPack
 
 __all__ = ["Problem", "RecordSummary", "VerificationReport", "judge_ledger", "verify_ledger"]
 
 ERROR, WARNING, UNSUPPORTED = "error", "warning", "unsupported"
-_TRUST_KINDS = frozenset({"identity", "revocation", "checkpoint", "cosignature", "anchor"})
+_TRUST_KINDS = CHECKED_IN_FULL  # the records that build trust and the checkpoint tree
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,10 @@ class RecordSummary(NamedTuple):
 # without a Python frame per record.
 _as_summary = functools.partial(tuple.__new__, RecordSummary)
 _first = operator.itemgetter(0)
+_PREV, _TIME = operator.attrgetter("prev"), operator.attrgetter("time")
+_ACTOR, _FEED, _KIND = operator.attrgetter("actor"), operator.attrgetter("feed"), operator.attrgetter("kind")
+_WRITTEN_LENGTH = 27  # len("2026-01-01T00:00:00.000000Z"), the spelling the ledger writes
+_ABSENT = RecordSummary("", "", "", "", -1, (), "", None)  # a prev that is not there: nothing to compare with
 
 
 def _check_one(data: bytes, expected_id: str | None, location: str) -> RecordSummary | Problem:
@@ -199,6 +205,7 @@ class VerificationReport:
     against: str | None = None
     log: LogTree | None = field(default=None, repr=False, compare=False)  # every checkpoint's recomputed tree
     since: str | None = None  # incremental: the trusted checkpoint whose records' signatures were not re-checked
+    sealed: int = 0  # incremental: records read from their packs' seals (openledger.store.seals), not decoded
 
     def with_problems(self, extra: Iterable[Problem]) -> VerificationReport:
         """This report with more problems (checks run after :func:`verify_ledger`: witnesses, anchors)."""
@@ -228,6 +235,7 @@ class VerificationReport:
             "checkpoints": self.checkpoints,
             "against": self.against,
             "since": self.since,
+            "sealed": self.sealed,
             "trust_mode": self.trust.mode,
             "problems": [p.to_json() for p in self.problems],
         }
@@ -236,10 +244,14 @@ class VerificationReport:
 Progress = Callable[[int, int], None]
 
 
-def _check_objects(ledger: Ledger, workers: int | None, progress: Progress | None, *, light: bool = False
-                   ) -> tuple[dict[str, RecordSummary], list[Problem]]:
+def _check_objects(ledger: Ledger, workers: int | None, progress: Progress | None, *, light: bool = False,
+                   sealed: Mapping[Path, SealedPack] | None = None) -> tuple[dict[str, RecordSummary], list[Problem]]:
     """Every object checked (on all cores when there are enough): the summaries of the records that pass,
-    by id (a record stored twice, loose and packed, once), and the problems of the objects that do not."""
+    by id (a record stored twice, loose and packed, once), and the problems of the objects that do not.
+
+    ``sealed`` packs (incremental verification: :mod:`openledger.store.seals`) are not read again: their
+    records' fields come from their seals, and only the records that build trust are checked, in full."""
+    sealed = sealed or {}
     summaries: dict[str, RecordSummary] = {}
     problems: list[Problem] = []
     done = 0
@@ -258,8 +270,13 @@ def _check_objects(ledger: Ledger, workers: int | None, progress: Progress | Non
         problems.append(Problem(ERROR, code, message, None, str(pack)))
 
     with paused_gc():  # a million summaries stay alive and make no cycles: collections midway are pure cost
-        run_chunks([str(p) for p in ledger.loose_paths()], ledger.pack_paths(), check_loose, check_pack_range,
-                   (light,), workers=workers, on_chunk=collect, on_unreadable=unreadable)
+        run_chunks([str(p) for p in ledger.loose_paths()], [p for p in ledger.pack_paths() if p not in sealed],
+                   check_loose, check_pack_range, (light,), workers=workers, on_chunk=collect,
+                   on_unreadable=unreadable)
+        for pack in sealed.values():
+            full = [_check_one_raw(line, None, f"{pack.path}@{offset}") for offset, line in pack.full]
+            collect(([*pack.rows, *(r for r in full if type(r) is tuple)], [r for r in full if isinstance(r, Problem)]),
+                    done + len(pack.rows) + len(full))
     return summaries, problems
 
 
@@ -314,15 +331,27 @@ def _check_feeds(summaries: dict[str, RecordSummary], damaged: set[str], among: 
 def _check_time_order(summaries: dict[str, RecordSummary], among: Iterable[RecordSummary]) -> list[Problem]:
     """A record dated before a record its ``prev`` names in its own feed. A feed is one key on one device,
     appending in order, so its times go backwards only by a clock jump or a backdated record. Compared along
-    ``prev``, not by ``seq``: the two branches of a feed forked across a git merge are each their own line."""
+    ``prev``, not by ``seq``: the two branches of a feed forked across a git merge are each their own line.
+
+    Every record is compared, a million at a time in CI: the usual one (one ``prev``, both times in the spelling
+    the ledger writes, in order) is cleared by C-level maps, and only the others are looked at one by one."""
+    among = list(among)
+    prev_counts = list(map(len, map(_PREV, among)))
+    singles = list(compress(among, map((1).__eq__, prev_counts)))
+    priors = list(map(summaries.get, map(_first, map(_PREV, singles)), repeat(_ABSENT)))
+    times, prior_times = list(map(_TIME, singles)), list(map(_TIME, priors))
+    in_order = map(all, zip(map(operator.ge, times, prior_times), map(_WRITTEN_LENGTH.__eq__, map(len, times)),
+                            map(_WRITTEN_LENGTH.__eq__, map(len, prior_times)), strict=True))
+    suspects = list(compress(singles, map(operator.not_, in_order)))
+    suspects += compress(among, map((1).__lt__, prev_counts))  # merges: two or more prev
     problems = []
-    for summary in among:
+    for summary in suspects:
         for prev_id in summary.prev:
             prior = summaries.get(prev_id)
             if prior is None or (prior.actor, prior.feed) != (summary.actor, summary.feed):
                 continue  # missing-prev / feed-mismatch, reported by _check_feeds
             # the ledger writes one spelling (27 characters); others are compared as instants
-            same = len(summary.time) == len(prior.time) == 27
+            same = len(summary.time) == len(prior.time) == _WRITTEN_LENGTH
             if (summary.time < prior.time) if same else (instant(summary.time) < instant(prior.time)):
                 problems.append(Problem(
                     WARNING, "time-order",
@@ -377,7 +406,7 @@ def judge_ledger(ledger: Ledger, summaries: dict[str, RecordSummary], problems: 
     order is: its warnings do not stop a checkpoint)."""
     # Ids of objects that are present but fail their own checks: their neighbours are not "missing" them.
     damaged = {p.record for p in problems if p.record} - summaries.keys()
-    among = [s for record_id, s in summaries.items() if record_id not in covered] if covered else summaries.values()
+    among = [summaries[i] for i in summaries.keys() - covered] if covered else summaries.values()
     problems += _check_feeds(summaries, damaged, among)
     # time order for every record: its warnings may stand in a checkpoint (only errors stop one), and --strict
     # must fail on them as a full verification does
@@ -389,7 +418,12 @@ def judge_ledger(ledger: Ledger, summaries: dict[str, RecordSummary], problems: 
     for record_id, why in trust.ignored:
         problems.append(Problem(WARNING, "ignored-trust-record", why, record_id))
     problems += _contested_emails(trust)
-    for summary in summaries.values():
+    # a key's status depends on the time only once it is revoked: the other keys are asked once each, and only
+    # the records of keys that are not trusted at some time are looked at one by one
+    signers = {actor: (trust.status(actor, "") if actor not in trust.revoked_from else "revoked")
+               for actor in set(map(_ACTOR, summaries.values()))}
+    doubtful = {actor for actor, status in signers.items() if status is not None}
+    for summary in compress(summaries.values(), map(doubtful.__contains__, map(_ACTOR, summaries.values()))):
         if summary.kind == "revocation" and summary.body["key"] == summary.actor:
             continue  # a key's own revocation is the one record it must be able to sign at that moment
         status = trust.status(summary.actor, summary.time)
@@ -412,8 +446,8 @@ def judge_ledger(ledger: Ledger, summaries: dict[str, RecordSummary], problems: 
             ))
         elif pinned.kind != "checkpoint":
             raise BadInputError(f"--against {against} is a {pinned.kind} record, not a checkpoint")
-    feeds = len({(s.actor, s.feed) for s in summaries.values()})
-    checkpoints = sum(1 for s in summaries.values() if s.kind == "checkpoint")
+    feeds = len(set(zip(map(_ACTOR, summaries.values()), map(_FEED, summaries.values()), strict=True)))
+    checkpoints = list(map(_KIND, summaries.values())).count("checkpoint")
     return VerificationReport(len(summaries), feeds, checkpoints, _in_order(problems), trust, summaries, against,
                               log, since)
 

@@ -255,3 +255,44 @@ def test_templates_never_echo_the_key(path: str) -> None:
     assert "echo $OPENLEDGER_SIGNING_KEY" not in text and "set -x" not in text
     assert "${{ secrets.OPENLEDGER_SIGNING_KEY }}" not in "".join(
         line for line in text.splitlines() if line.strip().startswith(("run:", "- ")))
+
+
+def test_ci_on_main_seals_packs_and_a_record_changed_in_a_sealed_pack_fails_the_next_run(
+        demo: Any, tmp_path: Path) -> None:
+    """The CI key seals the packs with its checkpoint; the next run (incremental) reads a sealed pack by its
+    hash, so a record edited inside the pack fails it, as it fails a full verification."""
+    repo = copy_of(demo, tmp_path)
+    assert run(repo, demo.ada, "pack").returncode == 0
+    env = github_env(demo.ada, tmp_path)
+    first = run(repo, env, "ci", "--format", "json")
+    assert first.returncode == 0, first.stderr
+    data = json.loads(first.stdout)
+    seals = sorted((repo / ".openledger" / "seals").iterdir())
+    assert len(seals) == len(list((repo / ".openledger" / "packs").glob("pack-*.jsonl"))) >= 1
+    assert f"sealed {len(seals)} pack(s) for incremental verification" in data["notes"]
+    checkpoint = data["checkpoint"]
+    again = run(repo, env, "ci", "--against", checkpoint, "--no-checkpoint", "--format", "json")
+    assert again.returncode == 0, again.stderr
+    verdict = json.loads(again.stdout)["verify"]
+    assert verdict["since"] == checkpoint and verdict["ok"]
+    kinds = [json.loads(base64.b64decode(json.loads(line)["payload"]))["kind"]
+             for pack in (repo / ".openledger" / "packs").glob("pack-*.jsonl") for line in pack.read_bytes().split()]
+    # every packed record but those that build trust (checked in full) came from a seal
+    assert verdict["sealed"] == sum(kind not in ("identity", "revocation", "checkpoint") for kind in kinds) > 0
+
+    pack = next((repo / ".openledger" / "packs").glob("pack-*.jsonl"))
+    data_bytes = pack.read_bytes()
+    line = data_bytes.split(b"\n")[0]
+    envelope = json.loads(line)
+    payload = json.loads(base64.b64decode(envelope["payload"]))
+    payload["time"] = payload["time"][:-2] + ("1Z" if payload["time"][-2] != "1" else "2Z")
+    forged = base64.b64encode(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode())
+    pack.chmod(0o644)
+    pack.write_bytes(data_bytes.replace(envelope["payload"].encode(), forged))
+    failed = run(repo, env, "ci", "--against", checkpoint, "--format", "json")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    verdict = json.loads(failed.stdout)["verify"]
+    assert verdict["since"] == checkpoint and not verdict["ok"]
+    assert {"bad-signature", "checkpoint-missing-records"} <= {p["code"] for p in verdict["problems"]}
+    full = run(repo, demo.ada, "verify", "--against", checkpoint, "--format", "json")
+    assert full.returncode == 1

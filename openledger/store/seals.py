@@ -1,0 +1,270 @@
+"""Pack seals: a checkpoint signer's signed word on what a pack holds, so that incremental verification reads a
+pack by hashing it once instead of decoding each of its records.
+
+A pack never changes once written. When ``openledger ci`` signs a checkpoint on the default branch, it also
+seals every pack its key has not sealed yet: ``seals/<pack name>.<key id, 16 hex>.seal`` holds
+
+* a header: the pack's name, the SHA-256 of its bytes, the sealing key, the SHA-256 of the body;
+* the Ed25519 signature of that key over ``openledger-pack-seal/v1`` and the header;
+* the body: what verification reads of each record (id, kind, signer, feed, sequence number, ``prev``, time),
+  column by column, and where the records that build trust and the checkpoint tree (identities,
+  revocations, checkpoints, cosignatures, anchors) are, which are always checked in full.
+
+The key seals only what the verification it has just run found sound, so a seal says: these bytes, whose
+records have these fields, passed their own checks (signature, schema, content hash), or were covered by a
+checkpoint this key trusted. ``verify --since CHECKPOINT`` uses the seals of the pinned checkpoint's signer:
+a pack whose bytes hash to what its seal says gets its records' fields from the seal; any other pack (no seal,
+another key's seal, a signature or hash that does not match, a body that does not decode) is read record by
+record, as without seals. Everything after that is the same: the checkpoint tree recomputed from the records'
+``prev`` (its Merkle roots included), full checks for every record the pinned checkpoint does not cover,
+feeds, time order and trust. If the sealing key is not the pinned checkpoint's signer, or was ever revoked,
+the seals are dropped and the verification runs again without them.
+
+Two CI runs that seal the same pack with the same key write the same file (Ed25519 signatures are
+deterministic, the body is a function of the pack), so seals merge like packs do.
+
+>>> import tempfile; from openledger import Draft; from openledger.store.keys import generate_signer
+>>> ledger = Ledger.init(Path(tempfile.mkdtemp())); ci = generate_signer(feed="ci")
+>>> records = ledger.append_many(ci, [Draft("feedback", {"target": "x", "label": str(i)}) for i in range(3)])
+>>> _ = ledger.pack()
+>>> written = write_seals(ledger, ci, {r.id: (r.id, r.kind, r.actor, r.feed, r.seq, r.prev, r.time) for r in records})
+>>> [len(sealed.rows) for sealed in read_seals(ledger, ci.keyid).values()]
+[3]
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import operator
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from itertools import repeat
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import orjson
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
+from openledger._internal.index import iter_pack
+from openledger.errors import IntegrityError, OpenLedgerError
+from openledger.store.canonical import canonical_bytes
+from openledger.store.dsse import envelope_payload_v1
+from openledger.store.files import MAX_PACK_BYTES, read_regular, write_atomic
+from openledger.store.ledger import Ledger
+from openledger.store.records import RecordSigner, public_key_of, record_id_of
+
+__all__ = ["CHECKED_IN_FULL", "SEAL_FORMAT", "SealedPack", "read_seals", "seal_path", "write_seals"]
+
+SEAL_FORMAT = "openledger-pack-seal/v1"
+_DOMAIN = SEAL_FORMAT.encode() + b"\n"
+MAX_SEAL_BYTES = 512 * 1024 * 1024  # a seal is about a sixth of its pack
+# The kinds that build trust and the checkpoint tree: incremental verification checks them in full, sealed or not.
+CHECKED_IN_FULL = frozenset({"identity", "revocation", "checkpoint", "cosignature", "anchor"})
+
+
+class SealedPack(NamedTuple):
+    """A pack whose bytes match a seal: its records' summary fields and the lines to check in full."""
+
+    path: Path
+    key: str
+    rows: list[tuple[Any, ...]]  # (id, kind, actor, feed, seq, prev, time, None), as verify's workers send
+    full: list[tuple[int, bytes]]  # (offset, envelope bytes) of the records always checked in full
+
+
+def seal_path(ledger: Ledger, pack: Path, keyid: str) -> Path:
+    return ledger.root / "seals" / f"{pack.stem}.{keyid.partition(':')[2][:16]}.seal"
+
+
+# -- writing -----------------------------------------------------------------------------------------------
+
+def _table(values: Sequence[str]) -> tuple[list[str], list[int]]:
+    names = sorted(set(values))
+    where = {name: i for i, name in enumerate(names)}
+    return names, [where[v] for v in values]
+
+
+def _body(rows: Sequence[Sequence[Any]], full: list[list[int]]) -> bytes:
+    row_of = {row[0]: i for i, row in enumerate(rows)}
+    prevs: list[Any] = []
+    for row in rows:
+        prev = row[5]
+        if len(prev) == 1 and prev[0] in row_of:
+            prevs.append(row_of[prev[0]])  # the usual case: the record before it in its feed is in this pack
+        else:
+            prevs.append([row_of.get(before, before) for before in prev])
+    kinds, kind = _table([row[1] for row in rows])
+    actors, actor = _table([row[2] for row in rows])
+    feeds, feed = _table([row[3] for row in rows])
+    return canonical_bytes({
+        "ids": "".join(row[0][7:] for row in rows),
+        "kinds": kinds, "kind": kind, "actors": actors, "actor": actor, "feeds": feeds, "feed": feed,
+        "seq": [row[4] for row in rows], "prev": prevs, "time": [row[6] for row in rows], "full": full,
+    })
+
+
+def _seal_one(pack: Path, data: bytes, signer: RecordSigner, summaries: Mapping[str, Sequence[Any]]) -> bytes | None:
+    rows: list[Sequence[Any]] = []
+    full: list[list[int]] = []
+    for offset, line in iter_pack(data):
+        try:
+            record_id = record_id_of(envelope_payload_v1(line)[0])
+        except IntegrityError:
+            return None  # not a canonical v1 envelope: never sealed, read record by record
+        summary = summaries.get(record_id)
+        if summary is None:
+            return None  # not among what the verification found sound
+        if summary[1] in CHECKED_IN_FULL:
+            full.append([offset, len(line)])
+        else:
+            rows.append(summary)
+    body = _body(rows, full)
+    header = canonical_bytes({"format": SEAL_FORMAT, "pack": pack.name, "sha256": hashlib.sha256(data).hexdigest(),
+                              "key": signer.keyid, "records": len(rows) + len(full),
+                              "body": hashlib.sha256(body).hexdigest()})
+    return base64.b64encode(signer.sign(_DOMAIN + header)) + b"\n" + header + b"\n" + body
+
+
+def write_seals(ledger: Ledger, signer: RecordSigner, summaries: Mapping[str, Sequence[Any]]) -> list[Path]:
+    """Seal every pack ``signer`` has not sealed whose every record is in ``summaries`` (what a verification
+    without errors found sound: id -> (id, kind, actor, feed, seq, prev, time, ...)); the seals written.
+
+    Call it only after a verification without errors, with its summaries: a pack with a record it did not find
+    sound is left unsealed."""
+    written = []
+    for pack in ledger.pack_paths():
+        path = seal_path(ledger, pack, signer.keyid)
+        if path.exists():
+            continue
+        try:
+            data = read_regular(pack, MAX_PACK_BYTES)
+        except (OpenLedgerError, OSError):
+            continue  # verify names it
+        content = _seal_one(pack, data, signer, summaries)
+        if content is not None:
+            path.parent.mkdir(exist_ok=True)
+            write_atomic(path, content)
+            written.append(path)
+    return written
+
+
+# -- reading -----------------------------------------------------------------------------------------------
+
+class _Read(NamedTuple):
+    pack: Path
+    data: bytes
+    key: str
+    body: bytes
+
+
+def _read_one(pack: Path, seal: Path) -> _Read | None:
+    """The pack and its seal's body, if the seal's signature verifies and both hashes match (threads: hashing
+    large buffers releases the interpreter lock)."""
+    try:
+        content = read_regular(seal, MAX_SEAL_BYTES)
+        signature_line, header_bytes, body = content.split(b"\n", 2)
+        header = orjson.loads(header_bytes)
+        key = header["key"]
+        if (type(header) is not dict or header["format"] != SEAL_FORMAT or header["pack"] != pack.name
+                or type(key) is not str or seal.name != f"{pack.stem}.{key.partition(':')[2][:16]}.seal"):
+            return None
+        VerifyKey(public_key_of(key)).verify(_DOMAIN + header_bytes, base64.b64decode(signature_line, validate=True))
+        if hashlib.sha256(body).hexdigest() != header["body"]:
+            return None
+        data = read_regular(pack, MAX_PACK_BYTES)
+        if hashlib.sha256(data).hexdigest() != header["sha256"]:
+            return None  # the pack changed since it was sealed: read record by record, which says how
+    except (OpenLedgerError, OSError, ValueError, KeyError, TypeError, AttributeError, BadSignatureError):
+        return None  # no seal, or one that does not hold: the pack is read record by record
+    return _Read(pack, data, key, body)
+
+
+_as_int = operator.index
+_HEX_DIGITS = str.maketrans("", "", "0123456789abcdef")  # what is left after deleting them must be nothing
+_RECORD_ID = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def _prev_list(prev: list[Any], ids: list[str]) -> tuple[str, ...]:
+    """A record's ``prev`` spelled as a list: rows of this pack by number, other records by id."""
+    if type(prev) is not list:
+        raise TypeError("prev")
+    resolved = tuple(ids[before] if type(before) is int and before >= 0 else before for before in prev)
+    if not all(type(before) is str and _RECORD_ID.fullmatch(before) for before in resolved):
+        raise TypeError("prev")
+    return resolved
+
+
+def _decode(read: _Read) -> SealedPack | None:
+    """The rows of a sealed pack, every field of the type a worker would send (else None: read it record by
+    record). The body was signed by the key, but its reader does not crash on what the key wrote."""
+    try:
+        body = orjson.loads(read.body)
+        hexes, full = body["ids"], body["full"]
+        if type(hexes) is not str or len(hexes) % 64 or hexes.translate(_HEX_DIGITS) or type(full) is not list:
+            return None
+        ids = list(map("sha256:".__add__, map(hexes.__getitem__, map(slice, range(0, len(hexes), 64),
+                                                                     range(64, len(hexes) + 64, 64)))))
+        columns = []
+        for table, column in (("kinds", "kind"), ("actors", "actor"), ("feeds", "feed")):
+            names, indices = body[table], body[column]
+            if set(map(type, names)) - {str} or set(map(type, indices)) - {int} or min(indices, default=0) < 0:
+                return None
+            columns.append(list(map(names.__getitem__, indices)))  # IndexError: caught below
+        seqs, times, prevs = body["seq"], body["time"], body["prev"]
+        if not (set(map(type, seqs)) <= {int} and set(map(type, times)) <= {str} and type(prevs) is list):
+            return None
+        # most records follow one record of this pack (a row number): those in C, the few others patched after
+        others = [i for i, p in enumerate(prevs) if type(p) is not int or p < 0]
+        rows_before = prevs.copy()
+        for i in others:
+            rows_before[i] = 0
+        prev_tuples: list[tuple[str, ...]] = list(zip(map(ids.__getitem__, rows_before)))
+        for i in others:
+            prev_tuples[i] = _prev_list(prevs[i], ids)
+        if not len(ids) == len(columns[0]) == len(columns[1]) == len(columns[2]) == len(seqs) == len(times) \
+                == len(prev_tuples):
+            return None
+        lines = [(_as_int(offset), read.data[offset:offset + _as_int(length)]) for offset, length in full]
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None
+    rows = list(zip(ids, *columns, seqs, prev_tuples, times, repeat(None)))
+    return SealedPack(read.pack, read.key, rows, lines)
+
+
+def read_seals(ledger: Ledger, key: str | None = None, packs: Iterable[Path] | None = None
+               ) -> dict[Path, SealedPack]:
+    """The packs whose bytes match a seal of ``key`` (default: the key that sealed the most packs), by path."""
+    directory = ledger.root / "seals"
+    if not directory.is_dir():
+        return {}
+    packs = list(ledger.pack_paths() if packs is None else packs)
+    names = {entry.name for entry in directory.iterdir()}
+    if key is None:
+        counts: dict[str, int] = {}
+        for name in names:
+            rest = name.partition(".")[2]
+            if rest.endswith(".seal"):
+                counts[rest] = counts.get(rest, 0) + 1
+        if not counts:
+            return {}
+        suffix = max(sorted(counts), key=counts.__getitem__)
+    else:
+        suffix = f"{key.partition(':')[2][:16]}.seal"
+    candidates = [(pack, directory / f"{pack.stem}.{suffix}") for pack in packs if f"{pack.stem}.{suffix}" in names]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        reads = [read for read in pool.map(lambda pair: _read_one(*pair), candidates) if read is not None]
+    keys = {read.key for read in reads}
+    if key is not None:
+        reads = [read for read in reads if read.key == key]
+    elif len(keys) > 1:  # two keys whose ids share 16 hex digits: use neither
+        return {}
+    sealed = {}
+    for read in reads:
+        decoded = _decode(read)
+        if decoded is not None:
+            sealed[read.pack] = decoded
+    return sealed
+
+
