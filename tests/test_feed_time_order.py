@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from click.testing import CliRunner
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from openledger import Ledger, verify_ledger
@@ -134,3 +134,27 @@ def test_time_order_is_the_instants_order_whatever_the_spelling(rows: list[tuple
     written = [item._replace(time=instant(item.time)) for item in items]  # every time as the ledger writes it
     assert in_time_order(written, reverse=reverse) == sorted(written, key=lambda item: (item.time, item.id),
                                                              reverse=reverse)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=4),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@example({"type": float("nan")}, {"type": None})  # orjson writes both as null
+@example([float("inf")], [None])
+@example("null", None)
+@example(1, 1.0)
+@example(True, 1)
+@example(2**70, 2**70 + 1)  # past orjson's 64 bits
+@given(_JSON, _JSON)
+def test_a_feedback_source_memo_key_never_merges_two_sources_repr_tells_apart(a: object, b: object) -> None:
+    """The report memoises who a feedback source credits by a spelling of the source; two sources share a
+    spelling only if they print alike (NaN is not null, the string "null" is not None, 1 is not 1.0)."""
+    from openledger.lineage.graph import _spelled
+
+    if _spelled(a) == _spelled(b):
+        assert repr(a) == repr(b)

@@ -58,6 +58,9 @@ class People:
         self.trust = trust
         self._credit = credit
         self._data_credit = data_credit
+        # a report asks about the same few people a million times (every feedback item): one Person each
+        self._by_key: dict[str, Person] = {}
+        self._credited: dict[tuple[str, str | None], Person] = {}
 
     @classmethod
     def of(cls, graph: LedgerGraph) -> People:
@@ -66,10 +69,12 @@ class People:
         return cls(graph.trust, credit=graph.credited, data_credit=graph.data_contributors)
 
     def by_key(self, keyid: str) -> Person:
-        identity = self.trust.identities.get(keyid)
-        if identity is None:
-            return Person(keyid, keyid[:20], None, keyid)
-        return Person(keyid, identity.name, identity.email, keyid)
+        person = self._by_key.get(keyid)
+        if person is None:
+            identity = self.trust.identities.get(keyid)
+            person = self._by_key[keyid] = (Person(keyid, keyid[:20], None, keyid) if identity is None
+                                            else Person(keyid, identity.name, identity.email, keyid))
+        return person
 
     def by_email(self, name: str, email: str, key: str | None = None) -> Person:
         """A git author or dataset contributor: the identity that owns ``email`` now (none while it is contested:
@@ -87,10 +92,12 @@ class People:
         credit = self._credit(fact)
         if credit is None:
             return None
-        label, key = credit
-        if key:
-            return self.by_key(key)
-        return Person(f"source:{label}", label, label if "@" in label else None, None)
+        person = self._credited.get(credit)
+        if person is None:
+            label, key = credit
+            person = self._credited[credit] = (self.by_key(key) if key else
+                                               Person(f"source:{label}", label, label if "@" in label else None, None))
+        return person
 
     def data_credits(self, dataset: Fact) -> list[Mapping[str, Any]]:
         """The ``contributors`` entries a dataset record credits: all of them, except for an MLflow dataset

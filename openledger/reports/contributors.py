@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from openledger._internal.memory import paused_gc
 from openledger.credit.impact import ImpactStep, impact_steps
 from openledger.credit.measured import MeasuredAttribution, PoolSplit, measured_attributions, pool_split
 from openledger.credit.people import People, Person
@@ -125,6 +126,7 @@ class ContributorsReport:
                    tuple(MeasuredAttribution.from_json(m) for m in data.get("measured") or ()))
 
 
+@paused_gc()  # a million facts stay alive while it tallies: midway collections are pure cost
 def contributors_report(graph: LedgerGraph, *, model: str | None = None, since: str | None = None,
                         scoring: ScoringPolicy | None = None) -> ContributorsReport:
     """Credit per person: over one model's versions (``model``), or over the whole ledger (every model's

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from openledger._internal.memory import paused_gc
 from openledger.anchors.anchoring import AnchorBound, AnchorIndex
 from openledger.attribution.record import newest_attribution
 from openledger.credit.people import People, Person
@@ -635,6 +636,7 @@ def _author(people: People, author: CodeAuthor) -> AuthorView:
     return AuthorView(people.by_email(author.name, author.email), author.commits, author.files)
 
 
+@paused_gc()  # a million facts stay alive while it tallies: midway collections are pure cost
 def model_report(graph: LedgerGraph, name: str, version: str | None = None) -> ModelReport:
     """The provenance of one model version (``version`` None: the newest recorded)."""
     name, version = graph.resolve(name, version)
