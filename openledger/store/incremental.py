@@ -33,16 +33,19 @@ True
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from openledger._internal.index import iter_pack
 from openledger._internal.memory import paused_gc
 from openledger.errors import IntegrityError, NotFoundError, OpenLedgerError
-from openledger.store.dsse import envelope_payload_v1
-from openledger.store.files import read_regular
+from openledger.store.dsse import envelope_payload, envelope_payload_v1
+from openledger.store.files import MAX_PACK_BYTES, read_regular
 from openledger.store.ledger import Ledger
 from openledger.store.logtree import tree_of
+from openledger.store.records import record_id_of
 from openledger.store.seals import SealedPack, read_seals
 from openledger.store.verify import (
     ERROR,
@@ -51,6 +54,7 @@ from openledger.store.verify import (
     VerificationReport,
     _check_objects,
     _check_one,
+    _first,
     judge_ledger,
     verify_ledger,
 )
@@ -60,18 +64,52 @@ __all__ = ["verify_since"]
 Progress = Callable[[int, int], None]
 
 
-def _full_check(ledger: Ledger, record_id: str) -> RecordSummary | Problem:
-    """A record the pinned checkpoint does not cover, checked in full from wherever it is stored (found
-    through the index, a cache: if it points at other bytes, the index is rebuilt and asked again)."""
+def _packed_copies(ledger: Ledger, wanted: set[str], sealed: Mapping[Path, SealedPack]
+                   ) -> dict[str, list[tuple[str, bytes]]]:
+    """(where, envelope bytes) of every pack line of the ``wanted`` records (not covered, not loose), found by
+    their payload's hash in the packs that can hold them: each pack not read from a seal, and each sealed pack
+    whose seal names one. Not through the index: in a fresh clone its first use reads every record (32 s at a
+    million), and records a pull request wrote are packed once it appends 10,000."""
+    found: dict[str, list[tuple[str, bytes]]] = defaultdict(list)
+    if not wanted:
+        return found
+    for pack in ledger.pack_paths():
+        seal = sealed.get(pack)
+        if seal is not None and wanted.isdisjoint(map(_first, seal.rows)):
+            continue
+        try:
+            data = read_regular(pack, MAX_PACK_BYTES)
+        except (OpenLedgerError, OSError):
+            continue  # the object checks named it
+        for offset, line in iter_pack(data):
+            try:
+                record_id = record_id_of(envelope_payload(line))
+            except IntegrityError:
+                continue  # the object checks named it
+            if record_id in wanted:
+                found[record_id].append((f"{pack}@{offset}", line))
+    return found
+
+
+def _full_check(ledger: Ledger, record_id: str, copies: Sequence[tuple[str, bytes]] = ()
+                ) -> tuple[RecordSummary | None, list[Problem]]:
+    """A record the pinned checkpoint does not cover, checked in full: its summary (None if no copy is sound)
+    and the problems of its copies. Its loose object if there is one (a damaged loose copy is reported even when
+    a packed one is sound, as a full verification does); else each of its pack lines (``copies``); else the
+    copy the index points at (a cache: if it points at other bytes, it is rebuilt and asked again)."""
     hexdigest = record_id.partition(":")[2]
     try:  # new records are usually loose objects: read the file without asking the index
         data = read_regular(os.path.join(ledger.objects, hexdigest[:2], hexdigest[2:]))  # noqa: PTH118
-        # a damaged loose copy is reported even when a packed copy is sound, as a full verification does
-        return _check_one(data, record_id, record_id)
+        checked = _check_one(data, record_id, record_id)
+        return (checked, []) if isinstance(checked, RecordSummary) else (None, [checked])
     except IntegrityError as exc:  # a symlink, FIFO, device or oversized file: never read
-        return Problem(ERROR, exc.code, exc.message, record_id)
+        return None, [Problem(ERROR, exc.code, exc.message, record_id)]
     except OSError:
         pass
+    if copies:
+        results = [_check_one(line, record_id, where) for where, line in copies]
+        sound = [r for r in results if isinstance(r, RecordSummary)]
+        return (sound[0] if sound else None), [r for r in results if isinstance(r, Problem)]
     for attempt in range(2):
         try:
             data = ledger.stored_bytes(record_id)
@@ -79,10 +117,12 @@ def _full_check(ledger: Ledger, record_id: str) -> RecordSummary | Problem:
             if attempt == 0:  # a pack line the index does not know (changed behind its back): ask it again
                 ledger.rebuild_index()
                 continue
-            return Problem(ERROR, "unreadable", "the record disappeared while it was verified", record_id)
+            return None, [Problem(ERROR, "unreadable", "the record disappeared while it was verified", record_id)]
         checked = _check_one(data, record_id, record_id)
-        if isinstance(checked, RecordSummary) or attempt == 1 or checked.code != "hash-mismatch":
-            return checked
+        if isinstance(checked, RecordSummary):
+            return checked, []
+        if attempt == 1 or checked.code != "hash-mismatch":
+            return None, [checked]
         ledger.rebuild_index()
     raise AssertionError("unreachable")
 
@@ -130,14 +170,17 @@ def _verify_since(ledger: Ledger, since: str, workers: int | None, progress: Pro
     log = tree_of(summaries, damaged, capture=since)
     covered = log.captured if log.sound(since) and log.captured is not None else frozenset()
     replaced = False
-    for record_id in [i for i in summaries if i not in covered]:
-        checked = _full_check(ledger, record_id)
-        if isinstance(checked, Problem):
-            problems.append(checked)
+    uncovered = [i for i in summaries if i not in covered]
+    packed = {i for i in uncovered if not os.path.lexists(os.path.join(ledger.objects, i[7:9], i[9:]))}  # noqa: PTH118
+    copies = _packed_copies(ledger, packed, sealed)
+    for record_id in uncovered:
+        summary, found = _full_check(ledger, record_id, copies.get(record_id, ()))
+        problems += found
+        if summary is None:
             del summaries[record_id]
             replaced = True
         else:
-            summaries[record_id] = checked
+            summaries[record_id] = summary
     if replaced:  # a new record failed its full check: the trees must be recomputed without it
         damaged = {p.record for p in problems if p.record} - summaries.keys()
         log = tree_of(summaries, damaged)
