@@ -199,6 +199,11 @@ def test_a_seal_that_does_not_hold_is_ignored(ledger: Ledger, damage: str) -> No
     {"full": "all"},
     {"ids": 5},
     {"kinds": [3]},
+    {"kinds": ["checkpoint"]},  # rows of the kinds always checked in full: their bodies are not in a seal
+    {"kinds": ["identity"]},
+    {"kinds": ["cosignature"]},
+    {"full": [[1, 10**12]]},  # a "line" past the pack's end
+    {"full": [[3, 5]]},  # not a whole line
     "not an object",
 ])
 def test_a_body_the_ci_key_signed_but_that_does_not_decode_is_ignored(ledger: Ledger, body: Any) -> None:
@@ -293,3 +298,105 @@ def test_new_records_that_were_packed_are_found_in_their_pack_and_checked_in_ful
     # also reports the next record's prev as missing
     assert ("bad-signature", None) in [(p.code, p.record) for p in verify_ledger(ledger, workers=1,
                                                                                  against=pinned).errors]
+
+
+def _eves_lying_seal(ledger: Ledger, *, junk: int = 3) -> None:
+    """Eve (a key nobody trusts) seals Ada's pack claiming every row is a checkpoint and leaving the identities
+    out, and writes junk files so that hers is the key with the most seals."""
+    pack = the_pack(ledger)
+    body = orjson.loads(seal_path(ledger, pack, CI.keyid).read_bytes().split(b"\n", 2)[2])
+    body["kinds"], body["full"] = ["checkpoint"], []
+    seal_with(ledger, EVE, pack, canonical_bytes(body))
+    for i in range(junk):
+        (ledger.root / "seals" / f"junk{i}.{EVE.keyid[8:24]}.seal").write_bytes(b"")
+
+
+@pytest.mark.parametrize(("pin", "eve"), [("full", "malformed"), ("abbreviated", "malformed"), ("full", "lying")])
+def test_with_a_packed_pin_its_signer_is_read_from_its_own_line_not_guessed(ledger: Ledger, pin: str,
+                                                                            eve: str) -> None:
+    """A packed pin (or one given by a prefix) has no loose object to tell its signer: it is read from the pin's
+    own line among the sealed lines, so Eve's seals are never used however many she writes, and the CI key's
+    are."""
+    pinned, covered = sealed_ledger(ledger, pack_checkpoint=True)
+    if eve == "malformed":
+        _eves_lying_seal(ledger)
+    else:  # well formed, with the identities in place, but dating a record a year early
+        write_seals(ledger, EVE, lying_summaries(ledger, covered[3]))
+        for i in range(3):
+            (ledger.root / "seals" / f"junk{i}.{EVE.keyid[8:24]}.seal").write_bytes(b"")
+    since = pinned if pin == "full" else pinned[:19]
+    report = verify_since(ledger, since, workers=1)
+    assert report.since == pinned and report.sealed == len(covered)  # CI's seal of Ada's pack
+    assert outcome(report) == outcome(verify_since(ledger, since, workers=1, seals=False))
+    assert outcome(report)[3] == []
+
+
+def test_a_damaged_loose_copy_of_a_packed_pin_is_an_error_not_a_crash(ledger: Ledger) -> None:
+    pinned, _ = sealed_ledger(ledger, pack_checkpoint=True)
+    path = ledger.root / "objects" / pinned[7:9] / pinned[9:]
+    path.parent.mkdir(exist_ok=True)
+    line = next(line for pack in ledger.pack_paths() for line in pack.read_bytes().split(b"\n")
+                if line and pinned[7:] == hashlib.sha256(base64.b64decode(orjson.loads(line)["payload"])).hexdigest())
+    envelope = orjson.loads(line)
+    envelope["signatures"][0]["sig"] = base64.b64encode(EVE.sign(b"x")).decode()
+    path.write_bytes(orjson.dumps(envelope))
+    report = same_as_without_seals(ledger, pinned)
+    assert report.errors
+
+
+def test_a_seal_header_is_small_or_not_read(ledger: Ledger) -> None:
+    """The header is parsed before its signature can be checked (it names the key): a large one is refused
+    unread, so a compressible seal cannot cost gigabytes of parsing."""
+    pinned, _ = sealed_ledger(ledger)
+    path = seal_path(ledger, the_pack(ledger), CI.keyid)
+    signature, _, body = path.read_bytes().split(b"\n", 2)
+    path.write_bytes(signature + b"\n" + b"[" + b"[]," * 2_000_000 + b"[]]\n" + body)
+    assert read_seals(ledger, CI.keyid) == {}
+    assert outcome(same_as_without_seals(ledger, pinned))[3] == []
+
+
+def test_seals_are_never_written_or_read_through_a_symlink(ledger: Ledger, tmp_path: Path) -> None:
+    pinned, _ = sealed_ledger(ledger)
+    seals = ledger.root / "seals"
+    outside = tmp_path / "outside"
+    seals.rename(outside)
+    seals.symlink_to(outside)
+    assert read_seals(ledger, CI.keyid) == {}
+    for seal in outside.iterdir():
+        seal.unlink()
+    assert write_seals(ledger, CI, verify_ledger(ledger, workers=1).summaries) == []
+    assert list(outside.iterdir()) == []
+    assert str(seals) in ledger.fsck().unexpected
+    assert outcome(same_as_without_seals(ledger, pinned))[3] == []
+
+
+def test_a_packed_copy_nobody_checked_is_not_sealed(ledger: Ledger) -> None:
+    """A record stored twice, loose and packed: a verification may check the loose copy only, so the sealing
+    key checks the packed line itself before vouching for it."""
+    _, covered = sealed_ledger(ledger)
+    pack = the_pack(ledger)
+    seal_path(ledger, pack, CI.keyid).unlink()
+    summaries = verify_ledger(ledger, workers=1).summaries
+    data = pack.read_bytes()
+    line = next(line for line in data.split(b"\n") if line and covered[1][7:] == hashlib.sha256(
+        base64.b64decode(orjson.loads(line)["payload"])).hexdigest())
+    loose = ledger.root / "objects" / covered[1][7:9] / covered[1][9:]
+    loose.parent.mkdir(exist_ok=True)
+    loose.write_bytes(line)  # the sound copy, loose
+    envelope = orjson.loads(line)
+    envelope["signatures"][0]["sig"] = base64.b64encode(EVE.sign(b"x")).decode()
+    pack.write_bytes(data.replace(line, orjson.dumps(envelope)))  # a bad signature in the pack
+    assert write_seals(ledger, CI, summaries) == []
+
+
+def test_a_line_listed_twice_among_those_checked_in_full_voids_the_seal(ledger: Ledger) -> None:
+    """Each listed line is copied out of the pack: listing one line many times could make a small body cost
+    many packs of memory, so lines must be listed once each, in order."""
+    pinned, _ = sealed_ledger(ledger)
+    pack = the_pack(ledger)
+    body = orjson.loads(seal_path(ledger, pack, CI.keyid).read_bytes().split(b"\n", 2)[2])
+    assert body["full"]
+    body["full"] = [body["full"][0]] * 1000
+    seal_with(ledger, CI, pack, canonical_bytes(body))
+    assert read_seals(ledger, CI.keyid) == {}
+    assert outcome(same_as_without_seals(ledger, pinned))[3] == []

@@ -38,6 +38,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import orjson
+
 from openledger._internal.index import iter_pack
 from openledger._internal.memory import paused_gc
 from openledger.errors import IntegrityError, NotFoundError, OpenLedgerError
@@ -91,12 +93,14 @@ def _packed_copies(ledger: Ledger, wanted: set[str], sealed: Mapping[Path, Seale
     return found
 
 
-def _full_check(ledger: Ledger, record_id: str, copies: Sequence[tuple[str, bytes]] = ()
-                ) -> tuple[RecordSummary | None, list[Problem]]:
+def _full_check(ledger: Ledger, record_id: str, copies: Sequence[tuple[str, bytes]] = (),
+                rebuilt: list[bool] | None = None) -> tuple[RecordSummary | None, list[Problem]]:
     """A record the pinned checkpoint does not cover, checked in full: its summary (None if no copy is sound)
     and the problems of its copies. Its loose object if there is one (a damaged loose copy is reported even when
     a packed one is sound, as a full verification does); else each of its pack lines (``copies``); else the
-    copy the index points at (a cache: if it points at other bytes, it is rebuilt and asked again)."""
+    copy the index points at (a cache: if it points at other bytes, it is rebuilt and asked again, once per
+    verification: ``rebuilt``)."""
+    rebuilt = rebuilt if rebuilt is not None else [False]
     hexdigest = record_id.partition(":")[2]
     try:  # new records are usually loose objects: read the file without asking the index
         data = read_regular(os.path.join(ledger.objects, hexdigest[:2], hexdigest[2:]))  # noqa: PTH118
@@ -114,30 +118,34 @@ def _full_check(ledger: Ledger, record_id: str, copies: Sequence[tuple[str, byte
         try:
             data = ledger.stored_bytes(record_id)
         except NotFoundError:
-            if attempt == 0:  # a pack line the index does not know (changed behind its back): ask it again
+            if attempt == 0 and not rebuilt[0]:  # a pack line the index does not know (changed behind its back)
                 ledger.rebuild_index()
+                rebuilt[0] = True
                 continue
             return None, [Problem(ERROR, "unreadable", "the record disappeared while it was verified", record_id)]
         checked = _check_one(data, record_id, record_id)
         if isinstance(checked, RecordSummary):
             return checked, []
-        if attempt == 1 or checked.code != "hash-mismatch":
+        if attempt == 1 or rebuilt[0] or checked.code != "hash-mismatch":
             return None, [checked]
         ledger.rebuild_index()
+        rebuilt[0] = True
     raise AssertionError("unreachable")
 
 
 def _pinned_signer(ledger: Ledger, since: str) -> str | None:
-    """The key that signed checkpoint ``since``, if it is a loose object that reads (it usually is: the newest
-    checkpoint); None otherwise. Only picks whose seals to read: the verification checks it."""
+    """The key that signed checkpoint ``since``, if it is a loose object whose payload hashes to it (the newest
+    checkpoint usually is); None otherwise. Only picks whose seals to read: the verification checks it."""
     hexdigest = since.partition(":")[2]
     if len(hexdigest) != 64:
         return None
     try:
         data = read_regular(os.path.join(ledger.objects, hexdigest[:2], hexdigest[2:]))  # noqa: PTH118
-        return envelope_payload_v1(data)[1].decode()
-    except (OpenLedgerError, OSError, UnicodeDecodeError):
+        payload, keyid = envelope_payload_v1(data)
+        actor = orjson.loads(payload)["actor"] if record_id_of(payload) == since else None
+    except (OpenLedgerError, OSError, ValueError, KeyError, TypeError):
         return None
+    return actor if type(actor) is str and actor.encode() == keyid else None
 
 
 def verify_since(ledger: Ledger, since: str, *, workers: int | None = None, progress: Progress | None = None,
@@ -145,12 +153,14 @@ def verify_since(ledger: Ledger, since: str, *, workers: int | None = None, prog
     """Verify ``ledger`` trusting checkpoint ``since`` for what it covers (see the module's docstring);
     ``seals``: read the packs its signer sealed by their hashes (:mod:`openledger.store.seals`)."""
     with paused_gc():  # a million summaries and tree entries stay alive and make no cycles
-        sealed = read_seals(ledger, _pinned_signer(ledger, since)) if seals else {}
+        # the pin's signer's seals: from the pin's loose object, else from its line in a sealed pack
+        sealed = read_seals(ledger, _pinned_signer(ledger, since), pin=since) if seals else {}
         report = _verify_since(ledger, since, workers, progress, sealed)
-        if report.since is not None and sealed:
-            pinned = report.summaries[report.since]
-            if {pack.key for pack in sealed.values()} != {pinned.actor} or pinned.actor in report.trust.revoked_from:
-                # sealed by another key, or by one revoked at some time: its seals vouch for nothing
+        if sealed:
+            pinned = report.summaries.get(report.since) if report.since else None
+            if pinned is None or {pack.key for pack in sealed.values()} != {pinned.actor} \
+                    or pinned.actor in report.trust.revoked_from:
+                # no sound pin, sealed by another key, or by one revoked at some time: no seal vouches for anything
                 return _verify_since(ledger, since, workers, progress, {})
             return replace(report, sealed=sum(len(pack.rows) for pack in sealed.values()))
         return report
@@ -173,8 +183,9 @@ def _verify_since(ledger: Ledger, since: str, workers: int | None, progress: Pro
     uncovered = [i for i in summaries if i not in covered]
     packed = {i for i in uncovered if not os.path.lexists(os.path.join(ledger.objects, i[7:9], i[9:]))}  # noqa: PTH118
     copies = _packed_copies(ledger, packed, sealed)
+    rebuilt = [False]
     for record_id in uncovered:
-        summary, found = _full_check(ledger, record_id, copies.get(record_id, ()))
+        summary, found = _full_check(ledger, record_id, copies.get(record_id, ()), rebuilt)
         problems += found
         if summary is None:
             del summaries[record_id]

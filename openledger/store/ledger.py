@@ -724,6 +724,8 @@ class Ledger:
         now = _time.time()
         seals = self.root / "seals"  # openledger.store.seals: a seal that does not hold is never believed
         candidates = [self.root] + [d for d in (self.packs, seals) if d.is_dir() and not d.is_symlink()]
+        if seals.is_symlink():
+            unexpected.append(str(seals))  # seals are never read or written through it
         if self.objects.is_dir():
             for entry in os.scandir(self.objects):
                 if entry.is_dir(follow_symlinks=False):

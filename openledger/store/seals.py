@@ -37,7 +37,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import operator
+import os
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import repeat
@@ -52,15 +54,16 @@ from openledger._internal.index import iter_pack
 from openledger.errors import IntegrityError, OpenLedgerError
 from openledger.store.canonical import canonical_bytes
 from openledger.store.dsse import envelope_payload_v1
-from openledger.store.files import MAX_PACK_BYTES, read_regular, write_atomic
+from openledger.store.files import MAX_ENVELOPE_BYTES, MAX_PACK_BYTES, read_regular, write_atomic
 from openledger.store.ledger import Ledger
-from openledger.store.records import RecordSigner, public_key_of, record_id_of
+from openledger.store.records import RecordSigner, open_record, public_key_of, record_id_of
 
 __all__ = ["CHECKED_IN_FULL", "SEAL_FORMAT", "SealedPack", "read_seals", "seal_path", "write_seals"]
 
 SEAL_FORMAT = "openledger-pack-seal/v1"
 _DOMAIN = SEAL_FORMAT.encode() + b"\n"
-MAX_SEAL_BYTES = 512 * 1024 * 1024  # a seal is about a sixth of its pack
+MAX_SEAL_BYTES = 128 * 1024 * 1024  # a seal is about a sixth of its pack (50 MB packs: ~8 MB); larger: not read
+_MAX_HEADER_BYTES = 4096  # a header is ~300 bytes; it is parsed before its signature can be checked
 # The kinds that build trust and the checkpoint tree: incremental verification checks them in full, sealed or not.
 CHECKED_IN_FULL = frozenset({"identity", "revocation", "checkpoint", "cosignature", "anchor"})
 
@@ -105,7 +108,8 @@ def _body(rows: Sequence[Sequence[Any]], full: list[list[int]]) -> bytes:
     })
 
 
-def _seal_one(pack: Path, data: bytes, signer: RecordSigner, summaries: Mapping[str, Sequence[Any]]) -> bytes | None:
+def _seal_one(ledger: Ledger, pack: Path, data: bytes, signer: RecordSigner, summaries: Mapping[str, Sequence[Any]]
+              ) -> bytes | None:
     rows: list[Sequence[Any]] = []
     full: list[list[int]] = []
     for offset, line in iter_pack(data):
@@ -116,6 +120,12 @@ def _seal_one(pack: Path, data: bytes, signer: RecordSigner, summaries: Mapping[
         summary = summaries.get(record_id)
         if summary is None:
             return None  # not among what the verification found sound
+        if (ledger.objects / record_id[7:9] / record_id[9:]).exists():
+            # stored twice: the verification may have checked the loose copy only, so this line is checked here
+            try:
+                open_record(line, expected_id=record_id)
+            except OpenLedgerError:
+                return None
         if summary[1] in CHECKED_IN_FULL:
             full.append([offset, len(line)])
         else:
@@ -133,6 +143,9 @@ def write_seals(ledger: Ledger, signer: RecordSigner, summaries: Mapping[str, Se
 
     Call it only after a verification without errors, with its summaries: a pack with a record it did not find
     sound is left unsealed."""
+    directory = ledger.root / "seals"
+    if directory.is_symlink() or (directory.exists() and not directory.is_dir()):
+        return []  # never written through a link out of the repository (fsck names it)
     written = []
     for pack in ledger.pack_paths():
         path = seal_path(ledger, pack, signer.keyid)
@@ -142,7 +155,7 @@ def write_seals(ledger: Ledger, signer: RecordSigner, summaries: Mapping[str, Se
             data = read_regular(pack, MAX_PACK_BYTES)
         except (OpenLedgerError, OSError):
             continue  # verify names it
-        content = _seal_one(pack, data, signer, summaries)
+        content = _seal_one(ledger, pack, data, signer, summaries)
         if content is not None:
             path.parent.mkdir(exist_ok=True)
             write_atomic(path, content)
@@ -165,6 +178,8 @@ def _read_one(pack: Path, seal: Path) -> _Read | None:
     try:
         content = read_regular(seal, MAX_SEAL_BYTES)
         signature_line, header_bytes, body = content.split(b"\n", 2)
+        if len(signature_line) != 88 or len(header_bytes) > _MAX_HEADER_BYTES:
+            return None
         header = orjson.loads(header_bytes)
         key = header["key"]
         if (type(header) is not dict or header["format"] != SEAL_FORMAT or header["pack"] != pack.name
@@ -196,6 +211,22 @@ def _prev_list(prev: list[Any], ids: list[str]) -> tuple[str, ...]:
     return resolved
 
 
+def _full_lines(data: bytes, full: list[Any]) -> list[tuple[int, bytes]] | None:
+    """The lines ``full`` names by (offset, length): whole lines of the pack, in order, each at most an
+    envelope's size (else None), so they never add up to more than the pack."""
+    lines: list[tuple[int, bytes]] = []
+    end = -1
+    for entry in full:
+        start, length = map(_as_int, entry)
+        stop = start + length
+        if start <= end or not 0 < length <= MAX_ENVELOPE_BYTES or stop > len(data) \
+                or (start and data[start - 1] != 0x0A) or (stop < len(data) and data[stop] != 0x0A):
+            return None
+        end = stop
+        lines.append((start, data[start:stop]))
+    return lines
+
+
 def _decode(read: _Read) -> SealedPack | None:
     """The rows of a sealed pack, every field of the type a worker would send (else None: read it record by
     record). The body was signed by the key, but its reader does not crash on what the key wrote."""
@@ -206,6 +237,8 @@ def _decode(read: _Read) -> SealedPack | None:
             return None
         ids = list(map("sha256:".__add__, map(hexes.__getitem__, map(slice, range(0, len(hexes), 64),
                                                                      range(64, len(hexes) + 64, 64)))))
+        if not set(body["kinds"]).isdisjoint(CHECKED_IN_FULL):
+            return None  # those records are listed in "full" and checked in full: a row would skip that
         columns = []
         for table, column in (("kinds", "kind"), ("actors", "actor"), ("feeds", "feed")):
             names, indices = body[table], body[column]
@@ -226,39 +259,29 @@ def _decode(read: _Read) -> SealedPack | None:
         if not len(ids) == len(columns[0]) == len(columns[1]) == len(columns[2]) == len(seqs) == len(times) \
                 == len(prev_tuples):
             return None
-        lines = [(_as_int(offset), read.data[offset:offset + _as_int(length)]) for offset, length in full]
+        lines = _full_lines(read.data, full)
     except (ValueError, KeyError, TypeError, IndexError):
+        return None
+    if lines is None:
         return None
     rows = list(zip(ids, *columns, seqs, prev_tuples, times, repeat(None)))
     return SealedPack(read.pack, read.key, rows, lines)
 
 
-def read_seals(ledger: Ledger, key: str | None = None, packs: Iterable[Path] | None = None
-               ) -> dict[Path, SealedPack]:
-    """The packs whose bytes match a seal of ``key`` (default: the key that sealed the most packs), by path."""
+def _seals_directory(ledger: Ledger) -> Path | None:
+    """``seals/`` if it is a real directory (not a symlink out of the repository), else None."""
     directory = ledger.root / "seals"
-    if not directory.is_dir():
-        return {}
-    packs = list(ledger.pack_paths() if packs is None else packs)
-    names = {entry.name for entry in directory.iterdir()}
-    if key is None:
-        counts: dict[str, int] = {}
-        for name in names:
-            rest = name.partition(".")[2]
-            if rest.endswith(".seal"):
-                counts[rest] = counts.get(rest, 0) + 1
-        if not counts:
-            return {}
-        suffix = max(sorted(counts), key=counts.__getitem__)
-    else:
-        suffix = f"{key.partition(':')[2][:16]}.seal"
+    return directory if directory.is_dir() and not directory.is_symlink() else None
+
+
+def _sealed_with(directory: Path, names: set[str], packs: list[Path], suffix: str, key: str | None
+                 ) -> dict[Path, SealedPack]:
     candidates = [(pack, directory / f"{pack.stem}.{suffix}") for pack in packs if f"{pack.stem}.{suffix}" in names]
     with ThreadPoolExecutor(max_workers=2) as pool:
         reads = [read for read in pool.map(lambda pair: _read_one(*pair), candidates) if read is not None]
-    keys = {read.key for read in reads}
     if key is not None:
         reads = [read for read in reads if read.key == key]
-    elif len(keys) > 1:  # two keys whose ids share 16 hex digits: use neither
+    elif len({read.key for read in reads}) > 1:  # two keys whose ids share 16 hex digits: use neither
         return {}
     sealed = {}
     for read in reads:
@@ -268,3 +291,43 @@ def read_seals(ledger: Ledger, key: str | None = None, packs: Iterable[Path] | N
     return sealed
 
 
+def _signer_in(sealed: Iterable[SealedPack], pin: str) -> str | None:
+    """The signer of checkpoint ``pin`` (an id or a unique prefix of one), read from its own line among the
+    lines the seals list as checked in full: a line counts only if its payload hashes to the pin, so no seal
+    can name another signer."""
+    prefix = pin if pin.startswith("sha256:") else "sha256:" + pin
+    found = set()
+    for pack in sealed:
+        for _, line in pack.full:
+            try:
+                payload, keyid = envelope_payload_v1(line)
+                if record_id_of(payload).startswith(prefix):
+                    actor = orjson.loads(payload)["actor"]
+                    found.add(actor if type(actor) is str and actor.encode() == keyid else None)
+            except (IntegrityError, ValueError, KeyError, TypeError):
+                continue
+    return found.pop() if len(found) == 1 else None
+
+
+def read_seals(ledger: Ledger, key: str | None = None, packs: Iterable[Path] | None = None, *,
+               pin: str | None = None) -> dict[Path, SealedPack]:
+    """The packs whose bytes match a seal of ``key``, by path. Without ``key``, the seals of the signer of
+    checkpoint ``pin``, found from the pin's own line in a sealed pack (the seals of at most three keys, most
+    seals first, are tried); without either, none."""
+    directory = _seals_directory(ledger)
+    if directory is None or (key is None and pin is None):
+        return {}
+    try:
+        names = {entry.name for entry in os.scandir(directory)}
+    except OSError:  # unreadable: the packs are read record by record
+        return {}
+    packs = list(ledger.pack_paths() if packs is None else packs)
+    if key is not None:
+        return _sealed_with(directory, names, packs, f"{key.partition(':')[2][:16]}.seal", key)
+    counts = Counter(name.partition(".")[2] for name in names if name.endswith(".seal"))
+    for suffix, _ in counts.most_common(3):
+        sealed = _sealed_with(directory, names, packs, suffix, None)
+        signer = _signer_in(sealed.values(), pin or "")
+        if signer is not None and {pack.key for pack in sealed.values()} == {signer}:
+            return sealed
+    return {}
