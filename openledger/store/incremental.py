@@ -38,17 +38,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-import orjson
-
 from openledger._internal.index import iter_pack
 from openledger._internal.memory import paused_gc
 from openledger.errors import IntegrityError, NotFoundError, OpenLedgerError
-from openledger.store.dsse import envelope_payload, envelope_payload_v1
+from openledger.store.dsse import envelope_payload
 from openledger.store.files import MAX_PACK_BYTES, read_regular
 from openledger.store.ledger import Ledger
 from openledger.store.logtree import tree_of
 from openledger.store.records import record_id_of
-from openledger.store.seals import SealedPack, read_seals
+from openledger.store.seals import SealedPack, read_seals, signer_of
 from openledger.store.verify import (
     ERROR,
     Problem,
@@ -141,11 +139,9 @@ def _pinned_signer(ledger: Ledger, since: str) -> str | None:
         return None
     try:
         data = read_regular(os.path.join(ledger.objects, hexdigest[:2], hexdigest[2:]))  # noqa: PTH118
-        payload, keyid = envelope_payload_v1(data)
-        actor = orjson.loads(payload)["actor"] if record_id_of(payload) == since else None
-    except (OpenLedgerError, OSError, ValueError, KeyError, TypeError):
+    except (OpenLedgerError, OSError):
         return None
-    return actor if type(actor) is str and actor.encode() == keyid else None
+    return signer_of(data, since)
 
 
 def verify_since(ledger: Ledger, since: str, *, workers: int | None = None, progress: Progress | None = None,

@@ -58,7 +58,7 @@ from openledger.store.files import MAX_ENVELOPE_BYTES, MAX_PACK_BYTES, read_regu
 from openledger.store.ledger import Ledger
 from openledger.store.records import RecordSigner, open_record, public_key_of, record_id_of
 
-__all__ = ["CHECKED_IN_FULL", "SEAL_FORMAT", "SealedPack", "read_seals", "seal_path", "write_seals"]
+__all__ = ["CHECKED_IN_FULL", "SEAL_FORMAT", "SealedPack", "read_seals", "seal_path", "signer_of", "write_seals"]
 
 SEAL_FORMAT = "openledger-pack-seal/v1"
 _DOMAIN = SEAL_FORMAT.encode() + b"\n"
@@ -296,17 +296,19 @@ def _signer_in(sealed: Iterable[SealedPack], pin: str) -> str | None:
     lines the seals list as checked in full: a line counts only if its payload hashes to the pin, so no seal
     can name another signer."""
     prefix = pin if pin.startswith("sha256:") else "sha256:" + pin
-    found = set()
-    for pack in sealed:
-        for _, line in pack.full:
-            try:
-                payload, keyid = envelope_payload_v1(line)
-                if record_id_of(payload).startswith(prefix):
-                    actor = orjson.loads(payload)["actor"]
-                    found.add(actor if type(actor) is str and actor.encode() == keyid else None)
-            except (IntegrityError, ValueError, KeyError, TypeError):
-                continue
+    found = {signer_of(line, prefix) for pack in sealed for _, line in pack.full} - {None}
     return found.pop() if len(found) == 1 else None
+
+
+def signer_of(envelope: bytes, prefix: str) -> str | None:
+    """The signer of a canonical v1 envelope whose record id starts with ``prefix``, if its payload names the key
+    its envelope does; None for anything else. Which seals to read, never a verdict: verify checks the record."""
+    try:
+        payload, keyid = envelope_payload_v1(envelope)
+        actor = orjson.loads(payload)["actor"] if record_id_of(payload).startswith(prefix) else None
+    except (IntegrityError, ValueError, KeyError, TypeError):
+        return None
+    return actor if type(actor) is str and actor.encode() == keyid else None
 
 
 def read_seals(ledger: Ledger, key: str | None = None, packs: Iterable[Path] | None = None, *,
