@@ -23,6 +23,7 @@ from pathlib import Path
 from openledger import Draft, Ledger, signer_from_seed, verify_ledger
 from openledger.store.checkpoint import append_checkpoint
 from openledger.store.incremental import verify_since
+from openledger.store.leaves import write_leaves
 from openledger.store.seals import write_seals
 
 BATCH = 10_000
@@ -55,6 +56,7 @@ def build(directory: Path, records: int, new: int) -> tuple[Ledger, str]:
     assert not report.errors, report.errors[:3]
     pinned = append_checkpoint(ledger, ci, report).id
     write_seals(ledger, ci, report.summaries)  # as `openledger ci` does after its checkpoint
+    write_leaves(ledger, report.log, ledger.get(pinned))
     for i in range(new):
         ledger.append(people[i % len(people)], "feedback", {"target": f"model:m@{i % 7}", "label": f"new {i}"})
     return ledger, pinned

@@ -36,9 +36,10 @@ from openledger.lineage.graph import LedgerGraph
 from openledger.lineage.reconcile import DvcState, ReconcileReport, TrackingState, reconcile
 from openledger.lineage.targets import ModelRegistry, parse_target, resolve_target
 from openledger.reports.contributors import ContributorsReport, contributors_report
-from openledger.store.checkpoint import append_checkpoint
+from openledger.store.checkpoint import append_checkpoint, log_of
+from openledger.store.leaves import write_leaves
 from openledger.store.ledger import Ledger
-from openledger.store.records import RecordSigner
+from openledger.store.records import Record, RecordSigner
 from openledger.store.seals import write_seals
 from openledger.store.verify import VerificationReport, verify_ledger
 from openledger.store.witness import witness_ledger
@@ -201,11 +202,14 @@ def _witness(ledger: Ledger, signer: RecordSigner, verification: VerificationRep
     return outcome.record.id, False
 
 
-def _seal(ledger: Ledger, signer: RecordSigner, verification: VerificationReport) -> str | None:
-    """Seal the packs this key has not sealed (what the verification found sound), for the next incremental
-    verifications: they read a sealed pack by its hash (:mod:`openledger.store.seals`)."""
+def _seal(ledger: Ledger, signer: RecordSigner, verification: VerificationReport, checkpoint: Record) -> str | None:
+    """Seal the packs this key has not sealed (what the verification found sound) and list the checkpoint's
+    leaves, for the next incremental verifications: they read a sealed pack by its hash
+    (:mod:`openledger.store.seals`) and take the pinned checkpoint's leaves from a file
+    (:mod:`openledger.store.leaves`)."""
     try:
         written = write_seals(ledger, signer, verification.summaries)
+        write_leaves(ledger, log_of(verification), checkpoint)
     except OSError as exc:  # a full disk: the checkpoint stands, the next run seals them
         return f"packs not sealed: {exc.strerror or exc}"
     return f"sealed {len(written)} pack(s) for incremental verification" if written else None
@@ -228,7 +232,8 @@ def run_ci(ledger: Ledger, *, context: CiContext, settings: CiSettings, registry
     notes: list[str] = []
     if verification.since:
         from_seals = f"; {verification.sealed:,} of them read from sealed packs" if verification.sealed else ""
-        notes.append(f"incremental verification: the records checkpoint {verification.since} covers were "
+        listed = " (its leaves from their files)" if verification.listed else ""
+        notes.append(f"incremental verification: the records checkpoint {verification.since}{listed} covers were "
                      f"checked by their hashes{from_seals}, the others in full (--full-verify to check every "
                      "signature)")
     elif since:
@@ -252,11 +257,12 @@ def run_ci(ledger: Ledger, *, context: CiContext, settings: CiSettings, registry
         notes.append("no checkpoint: verification failed" + (" (strict)" if not verification.errors else ""))
     else:
         try:
-            checkpoint = append_checkpoint(ledger, signer, verification).id
+            appended = append_checkpoint(ledger, signer, verification)
         except OpenLedgerError as exc:
             notes.append(f"no checkpoint: {exc.message}")
         else:
-            sealed = _seal(ledger, signer, verification)
+            checkpoint = appended.id
+            sealed = _seal(ledger, signer, verification, appended)
             notes += [sealed] if sealed else []
     return CiRun(context, settings.strict, verification, reconciliation, gates, contributors, registry_name,
                  checkpoint, tuple(notes), read_only=signer is None, cosignature=cosignature,

@@ -43,6 +43,7 @@ from openledger._internal.memory import paused_gc
 from openledger.errors import IntegrityError, NotFoundError, OpenLedgerError
 from openledger.store.dsse import envelope_payload
 from openledger.store.files import MAX_PACK_BYTES, read_regular
+from openledger.store.leaves import Known, MerkleJob, chain_of, known_leaves
 from openledger.store.ledger import Ledger
 from openledger.store.logtree import tree_of
 from openledger.store.records import record_id_of
@@ -145,25 +146,49 @@ def _pinned_signer(ledger: Ledger, since: str) -> str | None:
 
 
 def verify_since(ledger: Ledger, since: str, *, workers: int | None = None, progress: Progress | None = None,
-                 seals: bool = True) -> VerificationReport:
+                 seals: bool = True, leaves: bool = True) -> VerificationReport:
     """Verify ``ledger`` trusting checkpoint ``since`` for what it covers (see the module's docstring);
-    ``seals``: read the packs its signer sealed by their hashes (:mod:`openledger.store.seals`)."""
-    with paused_gc():  # a million summaries and tree entries stay alive and make no cycles
-        # the pin's signer's seals: from the pin's loose object, else from its line in a sealed pack
-        sealed = read_seals(ledger, _pinned_signer(ledger, since), pin=since) if seals else {}
-        report = _verify_since(ledger, since, workers, progress, sealed)
-        if sealed:
-            pinned = report.summaries.get(report.since) if report.since else None
-            if pinned is None or {pack.key for pack in sealed.values()} != {pinned.actor} \
-                    or pinned.actor in report.trust.revoked_from:
-                # no sound pin, sealed by another key, or by one revoked at some time: no seal vouches for anything
-                return _verify_since(ledger, since, workers, progress, {})
-            return replace(report, sealed=sum(len(pack.rows) for pack in sealed.values()))
-        return report
+    ``seals``: read the packs its signer sealed by their hashes (:mod:`openledger.store.seals`); ``leaves``:
+    take the leaves of its tree from their files (:mod:`openledger.store.leaves`)."""
+    links = chain_of(ledger, since) if leaves else None
+    job = MerkleJob(links) if links else None  # the pin's tree from its leaves files, hashed meanwhile
+    try:
+        with paused_gc():  # a million summaries and tree entries stay alive and make no cycles
+            # the pin's signer's seals: from the pin's loose object, else from its line in a sealed pack
+            sealed = read_seals(ledger, _pinned_signer(ledger, since), pin=since) if seals else {}
+            report = _verify_since(ledger, since, workers, progress, sealed, job=job)
+            if sealed:
+                pinned = report.summaries.get(report.since) if report.since else None
+                if pinned is None or {pack.key for pack in sealed.values()} != {pinned.actor} \
+                        or pinned.actor in report.trust.revoked_from:
+                    # no sound pin, sealed by another key, or by one revoked at some time: no seal vouches
+                    return _verify_since(ledger, since, workers, progress, {}, job=job)
+                return replace(report, sealed=sum(len(pack.rows) for pack in sealed.values()))
+            return report
+    finally:
+        if job is not None:
+            job.close()
+
+
+def _known(job: MerkleJob | None, since: str, summaries: dict[str, RecordSummary]
+           ) -> tuple[Known, set[str]] | tuple[None, None]:
+    """The pinned checkpoint's chain's leaves from their files, and the records they do not list, if the files
+    hold (:mod:`openledger.store.leaves`): every root as its checkpoint states, every leaf present and sound."""
+    if job is None or job.links[-1].checkpoint != since:
+        return None, None
+    states = job.states()
+    found = known_leaves(job.links, states, summaries) if states is not None else None
+    if found is None:
+        return None, None
+    known, leaves = found
+    uncovered = summaries.keys() - leaves
+    if len(summaries) - len(uncovered) != len(leaves):  # a listed record is missing or failed its checks
+        return None, None
+    return known, uncovered
 
 
 def _verify_since(ledger: Ledger, since: str, workers: int | None, progress: Progress | None,
-                  sealed: Mapping[Path, SealedPack]) -> VerificationReport:
+                  sealed: Mapping[Path, SealedPack], *, job: MerkleJob | None) -> VerificationReport:
     summaries, problems = _check_objects(ledger, workers, progress, light=True, sealed=sealed)
     if not (since.startswith("sha256:") and len(since) == 71):
         matches = [i for i in summaries if i.startswith(since if since.startswith("sha256:") else "sha256:" + since)]
@@ -173,10 +198,11 @@ def _verify_since(ledger: Ledger, since: str, workers: int | None, progress: Pro
         # gone (rewritten or truncated history) or not a checkpoint: the full verification says which
         return verify_ledger(ledger, against=since, workers=workers, progress=progress)
     damaged = {p.record for p in problems if p.record} - summaries.keys()
-    log = tree_of(summaries, damaged, capture=since)
+    known, not_listed = _known(job, since, summaries)
+    log = tree_of(summaries, damaged, capture=since, known=known)
     covered = log.captured if log.sound(since) and log.captured is not None else frozenset()
     replaced = False
-    uncovered = [i for i in summaries if i not in covered]
+    uncovered = sorted(not_listed) if not_listed is not None and covered else [i for i in summaries if i not in covered]
     packed = {i for i in uncovered if not os.path.lexists(os.path.join(ledger.objects, i[7:9], i[9:]))}  # noqa: PTH118
     copies = _packed_copies(ledger, packed, sealed)
     rebuilt = [False]
@@ -190,10 +216,10 @@ def _verify_since(ledger: Ledger, since: str, workers: int | None, progress: Pro
             summaries[record_id] = summary
     if replaced:  # a new record failed its full check: the trees must be recomputed without it
         damaged = {p.record for p in problems if p.record} - summaries.keys()
-        log = tree_of(summaries, damaged)
+        log = tree_of(summaries, damaged, known=known)  # the listed records are covered: not among those
     report = judge_ledger(ledger, summaries, problems, against=since, log=log, since=since, covered=covered)
     if report.trust.status(pinned.actor, pinned.time) is not None:
         return verify_ledger(ledger, against=since, workers=workers, progress=progress)
     if not log.sound(since) and not report.errors:
         raise IntegrityError(f"checkpoint {since} does not match its records, but nothing reported it")
-    return report
+    return replace(report, listed=len(covered)) if known is not None and covered else report

@@ -745,8 +745,9 @@ class Ledger:
                     continue
                 if name == ".gitkeep" or directory == self.root:
                     continue
-                if directory == seals:
-                    if not (name.startswith("pack-") and name.endswith(".seal")):
+                if directory == seals:  # pack seals and checkpoint leaf lists (openledger.store.leaves)
+                    if not ((name.startswith("pack-") and name.endswith(".seal"))
+                            or (len(name) == 71 and name.endswith(".leaves"))):
                         unexpected.append(entry.path)
                     continue
                 if directory == self.packs:

@@ -171,9 +171,13 @@ class LogTree:
     """
 
     def __init__(self, heads: Iterable[CheckpointHead], prev_of: PrevOf, *, damaged: Iterable[str] = (),
-                 on_new: NewRecords | None = None, capture: str | None = None) -> None:
+                 on_new: NewRecords | None = None, capture: str | None = None,
+                 known: Mapping[str, tuple[list[str], MerkleAccumulator]] | None = None) -> None:
         self.heads: dict[str, CheckpointHead] = {head.id: head for head in heads}
         self.prev_of = prev_of
+        # checkpoint -> (the records it adds, the tree after them), already shown to be what it states and
+        # present (openledger.store.leaves): taken as they are instead of walked and hashed
+        self._known = dict(known or {})
         self.findings: list[Finding] = []
         self.computed: dict[str, _Computed] = {}
         self._capture = capture
@@ -214,10 +218,18 @@ class LogTree:
                 covered.difference_update(added)
                 continue
             head = self.heads[checkpoint_id]
-            new, missing = _walk(head.tips, covered, self.prev_of)
-            saved = (new, accumulator.copy(), inherited)
-            covered.update(new)
-            accumulator.extend(new)
+            known = self._known.get(checkpoint_id)
+            missing: set[str] = set()
+            if known is not None and len(covered) + len(known[0]) == known[1].size:
+                new = known[0]
+                saved = (new, accumulator, inherited)
+                covered.update(new)
+                accumulator = known[1].copy()
+            else:
+                new, missing = _walk(head.tips, covered, self.prev_of)
+                saved = (new, accumulator.copy(), inherited)
+                covered.update(new)
+                accumulator.extend(new)
             if on_new is not None and new:
                 on_new(checkpoint_id, new)
             inherited = inherited | missing
@@ -269,7 +281,9 @@ class LogTree:
         covered: set[str] = set()
         leaves: list[str] = []
         for link in self.chain(checkpoint_id):
-            new, _ = _walk(self.heads[link].tips, covered, self.prev_of)
+            known = self._known.get(link)
+            new = known[0] if known is not None and len(leaves) + len(known[0]) == known[1].size \
+                else _walk(self.heads[link].tips, covered, self.prev_of)[0]
             covered.update(new)
             leaves += new
         return leaves
@@ -321,10 +335,18 @@ class _Summary(TrustSource, Protocol):
 
 
 def tree_of(summaries: Mapping[str, _Summary], damaged: Iterable[str] = (),
-            on_new: NewRecords | None = None, capture: str | None = None) -> LogTree:
-    """The log tree of verified records (their bodies kept for checkpoints)."""
+            on_new: NewRecords | None = None, capture: str | None = None,
+            known: Mapping[str, tuple[list[str], MerkleAccumulator]] | None = None) -> LogTree:
+    """The log tree of verified records (their bodies kept for checkpoints); ``known``: see :class:`LogTree`."""
     heads = [CheckpointHead.from_record(record_id, s.actor, s.time, s.body)
              for record_id, s in summaries.items() if s.kind == "checkpoint"]
+    if known:  # the walk visits only the records the known leaves do not list: look them up when asked
+        get = summaries.get
 
+        def prev_of(record_id: str) -> Sequence[str] | None:
+            summary = get(record_id)
+            return None if summary is None else summary.prev
+
+        return LogTree(heads, prev_of, damaged=damaged, on_new=on_new, capture=capture, known=known)
     prevs = {record_id: summary.prev for record_id, summary in summaries.items()}  # a lookup without a frame
     return LogTree(heads, prevs.get, damaged=damaged, on_new=on_new, capture=capture)

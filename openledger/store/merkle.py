@@ -17,7 +17,8 @@ True
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+import sys
+from collections.abc import Iterable, Iterator, Sequence
 
 __all__ = [
     "EMPTY_ROOT",
@@ -186,6 +187,21 @@ class MerkleAccumulator:
         self._hashes: list[bytes] = []
         self.size = 0
 
+    @classmethod
+    def restore(cls, size: int, hashes: Sequence[bytes]) -> MerkleAccumulator:
+        """The accumulator of a tree of ``size`` leaves from its compact range (``hashes``, largest first)."""
+        sizes = [1 << bit for bit in range(size.bit_length() - 1, -1, -1) if size >> bit & 1]
+        if size < 0 or len(sizes) != len(hashes) or any(len(node) != 32 for node in hashes):
+            raise ValueError(f"not the compact range of a tree of {size} leaves")
+        restored = cls()
+        restored._sizes, restored._hashes, restored.size = sizes, list(hashes), size
+        return restored
+
+    @property
+    def hashes(self) -> tuple[bytes, ...]:
+        """The compact range: the roots of its perfect subtrees, largest first."""
+        return tuple(self._hashes)
+
     def copy(self) -> MerkleAccumulator:
         other = MerkleAccumulator()
         other._sizes, other._hashes, other.size = list(self._sizes), list(self._hashes), self.size
@@ -212,3 +228,33 @@ class MerkleAccumulator:
         for left in reversed(self._hashes[:-1]):
             node = _node(left, node)
         return node
+
+
+def states_after(batches: Iterable[Sequence[str]]) -> Iterator[tuple[int, tuple[bytes, ...]]]:
+    """The tree's size and compact range after each batch of leaves (openledger.store.leaves)."""
+    accumulator = MerkleAccumulator()
+    for batch in batches:
+        accumulator.extend(batch)
+        yield accumulator.size, accumulator.hashes
+
+
+def _main(counts: Sequence[str]) -> int:
+    """Run as a script (openledger.store.leaves.MerkleJob): record ids, one a line, on stdin, in batches of
+    ``counts`` lines; one line out per batch: the size, then the compact range in hex."""
+    ids = sys.stdin.buffer.read().decode("ascii").split("\n")
+    if ids.pop() != "" or len(ids) != sum(map(int, counts)):
+        return 1
+    start, batches = 0, []
+    for count in map(int, counts):
+        batches.append(ids[start:start + count])
+        start += count
+    try:
+        for size, hashes in states_after(batches):
+            sys.stdout.write(" ".join([str(size), *(node.hex() for node in hashes)]) + "\n")
+    except ValueError:
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -58,7 +58,8 @@ from openledger.store.files import MAX_ENVELOPE_BYTES, MAX_PACK_BYTES, read_regu
 from openledger.store.ledger import Ledger
 from openledger.store.records import RecordSigner, open_record, public_key_of, record_id_of
 
-__all__ = ["CHECKED_IN_FULL", "SEAL_FORMAT", "SealedPack", "read_seals", "seal_path", "signer_of", "write_seals"]
+__all__ = ["CHECKED_IN_FULL", "SEAL_FORMAT", "SealedPack", "read_seals", "seal_path", "seals_directory", "signer_of",
+           "writable_seals_directory", "write_seals"]
 
 SEAL_FORMAT = "openledger-pack-seal/v1"
 _DOMAIN = SEAL_FORMAT.encode() + b"\n"
@@ -143,9 +144,9 @@ def write_seals(ledger: Ledger, signer: RecordSigner, summaries: Mapping[str, Se
 
     Call it only after a verification without errors, with its summaries: a pack with a record it did not find
     sound is left unsealed."""
-    directory = ledger.root / "seals"
-    if directory.is_symlink() or (directory.exists() and not directory.is_dir()):
-        return []  # never written through a link out of the repository (fsck names it)
+    directory = writable_seals_directory(ledger)
+    if directory is None:
+        return []
     written = []
     for pack in ledger.pack_paths():
         path = seal_path(ledger, pack, signer.keyid)
@@ -268,7 +269,14 @@ def _decode(read: _Read) -> SealedPack | None:
     return SealedPack(read.pack, read.key, rows, lines)
 
 
-def _seals_directory(ledger: Ledger) -> Path | None:
+def writable_seals_directory(ledger: Ledger) -> Path | None:
+    """``seals/``, to write in (it may not exist yet), unless it is a symlink out of the repository or not a
+    directory: then None, and nothing is written (fsck names it)."""
+    directory = ledger.root / "seals"
+    return None if directory.is_symlink() or (directory.exists() and not directory.is_dir()) else directory
+
+
+def seals_directory(ledger: Ledger) -> Path | None:
     """``seals/`` if it is a real directory (not a symlink out of the repository), else None."""
     directory = ledger.root / "seals"
     return directory if directory.is_dir() and not directory.is_symlink() else None
@@ -316,7 +324,7 @@ def read_seals(ledger: Ledger, key: str | None = None, packs: Iterable[Path] | N
     """The packs whose bytes match a seal of ``key``, by path. Without ``key``, the seals of the signer of
     checkpoint ``pin``, found from the pin's own line in a sealed pack (the seals of at most three keys, most
     seals first, are tried); without either, none."""
-    directory = _seals_directory(ledger)
+    directory = seals_directory(ledger)
     if directory is None or (key is None and pin is None):
         return {}
     try:

@@ -206,6 +206,7 @@ class VerificationReport:
     log: LogTree | None = field(default=None, repr=False, compare=False)  # every checkpoint's recomputed tree
     since: str | None = None  # incremental: the trusted checkpoint whose records' signatures were not re-checked
     sealed: int = 0  # incremental: records read from their packs' seals (openledger.store.seals), not decoded
+    listed: int = 0  # incremental: the pinned checkpoint's leaves, taken from its leaves files (store.leaves)
 
     def with_problems(self, extra: Iterable[Problem]) -> VerificationReport:
         """This report with more problems (checks run after :func:`verify_ledger`: witnesses, anchors)."""
@@ -236,6 +237,7 @@ class VerificationReport:
             "against": self.against,
             "since": self.since,
             "sealed": self.sealed,
+            "listed": self.listed,
             "trust_mode": self.trust.mode,
             "problems": [p.to_json() for p in self.problems],
         }

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from openledger import Ledger
 from tests.conftest import ROOT, run_openledger
 
 BIN = Path(sys.executable).parent
@@ -267,14 +268,17 @@ def test_ci_on_main_seals_packs_and_a_record_changed_in_a_sealed_pack_fails_the_
     first = run(repo, env, "ci", "--format", "json")
     assert first.returncode == 0, first.stderr
     data = json.loads(first.stdout)
-    seals = sorted((repo / ".openledger" / "seals").iterdir())
+    seals = sorted((repo / ".openledger" / "seals").glob("*.seal"))
     assert len(seals) == len(list((repo / ".openledger" / "packs").glob("pack-*.jsonl"))) >= 1
     assert f"sealed {len(seals)} pack(s) for incremental verification" in data["notes"]
     checkpoint = data["checkpoint"]
+    # and the checkpoint's leaves (it extends none of the demo's: one file)
+    assert [p.name for p in (repo / ".openledger" / "seals").glob("*.leaves")] == [checkpoint[7:] + ".leaves"]
     again = run(repo, env, "ci", "--against", checkpoint, "--no-checkpoint", "--format", "json")
     assert again.returncode == 0, again.stderr
     verdict = json.loads(again.stdout)["verify"]
     assert verdict["since"] == checkpoint and verdict["ok"]
+    assert verdict["listed"] == Ledger.open(repo / ".openledger").get(checkpoint).body["count"] > 0
     kinds = [json.loads(base64.b64decode(json.loads(line)["payload"]))["kind"]
              for pack in (repo / ".openledger" / "packs").glob("pack-*.jsonl") for line in pack.read_bytes().split()]
     # every packed record but those that build trust (checked in full) came from a seal
