@@ -54,9 +54,11 @@ def build(directory: Path, records: int, new: int) -> tuple[Ledger, str]:
     report = verify_ledger(ledger)
     print(f"  full verification to sign the checkpoint: {time.perf_counter() - started:.1f} s", flush=True)
     assert not report.errors, report.errors[:3]
-    pinned = append_checkpoint(ledger, ci, report).id
+    checkpoint = append_checkpoint(ledger, ci, report)
+    pinned = checkpoint.id
     write_seals(ledger, ci, report.summaries)  # as `openledger ci` does after its checkpoint
-    write_leaves(ledger, report.log, ledger.get(pinned))
+    assert report.log is not None
+    write_leaves(ledger, report.log, checkpoint)
     for i in range(new):
         ledger.append(people[i % len(people)], "feedback", {"target": f"model:m@{i % 7}", "label": f"new {i}"})
     return ledger, pinned
@@ -86,28 +88,39 @@ def main() -> None:
         if not (scratch / ".openledger" / "seals").is_dir():  # kept from before seals: seal it as CI would
             ci = signer_from_seed(bytes([1]) * 32, feed="ci")
             write_seals(ledger, ci, verify_ledger(ledger, since=pinned).summaries)
-        full, incremental, unsealed = [], [], []
-        for _ in range(args.rounds):  # alternating: the baseline, then ours, then ours without the seals
+        if not (scratch / ".openledger" / "seals" / f"{pinned[7:]}.leaves").exists():  # kept from before leaves
+            report = verify_since(ledger, pinned, leaves=False)
+            assert report.log is not None
+            write_leaves(ledger, report.log, ledger.get(pinned))
+        # alternating: the baseline (full), ours, ours without the leaves files, without the seals either
+        runs: dict[str, list[float]] = {"full": [], "incremental": [], "unlisted": [], "unsealed": []}
+        for _ in range(args.rounds):
             started = time.perf_counter()
             baseline = verify_ledger(ledger, against=pinned)
-            full.append(time.perf_counter() - started)
+            runs["full"].append(time.perf_counter() - started)
             started = time.perf_counter()
             report = verify_ledger(ledger, since=pinned)
-            incremental.append(time.perf_counter() - started)
+            runs["incremental"].append(time.perf_counter() - started)
             started = time.perf_counter()
-            without = verify_since(ledger, pinned, seals=False)
-            unsealed.append(time.perf_counter() - started)
-            assert report.since == pinned and not report.errors and not baseline.errors and not without.errors
-            assert report.records == baseline.records == without.records
-            assert report.problems == baseline.problems == without.problems
-        result = {"records": report.records, "new": args.new, "full_s": statistics.median(full),
-                  "incremental_s": statistics.median(incremental), "unsealed_s": statistics.median(unsealed),
-                  "full_runs": full, "incremental_runs": incremental, "unsealed_runs": unsealed}
+            unlisted = verify_since(ledger, pinned, leaves=False)
+            runs["unlisted"].append(time.perf_counter() - started)
+            started = time.perf_counter()
+            without = verify_since(ledger, pinned, seals=False, leaves=False)
+            runs["unsealed"].append(time.perf_counter() - started)
+            assert report.since == pinned and report.listed and report.sealed
+            assert not (report.errors or baseline.errors or without.errors or unlisted.errors)
+            assert report.records == baseline.records == without.records == unlisted.records
+            assert report.problems == baseline.problems == without.problems == unlisted.problems
+        result: dict[str, object] = {"records": report.records, "new": args.new}
+        result.update({f"{name}_s": statistics.median(times) for name, times in runs.items()})
+        result.update({f"{name}_runs": times for name, times in runs.items()})
+        medians = {name: statistics.median(times) for name, times in runs.items()}
         print(f"{report.records:,} records ({args.new:,} new since the checkpoint): incremental "
-              f"{result['incremental_s']:.2f} s, without seals {result['unsealed_s']:.2f} s, full "
-              f"{result['full_s']:.2f} s ({result['full_s'] / result['incremental_s']:.1f}x); runs "
-              f"{[round(t, 2) for t in incremental]} / {[round(t, 2) for t in unsealed]} / "
-              f"{[round(t, 2) for t in full]}")
+              f"{medians['incremental']:.2f} s; without the leaves files {medians['unlisted']:.2f} s "
+              f"({medians['unlisted'] / medians['incremental']:.2f}x); without seals either "
+              f"{medians['unsealed']:.2f} s ({medians['unsealed'] / medians['incremental']:.2f}x); full "
+              f"{medians['full']:.2f} s ({medians['full'] / medians['incremental']:.1f}x); runs "
+              + " / ".join(f"{name} {[round(t, 2) for t in times]}" for name, times in runs.items()))
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=2), encoding="utf-8")
     finally:

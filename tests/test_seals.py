@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from openledger import Draft, Ledger, verify_ledger
 from openledger.store.canonical import canonical_bytes
 from openledger.store.checkpoint import append_checkpoint
 from openledger.store.incremental import verify_since
+from openledger.store.records import Payload, sign_record
 from openledger.store.seals import SEAL_FORMAT, read_seals, seal_path, write_seals
 from tests.conftest import FixedClock, make_signer, publish
 
@@ -400,3 +402,41 @@ def test_a_line_listed_twice_among_those_checked_in_full_voids_the_seal(ledger: 
     seal_with(ledger, CI, pack, canonical_bytes(body))
     assert read_seals(ledger, CI.keyid) == {}
     assert outcome(same_as_without_seals(ledger, pinned))[3] == []
+
+
+def test_time_order_in_sealed_packs_gives_the_warnings_of_a_verification_without_seals(ledger: Ledger) -> None:
+    """The seal's own columns clear a row that follows a row of its pack dated no later; every other row is
+    compared as without seals: one dated before the last record of another pack, one dated before its in-pack
+    prev (also stored loose: reported once), and every row of a pack with a time in another spelling."""
+    ledger.clock = FixedClock()
+    publish(ledger, CI, "CI")
+    publish(ledger, ADA, "Ada")
+    first = ledger.append_many(ADA, [Draft("feedback", {"target": f"t{i}", "score": i}) for i in range(3)])
+    ledger.pack()
+    start = datetime.fromisoformat(first[-1].time.replace("Z", "+00:00"))
+    across = ledger.append(ADA, "feedback", {"target": "across", "score": 1}, time=start - timedelta(hours=1))
+    later = ledger.append(ADA, "feedback", {"target": "later", "score": 1}, time=start + timedelta(hours=2))
+    within = ledger.append(ADA, "feedback", {"target": "within", "score": 1}, time=start + timedelta(hours=1))
+    after = ledger.append(ADA, "feedback", {"target": "after", "score": 1}, time=start + timedelta(hours=3))
+    ledger.pack()
+    ledger._write_loose(ledger.get(within.id))  # also loose: compared once
+    payload = Payload(kind="feedback", actor=ADA.keyid, feed=ADA.feed, seq=after.seq + 1, prev=(after.id,),
+                      time=(start + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S.5Z"), links=(),
+                      body={"target": "spelled", "score": 1})
+    spelled = sign_record(payload, ADA)
+    ledger._write_loose(spelled)
+    last = ledger.append(ADA, "feedback", {"target": "last", "score": 1}, time=start + timedelta(hours=4))
+    ledger.pack()
+    report = verify_ledger(ledger, workers=1)
+    pinned = append_checkpoint(ledger, CI, report).id
+    assert len(write_seals(ledger, CI, report.summaries)) == 3
+    packs = [([row[0] for row in pack.rows], {pack.rows[i][0] for i in pack.unordered})
+             for pack in read_seals(ledger, CI.keyid).values()]
+    # `later` follows `across` and `after` follows `within`, each dated no earlier: settled by the seal
+    assert [unordered for rows, unordered in packs if later.id in rows] == [{across.id, within.id}]
+    (third,) = [(rows, unordered) for rows, unordered in packs if spelled.id in rows]  # another spelling: all rows
+    assert set(third[0]) == third[1] == {within.id, spelled.id, last.id}  # `within` packed again, from loose
+    report = same_as_without_seals(ledger, pinned)
+    assert report.sealed == 10
+    warned = [p.record for p in report.problems if p.code == "time-order"]
+    assert sorted(warned) == sorted([across.id, within.id, spelled.id])

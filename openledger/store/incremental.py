@@ -170,26 +170,18 @@ def verify_since(ledger: Ledger, since: str, *, workers: int | None = None, prog
             job.close()
 
 
-def _known(job: MerkleJob | None, since: str, summaries: dict[str, RecordSummary]
-           ) -> tuple[Known, set[str]] | tuple[None, None]:
-    """The pinned checkpoint's chain's leaves from their files, and the records they do not list, if the files
-    hold (:mod:`openledger.store.leaves`): every root as its checkpoint states, every leaf present and sound."""
+def _known(job: MerkleJob | None, since: str, summaries: dict[str, RecordSummary]) -> Known | None:
+    """The pinned checkpoint's chain's leaves from their files, if every root is as its checkpoint states
+    (:mod:`openledger.store.leaves`); whether the leaves are present, sound and distinct is checked on the tree."""
     if job is None or job.links[-1].checkpoint != since:
-        return None, None
+        return None
     states = job.states()
-    found = known_leaves(job.links, states, summaries) if states is not None else None
-    if found is None:
-        return None, None
-    known, leaves = found
-    uncovered = summaries.keys() - leaves
-    if len(summaries) - len(uncovered) != len(leaves):  # a listed record is missing or failed its checks
-        return None, None
-    return known, uncovered
+    return known_leaves(job.links, states, summaries) if states is not None else None
 
 
 def _verify_since(ledger: Ledger, since: str, workers: int | None, progress: Progress | None,
                   sealed: Mapping[Path, SealedPack], *, job: MerkleJob | None) -> VerificationReport:
-    summaries, problems = _check_objects(ledger, workers, progress, light=True, sealed=sealed)
+    summaries, problems, time_among = _check_objects(ledger, workers, progress, light=True, sealed=sealed)
     if not (since.startswith("sha256:") and len(since) == 71):
         matches = [i for i in summaries if i.startswith(since if since.startswith("sha256:") else "sha256:" + since)]
         since = matches[0] if len(matches) == 1 else since
@@ -198,11 +190,21 @@ def _verify_since(ledger: Ledger, since: str, workers: int | None, progress: Pro
         # gone (rewritten or truncated history) or not a checkpoint: the full verification says which
         return verify_ledger(ledger, against=since, workers=workers, progress=progress)
     damaged = {p.record for p in problems if p.record} - summaries.keys()
-    known, not_listed = _known(job, since, summaries)
+    known = _known(job, since, summaries)
     log = tree_of(summaries, damaged, capture=since, known=known)
     covered = log.captured if log.sound(since) and log.captured is not None else frozenset()
+    if known is not None:
+        not_covered = summaries.keys() - covered
+        if len(covered) != pinned.body["count"] or len(summaries) - len(not_covered) != len(covered):
+            # a listed record is missing or damaged (not in summaries), or listed twice: walk instead
+            known = None
+            log = tree_of(summaries, damaged, capture=since)
+            covered = log.captured if log.sound(since) and log.captured is not None else frozenset()
+        else:
+            uncovered = sorted(not_covered)
+    if known is None:
+        uncovered = [i for i in summaries if i not in covered]
     replaced = False
-    uncovered = sorted(not_listed) if not_listed is not None and covered else [i for i in summaries if i not in covered]
     packed = {i for i in uncovered if not os.path.lexists(os.path.join(ledger.objects, i[7:9], i[9:]))}  # noqa: PTH118
     copies = _packed_copies(ledger, packed, sealed)
     rebuilt = [False]
@@ -217,7 +219,8 @@ def _verify_since(ledger: Ledger, since: str, workers: int | None, progress: Pro
     if replaced:  # a new record failed its full check: the trees must be recomputed without it
         damaged = {p.record for p in problems if p.record} - summaries.keys()
         log = tree_of(summaries, damaged, known=known)  # the listed records are covered: not among those
-    report = judge_ledger(ledger, summaries, problems, against=since, log=log, since=since, covered=covered)
+    report = judge_ledger(ledger, summaries, problems, against=since, log=log, since=since, covered=covered,
+                          uncovered=uncovered, time_among=time_among)
     if report.trust.status(pinned.actor, pinned.time) is not None:
         return verify_ledger(ledger, against=since, workers=workers, progress=progress)
     if not log.sound(since) and not report.errors:

@@ -233,12 +233,11 @@ Known = dict[str, tuple[list[str], MerkleAccumulator]]  # checkpoint -> (the lea
 
 
 def known_leaves(links: Sequence[Link], states: Sequence[tuple[int, Sequence[bytes]]],
-                 summaries: Mapping[str, Any]) -> tuple[Known, set[str]] | None:
-    """Each link's new leaves and tree state, and every leaf, if every checkpoint of the chain (a sound record in
-    ``summaries``) states the root and count recomputed from the files, and no leaf is listed twice. Whether
-    every leaf is in ``summaries`` is the caller's to check (it computes what they do not cover anyway)."""
+                 summaries: Mapping[str, Any]) -> Known | None:
+    """Each link's new leaves and tree state, if every checkpoint of the chain (a sound record in ``summaries``)
+    states the root and count recomputed from the files. Whether every leaf is in ``summaries``, once, is the
+    caller's to check: it builds the set of the records they cover anyway."""
     known: Known = {}
-    leaves: set[str] = set()
     previous: str | None = None
     for link, (size, hashes) in zip(links, states, strict=True):
         summary = summaries.get(link.checkpoint)
@@ -252,10 +251,6 @@ def known_leaves(links: Sequence[Link], states: Sequence[tuple[int, Sequence[byt
         if (head.version < 2 or head.previous != previous or not head.count == size == link.size
                 or head.root != "sha256:" + accumulator.root().hex()):
             return None
-        new = link.ids()
-        leaves.update(new)
-        known[link.checkpoint] = (new, accumulator)
+        known[link.checkpoint] = (link.ids(), accumulator)
         previous = link.checkpoint
-    if not links or len(leaves) != links[-1].size:
-        return None
-    return known, leaves
+    return known or None

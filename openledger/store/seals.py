@@ -42,7 +42,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from itertools import repeat
+from itertools import compress, repeat
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -57,6 +57,7 @@ from openledger.store.dsse import envelope_payload_v1
 from openledger.store.files import MAX_ENVELOPE_BYTES, MAX_PACK_BYTES, read_regular, write_atomic
 from openledger.store.ledger import Ledger
 from openledger.store.records import RecordSigner, open_record, public_key_of, record_id_of
+from openledger.store.summary import RecordSummary, as_summary
 
 __all__ = ["CHECKED_IN_FULL", "SEAL_FORMAT", "SealedPack", "read_seals", "seal_path", "seals_directory", "signer_of",
            "writable_seals_directory", "write_seals"]
@@ -74,8 +75,11 @@ class SealedPack(NamedTuple):
 
     path: Path
     key: str
-    rows: list[tuple[Any, ...]]  # (id, kind, actor, feed, seq, prev, time, None), as verify's workers send
+    rows: list[RecordSummary]  # (id, kind, actor, feed, seq, prev, time, None), as verify files them
     full: list[tuple[int, bytes]]  # (offset, envelope bytes) of the records always checked in full
+    # rows whose time order the seal's own columns do not settle: their one prev is not a row of this pack, or
+    # it is dated after them, or a time is not in the spelling the ledger writes (verify compares these)
+    unordered: list[int]
 
 
 def seal_path(ledger: Ledger, pack: Path, keyid: str) -> Path:
@@ -198,6 +202,7 @@ def _read_one(pack: Path, seal: Path) -> _Read | None:
 
 
 _as_int = operator.index
+_WRITTEN_LENGTH = 27  # len("2026-01-01T00:00:00.000000Z"), the spelling the ledger writes
 _HEX_DIGITS = str.maketrans("", "", "0123456789abcdef")  # what is left after deleting them must be nothing
 _RECORD_ID = re.compile(r"sha256:[0-9a-f]{64}")
 
@@ -265,8 +270,17 @@ def _decode(read: _Read) -> SealedPack | None:
         return None
     if lines is None:
         return None
-    rows = list(zip(ids, *columns, seqs, prev_tuples, times, repeat(None)))
-    return SealedPack(read.pack, read.key, rows, lines)
+    rows = list(map(as_summary, zip(ids, *columns, seqs, prev_tuples, times, repeat(None))))
+    return SealedPack(read.pack, read.key, rows, lines, _unordered(times, rows_before, others))
+
+
+def _unordered(times: list[str], rows_before: list[int], others: list[int]) -> list[int]:
+    """The rows :attr:`SealedPack.unordered` names: a record dated no earlier than the row before it in its feed
+    (both in the ledger's one spelling) is in order, compared in C over the columns."""
+    if set(map(len, times)) != {_WRITTEN_LENGTH}:
+        return list(range(len(times)))
+    before = map(times.__getitem__, rows_before)
+    return sorted({*others, *compress(range(len(times)), map(operator.lt, times, before))})
 
 
 def writable_seals_directory(ledger: Ledger) -> Path | None:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import compress, repeat
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
@@ -41,6 +41,8 @@ from openledger.store.ledger import Ledger
 from openledger.store.logtree import LogTree, tree_of
 from openledger.store.records import decode_stored, record_id_of, validate_payload_json
 from openledger.store.seals import CHECKED_IN_FULL, SealedPack
+from openledger.store.summary import RecordSummary
+from openledger.store.summary import as_summary as _as_summary
 
 __all__ = ["Problem", "RecordSummary", "VerificationReport", "judge_ledger", "verify_ledger"]
 
@@ -68,25 +70,6 @@ class Problem:
         }
 
 
-class RecordSummary(NamedTuple):
-    """What the whole-ledger checks need of a record that passed its own checks.
-
-    A named tuple rather than a dataclass: workers send one back per record, and tuples pickle small.
-    """
-
-    id: str
-    kind: str
-    actor: str
-    feed: str
-    seq: int
-    prev: tuple[str, ...]
-    time: str
-    body: Any  # only for identity, revocation, checkpoint, cosignature and anchor records
-
-
-# A summary from the plain tuple a worker sent (plain tuples pickle in a third of a named tuple's time),
-# without a Python frame per record.
-_as_summary = functools.partial(tuple.__new__, RecordSummary)
 _first = operator.itemgetter(0)
 _PREV, _TIME = operator.attrgetter("prev"), operator.attrgetter("time")
 _ACTOR, _FEED, _KIND = operator.attrgetter("actor"), operator.attrgetter("feed"), operator.attrgetter("kind")
@@ -247,12 +230,15 @@ Progress = Callable[[int, int], None]
 
 
 def _check_objects(ledger: Ledger, workers: int | None, progress: Progress | None, *, light: bool = False,
-                   sealed: Mapping[Path, SealedPack] | None = None) -> tuple[dict[str, RecordSummary], list[Problem]]:
+                   sealed: Mapping[Path, SealedPack] | None = None
+                   ) -> tuple[dict[str, RecordSummary], list[Problem], list[RecordSummary] | None]:
     """Every object checked (on all cores when there are enough): the summaries of the records that pass,
     by id (a record stored twice, loose and packed, once), and the problems of the objects that do not.
 
     ``sealed`` packs (incremental verification: :mod:`openledger.store.seals`) are not read again: their
-    records' fields come from their seals, and only the records that build trust are checked, in full."""
+    records' fields come from their seals, and only the records that build trust are checked, in full. Then
+    the third item lists the records whose time order is still to compare (None: all of them): not the rows
+    of a sealed pack that follow a row of the same pack dated no later (:attr:`SealedPack.unordered`)."""
     sealed = sealed or {}
     summaries: dict[str, RecordSummary] = {}
     problems: list[Problem] = []
@@ -275,11 +261,18 @@ def _check_objects(ledger: Ledger, workers: int | None, progress: Progress | Non
         run_chunks([str(p) for p in ledger.loose_paths()], [p for p in ledger.pack_paths() if p not in sealed],
                    check_loose, check_pack_range, (light,), workers=workers, on_chunk=collect,
                    on_unreadable=unreadable)
+        time_among = list(summaries.values()) if sealed else []  # the loose records and unsealed packs'
         for pack in sealed.values():
             full = [_check_one_raw(line, None, f"{pack.path}@{offset}") for offset, line in pack.full]
-            collect(([*pack.rows, *(r for r in full if type(r) is tuple)], [r for r in full if isinstance(r, Problem)]),
-                    done + len(pack.rows) + len(full))
-    return summaries, problems
+            sound = [r for r in full if type(r) is tuple]
+            # a record met before (loose, or in another pack) is compared there already: once each
+            fresh = dict.fromkeys(record_id for record_id in (*(pack.rows[i][0] for i in pack.unordered),
+                                                              *map(_first, sound)) if record_id not in summaries)
+            summaries.update(zip(map(_first, pack.rows), pack.rows, strict=True))  # summaries already: as they are
+            done += len(pack.rows)
+            collect((sound, [r for r in full if isinstance(r, Problem)]), done + len(full))
+            time_among += map(summaries.__getitem__, fresh)
+    return summaries, problems, time_among if sealed else None
 
 
 def closure_of(tips: Iterable[str], summaries: dict[str, RecordSummary]) -> tuple[set[str], set[str]]:
@@ -392,14 +385,15 @@ def verify_ledger(
         from openledger.store.incremental import verify_since  # noqa: PLC0415 - it builds on this module
 
         return verify_since(ledger, since, workers=workers, progress=progress)
-    summaries, problems = _check_objects(ledger, workers, progress)
+    summaries, problems, _ = _check_objects(ledger, workers, progress)
     with paused_gc():
         return judge_ledger(ledger, summaries, problems, against=against)
 
 
 def judge_ledger(ledger: Ledger, summaries: dict[str, RecordSummary], problems: list[Problem], *,
                  against: str | None = None, log: LogTree | None = None, since: str | None = None,
-                 covered: frozenset[str] = frozenset()) -> VerificationReport:
+                 covered: frozenset[str] = frozenset(), uncovered: Sequence[str] | None = None,
+                 time_among: Sequence[RecordSummary] | None = None) -> VerificationReport:
     """The whole-ledger checks (feeds, checkpoints, trust, the pinned checkpoint) over checked records.
 
     ``covered``: records a trusted checkpoint covers, whose place in their feeds was checked when it was
@@ -408,11 +402,15 @@ def judge_ledger(ledger: Ledger, summaries: dict[str, RecordSummary], problems: 
     order is: its warnings do not stop a checkpoint)."""
     # Ids of objects that are present but fail their own checks: their neighbours are not "missing" them.
     damaged = {p.record for p in problems if p.record} - summaries.keys()
-    among = [summaries[i] for i in summaries.keys() - covered] if covered else summaries.values()
+    if uncovered is not None:  # incremental verification found them already (some may have failed since)
+        among: Iterable[RecordSummary] = [summaries[i] for i in uncovered if i in summaries]
+    else:
+        among = [summaries[i] for i in summaries.keys() - covered] if covered else summaries.values()
     problems += _check_feeds(summaries, damaged, among)
     # time order for every record: its warnings may stand in a checkpoint (only errors stop one), and --strict
     # must fail on them as a full verification does
-    problems += _check_time_order(summaries, summaries.values())
+    problems += _check_time_order(summaries, summaries.values() if time_among is None else
+                                  [s for s in time_among if s.id in summaries])  # some may have failed since
     if log is None:
         log = tree_of(summaries, damaged)
     problems += [Problem(ERROR, finding.code, finding.message, finding.record) for finding in log.findings]
