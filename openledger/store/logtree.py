@@ -34,6 +34,8 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import compress
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from openledger.errors import BadInputError
@@ -214,8 +216,9 @@ class LogTree:
         while stack:
             checkpoint_id, undo = stack.pop()
             if undo is not None:
-                added, accumulator, inherited = undo
-                covered.difference_update(added)
+                if stack:  # (after the last checkpoint there is nothing to undo for)
+                    added, accumulator, inherited = undo
+                    covered.difference_update(added)
                 continue
             head = self.heads[checkpoint_id]
             known = self._known.get(checkpoint_id)
@@ -338,8 +341,9 @@ def tree_of(summaries: Mapping[str, _Summary], damaged: Iterable[str] = (),
             on_new: NewRecords | None = None, capture: str | None = None,
             known: Mapping[str, tuple[list[str], MerkleAccumulator]] | None = None) -> LogTree:
     """The log tree of verified records (their bodies kept for checkpoints); ``known``: see :class:`LogTree`."""
-    heads = [CheckpointHead.from_record(record_id, s.actor, s.time, s.body)
-             for record_id, s in summaries.items() if s.kind == "checkpoint"]
+    kinds = map(attrgetter("kind"), summaries.values())
+    heads = [CheckpointHead.from_record(s.id, s.actor, s.time, s.body)
+             for s in compress(summaries.values(), map("checkpoint".__eq__, kinds))]
     if known:  # the walk visits only the records the known leaves do not list: look them up when asked
         get = summaries.get
 
