@@ -10,16 +10,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import openledger.store.leaves as leaves_module
 import openledger.store.logtree as logtree
 from openledger import Draft, Ledger, verify_ledger
-from openledger.store.checkpoint import append_checkpoint
+from openledger.store.checkpoint import _tips, append_checkpoint
 from openledger.store.incremental import verify_since
 from openledger.store.leaves import MerkleJob, chain_of, leaves_path, write_leaves
+from openledger.store.logtree import CHECKPOINT_VERSION
 from openledger.store.merkle import MerkleAccumulator, merkle_root
+from openledger.store.note import checkpoint_text, signer_signature
 from tests.conftest import FixedClock, make_signer, publish
 
 CI, ADA = make_signer(91, feed="ci"), make_signer(92, feed="ada")
@@ -252,3 +256,82 @@ def test_any_byte_of_a_leaves_file_changed_gives_the_same_verdicts(tmp_path_fact
 def test_fsck_knows_leaves_files(ledger: Ledger) -> None:
     chained_ledger(ledger)
     assert ledger.fsck().unexpected == ()
+
+
+def header_with(path: Path, **fields: Any) -> None:
+    header, lines = lines_of(path)
+    rewrite(path, orjson.dumps({**orjson.loads(header), **fields}, option=orjson.OPT_SORT_KEYS), lines)
+
+
+def test_a_file_naming_itself_or_a_path_as_previous_is_refused_as_it_is_read(ledger: Ledger) -> None:
+    """A chain that loops would be read until memory runs out; counts must fall along the chain. A `previous`
+    that is not a record id is never used as a file name."""
+    checkpoints, _, _ = chained_ledger(ledger)
+    path = leaves_path(ledger.root / "seals", checkpoints[-1])
+    header_with(path, previous=checkpoints[-1])
+    assert chain_of(ledger, checkpoints[-1]) is None
+    outside = ledger.root.parent / "outside"
+    (outside.parent / "outside.leaves").write_bytes(leaves_path(ledger.root / "seals", checkpoints[1]).read_bytes())
+    header_with(path, previous=f"sha256:{outside}")
+    assert chain_of(ledger, checkpoints[-1]) is None
+    same_as_without_leaves(ledger, checkpoints[-1])
+
+
+def test_files_that_do_not_add_up_to_the_pins_count_are_refused_before_hashing(ledger: Ledger) -> None:
+    checkpoints, _, _ = chained_ledger(ledger)
+    links = chain_of(ledger, checkpoints[-1])
+    assert links is not None
+    assert chain_of(ledger, checkpoints[-1], size=links[-1].size) is not None
+    assert chain_of(ledger, checkpoints[-1], size=links[-1].size + 1) is None
+    path = leaves_path(ledger.root / "seals", checkpoints[-1])
+    header, lines = lines_of(path)
+    rewrite(path, header, lines * 50)  # more lines than the pin's count
+    assert chain_of(ledger, checkpoints[-1]) is None
+
+
+@pytest.mark.parametrize("name", ["uwsgi", "python-host"])
+def test_a_host_program_as_sys_executable_never_hangs_the_verification(ledger: Ledger, tmp_path: Path, name: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """An embedding host (uWSGI, httpd, a frozen app) is not started; one that looks like Python but ignores
+    its arguments and keeps running is killed after the child's time, and the parent hashes."""
+    checkpoints, _, _ = chained_ledger(ledger)
+    host = tmp_path / name
+    host.write_text("#!/bin/sh\nexec sleep 600\n")
+    host.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(host))
+    monkeypatch.setattr(leaves_module, "_CHILD_SECONDS", 1.0)
+    links = chain_of(ledger, checkpoints[-1])
+    assert links is not None
+    job = MerkleJob(links)
+    assert (job._process is None) == (name == "uwsgi")
+    states = job.states()
+    job.close()
+    assert states is not None and states[-1][0] == links[-1].size
+    assert job._process is None or job._process.returncode is not None  # killed and reaped
+    report = verify_since(ledger, checkpoints[-1], workers=1)
+    assert report.since == checkpoints[-1] and report.listed == links[-1].size
+
+
+def test_a_pin_whose_root_leaves_out_one_of_its_tips_is_walked_and_reported(ledger: Ledger) -> None:
+    """Ada (trusted) signs a checkpoint naming her newest record as a tip, over a root and count that leave it
+    out, with a leaves file to match: the root matches the file, but a tip is not listed, so the walk runs and
+    reports the root, as without the file."""
+    checkpoints, _, new = chained_ledger(ledger)
+    report = verify_ledger(ledger, workers=1)
+    assert report.log is not None
+    base = report.log.heads[checkpoints[-1]]
+    leaves = report.log.leaves_of(base.id)
+    listed = sorted(new[:-1])
+    root = merkle_root([*leaves, *listed])
+    text = checkpoint_text(base.origin or "", len(leaves) + len(listed), root)
+    body = {"version": CHECKPOINT_VERSION, "count": len(leaves) + len(listed), "root": "sha256:" + root.hex(),
+            "feeds": _tips(report), "previous": base.id, "origin": base.origin,
+            "signature": signer_signature(ADA, base.origin or "", text)}
+    pin = ledger.append(ADA, "checkpoint", body, links=[base.id]).id
+    header = {"checkpoint": pin, "count": len(leaves) + len(listed), "format": "openledger-checkpoint-leaves/v1",
+              "previous": base.id}
+    rewrite(leaves_path(ledger.root / "seals", pin), orjson.dumps(header, option=orjson.OPT_SORT_KEYS),
+            [i.encode() for i in listed])
+    assert chain_of(ledger, pin) is not None
+    report = same_as_without_leaves(ledger, pin)
+    assert ("error", "checkpoint-root", pin) in outcome(report)[4] and report.listed == 0

@@ -38,10 +38,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import orjson
+
 from openledger._internal.index import iter_pack
 from openledger._internal.memory import paused_gc
 from openledger.errors import IntegrityError, NotFoundError, OpenLedgerError
-from openledger.store.dsse import envelope_payload
+from openledger.store.dsse import envelope_payload, envelope_payload_v1
 from openledger.store.files import MAX_PACK_BYTES, read_regular
 from openledger.store.leaves import Known, MerkleJob, chain_of, known_leaves
 from openledger.store.ledger import Ledger
@@ -145,15 +147,30 @@ def _pinned_signer(ledger: Ledger, since: str) -> str | None:
     return signer_of(data, since)
 
 
+def _pinned_count(ledger: Ledger, since: str) -> int | None:
+    """The ``count`` of checkpoint ``since`` if it is a loose object whose payload hashes to it: what its leaves
+    files must add up to, known before they are read. None otherwise (the files' own header bounds them)."""
+    hexdigest = since.partition(":")[2]
+    if len(hexdigest) != 64:
+        return None
+    try:
+        data = read_regular(os.path.join(ledger.objects, hexdigest[:2], hexdigest[2:]))  # noqa: PTH118
+        payload, _ = envelope_payload_v1(data)
+        count = orjson.loads(payload)["body"]["count"] if record_id_of(payload) == since else None
+    except (OpenLedgerError, OSError, ValueError, KeyError, TypeError):
+        return None
+    return count if type(count) is int else None
+
+
 def verify_since(ledger: Ledger, since: str, *, workers: int | None = None, progress: Progress | None = None,
                  seals: bool = True, leaves: bool = True) -> VerificationReport:
     """Verify ``ledger`` trusting checkpoint ``since`` for what it covers (see the module's docstring);
     ``seals``: read the packs its signer sealed by their hashes (:mod:`openledger.store.seals`); ``leaves``:
     take the leaves of its tree from their files (:mod:`openledger.store.leaves`)."""
-    links = chain_of(ledger, since) if leaves else None
+    links = chain_of(ledger, since, size=_pinned_count(ledger, since)) if leaves else None
     job = MerkleJob(links) if links else None  # the pin's tree from its leaves files, hashed meanwhile
     try:
-        with paused_gc():  # a million summaries and tree entries stay alive and make no cycles
+        with paused_gc(promote=True):  # a million summaries and tree entries stay alive and make no cycles
             # the pin's signer's seals: from the pin's loose object, else from its line in a sealed pack
             sealed = read_seals(ledger, _pinned_signer(ledger, since), pin=since) if seals else {}
             report = _verify_since(ledger, since, workers, progress, sealed, job=job)
@@ -195,8 +212,11 @@ def _verify_since(ledger: Ledger, since: str, workers: int | None, progress: Pro
     covered = log.captured if log.sound(since) and log.captured is not None else frozenset()
     if known is not None:
         not_covered = summaries.keys() - covered
-        if len(covered) != pinned.body["count"] or len(summaries) - len(not_covered) != len(covered):
-            # a listed record is missing or damaged (not in summaries), or listed twice: walk instead
+        tips = [tip for link in known for tip in log.heads[link].tips]
+        if (len(covered) != pinned.body["count"] or len(summaries) - len(not_covered) != len(covered)
+                or not covered.issuperset(tips)):
+            # a listed record is missing or damaged (not in summaries), listed twice, or a checkpoint's tip is
+            # not listed (its signer did not compute its root from its tips): walk instead
             known = None
             log = tree_of(summaries, damaged, capture=since)
             covered = log.captured if log.sound(since) and log.captured is not None else frozenset()

@@ -38,8 +38,10 @@ Like packs and seals, two writers of one checkpoint's leaves write the same file
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -63,6 +65,11 @@ MAX_LEAVES_BYTES = 1 << 30  # 72 bytes a record: 15 million records added by one
 _MAX_HEADER_BYTES = 1024
 _LINE = 72  # "sha256:" + 64 hex + "\n"
 _MAX_CHAIN = 100_000
+_RECORD_ID = re.compile(r"sha256:[0-9a-f]{64}")
+_HEX = re.compile(r"[0-9a-f]{1,64}")
+# the child's time before the parent hashes instead (a host program as sys.executable, a stuck child)
+_CHILD_SECONDS = 30.0
+_CHILD_SECONDS_PER_LEAF = 20e-6  # ~1.5 µs a leaf measured: a generous margin for a loaded machine
 
 
 class Link(NamedTuple):
@@ -126,21 +133,25 @@ def _read_link(directory: Path, checkpoint_id: str) -> Link | None:
         header = orjson.loads(header_bytes)
         previous, count = header["previous"], header["count"]
         if (type(header) is not dict or header["format"] != LEAVES_FORMAT or header["checkpoint"] != checkpoint_id
-                or not (previous is None or type(previous) is str) or type(count) is not int
-                or len(body) % _LINE):
+                or not (previous is None or (type(previous) is str and _RECORD_ID.fullmatch(previous)))
+                or type(count) is not int or len(body) % _LINE or len(body) // _LINE > count):
             return None
     except (OpenLedgerError, OSError, ValueError, KeyError, TypeError):
         return None
     return Link(checkpoint_id, previous, count, body)
 
 
-def chain_of(ledger: Ledger, pin: str) -> list[Link] | None:
+def chain_of(ledger: Ledger, pin: str, *, size: int | None = None) -> list[Link] | None:
     """The leaves files of checkpoint ``pin`` (an id or a unique prefix of one) and of every checkpoint its
-    tree extends, oldest first, if they are all there and their counts add up; else None."""
+    tree extends, oldest first, if they are all there and their counts add up (to ``size``, the pin's count
+    when it is known); else None. Counts must fall strictly along the chain and the lines read never exceed
+    the pin's count, so a file naming itself, or a long chain of large files, is refused as it is read."""
     directory = seals_directory(ledger)
     if directory is None:
         return None
     hexdigest = pin.partition(":")[2] if pin.startswith("sha256:") else pin
+    if not _HEX.fullmatch(hexdigest):
+        return None
     if len(hexdigest) != 64:
         try:
             names = [entry.name for entry in os.scandir(directory)
@@ -152,9 +163,14 @@ def chain_of(ledger: Ledger, pin: str) -> list[Link] | None:
         hexdigest = names[0].partition(".")[0]
     links: list[Link] = []
     current: str | None = "sha256:" + hexdigest
+    lines = 0
     while current is not None:
         link = _read_link(directory, current)
-        if link is None or len(links) >= _MAX_CHAIN:
+        if (link is None or len(links) >= _MAX_CHAIN or (size is not None and not links and link.size != size)
+                or (links and link.size >= links[-1].size)):
+            return None
+        lines += len(link.body) // _LINE
+        if lines > links[0].size if links else False:
             return None
         links.append(link)
         current = link.previous
@@ -175,21 +191,21 @@ class MerkleJob:
         self.links = list(links)
         self._states: list[tuple[int, list[bytes]]] | None = None
         self._process: subprocess.Popen[bytes] | None = None
-        self._done = False
-        if not sys.executable:
-            return
-        try:  # the module as a script: it imports nothing but hashlib (-I: no user site, no current directory)
-            self._process = subprocess.Popen(  # noqa: S603 - this interpreter, this package's own file
-                [sys.executable, "-I", "-S", merkle.__file__, *(str(len(link.body) // _LINE) for link in self.links)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-            assert self._process.stdin is not None
-            for link in self.links:
-                self._process.stdin.write(link.body)
-            self._process.stdin.close()
-        except OSError:  # no process (a sandbox, a full process table): the parent hashes
-            if self._process is not None:
-                self._process.kill()
-                self._process.wait()
+        self._done = self._reaped = False
+        if not _is_python(sys.executable) or getattr(sys, "frozen", False):
+            return  # no interpreter to start (a frozen application, a host program such as uWSGI): the parent hashes
+        try:
+            # stdin from a file, not a pipe: starting never waits for the child to read
+            with tempfile.TemporaryFile() as lines:
+                for link in self.links:
+                    lines.write(link.body)
+                lines.seek(0)
+                # the module as a script: it imports nothing but hashlib (-I: no user site, no current directory)
+                self._process = subprocess.Popen(  # noqa: S603 - this interpreter, this package's own file
+                    [sys.executable, "-I", "-S", merkle.__file__,
+                     *(str(len(link.body) // _LINE) for link in self.links)],
+                    stdin=lines, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        except OSError:  # no process (a sandbox, a full process table), a full disk: the parent hashes
             self._process = None
 
     def states(self) -> list[tuple[int, list[bytes]]] | None:
@@ -198,12 +214,16 @@ class MerkleJob:
             return self._states
         self._done = True
         if self._process is not None:
-            assert self._process.stdout is not None
-            with self._process.stdout:
-                output = self._process.stdout.read()
-            if self._process.wait() == 0:
-                self._states = _parse_states(output, len(self.links))
-            return self._states
+            leaves = sum(len(link.body) for link in self.links) // _LINE
+            try:
+                output, _ = self._process.communicate(timeout=_CHILD_SECONDS + leaves * _CHILD_SECONDS_PER_LEAF)
+            except subprocess.TimeoutExpired:  # not our interpreter, or stuck: hash here instead
+                self.close()
+            else:
+                self._reaped = True
+                if self._process.returncode == 0:
+                    self._states = _parse_states(output, len(self.links))
+                return self._states
         try:
             self._states = [(size, list(hashes)) for size, hashes in merkle.states_after(
                 [link.ids() for link in self.links])]
@@ -212,9 +232,17 @@ class MerkleJob:
         return self._states
 
     def close(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
+        """Stop the child if it still runs, and reap it."""
+        if self._process is not None and not self._reaped:
+            if self._process.poll() is None:
+                self._process.kill()
+            self._process.communicate()
+            self._reaped = True
+
+
+def _is_python(executable: str) -> bool:
+    name = Path(executable).name.lower()
+    return name.startswith(("python", "pypy"))
 
 
 def _parse_states(output: bytes, links: int) -> list[tuple[int, list[bytes]]] | None:
