@@ -335,3 +335,23 @@ def test_a_pin_whose_root_leaves_out_one_of_its_tips_is_walked_and_reported(ledg
     assert chain_of(ledger, pin) is not None
     report = same_as_without_leaves(ledger, pin)
     assert ("error", "checkpoint-root", pin) in outcome(report)[4] and report.listed == 0
+
+
+def test_the_next_checkpoint_after_an_incremental_run_lists_what_a_walk_finds(ledger: Ledger,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI on the default branch: verify --since the last checkpoint (its leaves from the files), checkpoint,
+    write the new checkpoint's file. The chain's files are not rewritten, the known leaves are not walked
+    again, and the new file is what a full verification's walk computes."""
+    checkpoints, _, new = chained_ledger(ledger)
+    report = verify_since(ledger, checkpoints[-1], workers=1)
+    assert report.listed and report.log is not None
+    record = append_checkpoint(ledger, CI, report)
+    walks = Walks(monkeypatch)
+    written = write_leaves(ledger, report.log, record)
+    assert [path.name for path in written] == [record.id[7:] + ".leaves"]
+    assert walks.visited == len(new) + 1  # only what the new checkpoint adds: the new records and the pin
+    links = chain_of(ledger, record.id)
+    full = verify_ledger(ledger, workers=1).log
+    assert links is not None and full is not None
+    assert [leaf for link in links for leaf in link.ids()] == full.leaves_of(record.id)
+    assert same_as_without_leaves(ledger, record.id).listed == record.body["count"]

@@ -100,14 +100,16 @@ def write_leaves(ledger: Ledger, log: LogTree, checkpoint: Record) -> list[Path]
     head = CheckpointHead.from_record(checkpoint.id, checkpoint.actor, checkpoint.time, checkpoint.body)
     if head.previous is not None and head.previous not in log.heads:
         return []
-    chain = [log.heads[link] for link in log.chain(head.previous)] if head.previous is not None else []
+    increments = log.increments(head.previous) if head.previous is not None else []
+    chain = [log.heads[link] for link, _, _ in increments]
     if any(link.version < 2 for link in (*chain, head)) or (chain and chain[0].previous is not None):
         return []
     written: list[Path] = []
     covered: set[str] = set()
     previous: str | None = None
-    for link in (*chain, head):
-        new, missing = log.new_records(link.tips, covered)
+    for link, increment in zip((*chain, head), (*increments, None), strict=True):
+        # the checkpoint just appended (no increment): what its tips reach beyond its chain
+        new, missing = log.new_records(head.tips, covered) if increment is None else increment[1:]
         if missing:
             return written
         covered.update(new)

@@ -281,15 +281,23 @@ class LogTree:
 
     def leaves_of(self, checkpoint_id: str) -> list[str]:
         """The checkpoint's leaves in tree order (recomputed along its chain; missing records left out)."""
+        return [leaf for _, new, _ in self.increments(checkpoint_id) for leaf in new]
+
+    def increments(self, checkpoint_id: str) -> list[tuple[str, list[str], set[str]]]:
+        """Along the checkpoint's chain, oldest first: each checkpoint, the leaves it adds (known ones as they
+        are, the others walked), and the records they reach that are missing."""
         covered: set[str] = set()
-        leaves: list[str] = []
+        found: list[tuple[str, list[str], set[str]]] = []
         for link in self.chain(checkpoint_id):
             known = self._known.get(link)
-            new = known[0] if known is not None and len(leaves) + len(known[0]) == known[1].size \
-                else _walk(self.heads[link].tips, covered, self.prev_of)[0]
+            missing: set[str] = set()
+            if known is not None and len(covered) + len(known[0]) == known[1].size:
+                new = known[0]
+            else:
+                new, missing = _walk(self.heads[link].tips, covered, self.prev_of)
             covered.update(new)
-            leaves += new
-        return leaves
+            found.append((link, new, missing))
+        return found
 
     def new_records(self, tips: Iterable[str], covered: set[str]) -> tuple[list[str], set[str]]:
         """What ``tips`` reach beyond ``covered`` (a checkpoint's coverage), sorted; and what is missing."""
