@@ -39,10 +39,11 @@ def test_a_cycle_made_in_the_block_is_collected_young_unless_promoted(promote: b
 def test_a_process_that_froze_objects_keeps_its_freeze() -> None:
     gc.freeze()
     try:
-        frozen = gc.get_freeze_count()
+        assert gc.get_freeze_count() > 0
         with paused_gc(promote=True):
             pass
-        assert gc.get_freeze_count() == frozen and gc.isenabled()
+        # promoting would have unfrozen everything (a count of 0); objects freed meanwhile lower it a little
+        assert gc.get_freeze_count() > 0 and gc.isenabled()
     finally:
         gc.unfreeze()
 
