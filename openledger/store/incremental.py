@@ -47,7 +47,7 @@ from openledger.store.dsse import envelope_payload, envelope_payload_v1
 from openledger.store.files import MAX_PACK_BYTES, read_regular
 from openledger.store.leaves import Known, MerkleJob, chain_of, known_leaves
 from openledger.store.ledger import Ledger
-from openledger.store.logtree import tree_of
+from openledger.store.logtree import LogTree, tree_of
 from openledger.store.records import record_id_of
 from openledger.store.seals import SealedPack, read_seals, signer_of
 from openledger.store.verify import (
@@ -134,30 +134,26 @@ def _full_check(ledger: Ledger, record_id: str, copies: Sequence[tuple[str, byte
     raise AssertionError("unreachable")
 
 
-def _pinned_signer(ledger: Ledger, since: str) -> str | None:
-    """The key that signed checkpoint ``since``, if it is a loose object whose payload hashes to it (the newest
-    checkpoint usually is); None otherwise. Only picks whose seals to read: the verification checks it."""
+def _pinned_envelope(ledger: Ledger, since: str) -> bytes | None:
+    """The bytes of checkpoint ``since``'s loose object (the newest checkpoint usually is one), if ``since`` is a
+    full id; None otherwise. Read once, for whose seals to read and what its leaves files must add up to: the
+    verification checks the record itself."""
     hexdigest = since.partition(":")[2]
     if len(hexdigest) != 64:
         return None
     try:
-        data = read_regular(os.path.join(ledger.objects, hexdigest[:2], hexdigest[2:]))  # noqa: PTH118
+        return read_regular(os.path.join(ledger.objects, hexdigest[:2], hexdigest[2:]))  # noqa: PTH118
     except (OpenLedgerError, OSError):
         return None
-    return signer_of(data, since)
 
 
-def _pinned_count(ledger: Ledger, since: str) -> int | None:
-    """The ``count`` of checkpoint ``since`` if it is a loose object whose payload hashes to it: what its leaves
-    files must add up to, known before they are read. None otherwise (the files' own header bounds them)."""
-    hexdigest = since.partition(":")[2]
-    if len(hexdigest) != 64:
-        return None
+def _count_of(envelope: bytes, since: str) -> int | None:
+    """The ``count`` of the checkpoint in ``envelope`` if its payload hashes to ``since``: known before the
+    leaves files are read, it bounds them. None otherwise (the files' own header bounds them)."""
     try:
-        data = read_regular(os.path.join(ledger.objects, hexdigest[:2], hexdigest[2:]))  # noqa: PTH118
-        payload, _ = envelope_payload_v1(data)
+        payload, _ = envelope_payload_v1(envelope)
         count = orjson.loads(payload)["body"]["count"] if record_id_of(payload) == since else None
-    except (OpenLedgerError, OSError, ValueError, KeyError, TypeError):
+    except (OpenLedgerError, ValueError, KeyError, TypeError):
         return None
     return count if type(count) is int else None
 
@@ -167,12 +163,14 @@ def verify_since(ledger: Ledger, since: str, *, workers: int | None = None, prog
     """Verify ``ledger`` trusting checkpoint ``since`` for what it covers (see the module's docstring);
     ``seals``: read the packs its signer sealed by their hashes (:mod:`openledger.store.seals`); ``leaves``:
     take the leaves of its tree from their files (:mod:`openledger.store.leaves`)."""
-    links = chain_of(ledger, since, size=_pinned_count(ledger, since)) if leaves else None
+    envelope = _pinned_envelope(ledger, since)
+    links = chain_of(ledger, since, size=_count_of(envelope, since) if envelope else None) if leaves else None
     job = MerkleJob(links) if links else None  # the pin's tree from its leaves files, hashed meanwhile
     try:
         with paused_gc(promote=True):  # a million summaries and tree entries stay alive and make no cycles
             # the pin's signer's seals: from the pin's loose object, else from its line in a sealed pack
-            sealed = read_seals(ledger, _pinned_signer(ledger, since), pin=since) if seals else {}
+            signer = signer_of(envelope, since) if envelope else None
+            sealed = read_seals(ledger, signer, pin=since) if seals else {}
             report = _verify_since(ledger, since, workers, progress, sealed, job=job)
             if sealed:
                 pinned = report.summaries.get(report.since) if report.since else None
@@ -196,6 +194,11 @@ def _known(job: MerkleJob | None, since: str, summaries: dict[str, RecordSummary
     return known_leaves(job.links, states, summaries) if states is not None else None
 
 
+def _covered(log: LogTree, since: str) -> frozenset[str]:
+    """What checkpoint ``since`` covers, if its tree is sound; else nothing."""
+    return log.captured if log.sound(since) and log.captured is not None else frozenset()
+
+
 def _verify_since(ledger: Ledger, since: str, workers: int | None, progress: Progress | None,
                   sealed: Mapping[Path, SealedPack], *, job: MerkleJob | None) -> VerificationReport:
     summaries, problems, time_among = _check_objects(ledger, workers, progress, light=True, sealed=sealed)
@@ -209,7 +212,7 @@ def _verify_since(ledger: Ledger, since: str, workers: int | None, progress: Pro
     damaged = {p.record for p in problems if p.record} - summaries.keys()
     known = _known(job, since, summaries)
     log = tree_of(summaries, damaged, capture=since, known=known)
-    covered = log.captured if log.sound(since) and log.captured is not None else frozenset()
+    covered = _covered(log, since)
     if known is not None:
         not_covered = summaries.keys() - covered
         tips = [tip for link in known for tip in log.heads[link].tips]
@@ -219,7 +222,7 @@ def _verify_since(ledger: Ledger, since: str, workers: int | None, progress: Pro
             # not listed (its signer did not compute its root from its tips): walk instead
             known = None
             log = tree_of(summaries, damaged, capture=since)
-            covered = log.captured if log.sound(since) and log.captured is not None else frozenset()
+            covered = _covered(log, since)
         else:
             uncovered = sorted(not_covered)
     if known is None:
