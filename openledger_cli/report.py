@@ -18,12 +18,12 @@ from openledger.attribution.values import METHODS
 from openledger.credit.measured import MeasuredAttribution, PoolSplit
 from openledger.credit.scoring import ROLES
 from openledger.errors import BadInputError
-from openledger.lineage.graph import LedgerGraph
+from openledger.lineage.graph import REPORT_FIELDS, LedgerGraph
 from openledger.lineage.targets import ModelRegistry, resolve_model_target
 from openledger.reports.contributors import ContributorsReport, contributors_report
 from openledger.reports.model import ModelReport, model_report
 from openledger_cli import render, report_md
-from openledger_cli._common import emit, open_ledger, registry_for, to_json
+from openledger_cli._common import emit, json_bytes, open_ledger, registry_for
 from openledger_cli.sinks import csv_text
 
 FORMATS = click.Choice(["text", "md", "json", "html"])
@@ -46,7 +46,7 @@ def _is_date(text: str) -> bool:
 def load_model_report(ctx: click.Context, target: str, tracking_uri: str | None) -> ModelReport:
     """The model report of NAME[@VERSION|@ALIAS] in this ledger (an alias no promotion record explains is
     looked up in MLflow's registry at ``tracking_uri``)."""
-    graph = LedgerGraph.load(open_ledger(ctx))
+    graph = LedgerGraph.load(open_ledger(ctx), fields=REPORT_FIELDS, cache=True)
 
     def registry() -> ModelRegistry:
         return registry_for(tracking_uri)
@@ -102,7 +102,7 @@ def report_model(ctx: click.Context, target: str, *, fmt: str, output: Path | No
 
         render.say(f"Logged the report to MLflow: {log_model_report(data, tracking_uri)}")
     if fmt == "json":
-        emit(to_json(data.to_json()), output)
+        emit(json_bytes(data.to_json()), output)
     elif fmt == "html":
         emit(model_html(data), output)
     elif fmt == "md" or output is not None:
@@ -142,19 +142,20 @@ def report_contributors(ctx: click.Context, model: str | None, since: str | None
         raise BadInputError("--format csv is the pool split's format", hint="add --pool AMOUNT")
     if amount is not None and fmt in ("md", "html"):
         raise BadInputError(f"--pool writes text, json or csv, not {fmt}")
-    graph = LedgerGraph.load(open_ledger(ctx))
-    data = contributors_report(graph, model=model, since=since)
+    # the graph (a million facts) is let go of once the report is built: before the JSON is, not after
+    data = contributors_report(LedgerGraph.load(open_ledger(ctx), fields=REPORT_FIELDS, cache=True), model=model,
+                               since=since)
     if amount is not None:
         split = data.pool(amount)
         if fmt == "json":
-            emit(to_json(split.to_json()), output)
+            emit(json_bytes(split.to_json()), output)
         elif fmt == "csv" or output is not None:
             emit(pool_csv(split), output)
         else:
             render.stdout.print(pool_table(split))
         return
     if fmt == "json":
-        emit(to_json(data.to_json()), output)
+        emit(json_bytes(data.to_json()), output)
     elif fmt == "md" or (fmt == "text" and output is not None):
         emit(report_md.contributors_markdown(data), output)
     elif fmt == "html":

@@ -1,10 +1,13 @@
+import json
 import math
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from openledger.store.canonical import canonical_bytes, parse_canonical
+from openledger.store.canonical import canonical_bytes, has_nonfinite, parse_canonical, tag_nonfinite
+from openledger_cli._common import to_json
 
 
 def test_sorted_compact_utf8() -> None:
@@ -63,3 +66,20 @@ def test_round_trip_is_stable(value: object) -> None:
 def test_rejects_garbage() -> None:
     with pytest.raises(ValueError):
         parse_canonical(b"\xff not json")
+
+
+@pytest.mark.parametrize("value", [
+    {"ids": ["sha256:" + "a" * 64] * 3, "share": 2.7e-05, "none": None, "flag": True, "n": 3},
+    {"nested": [{"x": float("nan")}, [1.0, float("-inf")]], "none": None},
+    {"big": 2**70, "none": None},
+    {"text": "lone \ud800 surrogate", "none": None},
+    {"keys": {1: "int keys", 2: "as json writes them"}, "b": [], "c": {}},
+    {"float keys": {1e-07: "json writes 1e-07"}, "none": None},
+    {"infinite key": {float("inf"): 1}},
+])
+def test_cli_json_is_what_json_writes_read_back(value: Any) -> None:
+    """The CLI's JSON (orjson, json where orjson would write something else) reads back as json's does."""
+    expected = json.dumps(tag_nonfinite(value), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    written = to_json(value)
+    assert json.loads(written) == json.loads(expected)
+    assert has_nonfinite(value) == (written == expected and "$float" in written)

@@ -35,10 +35,16 @@ from openledger.lineage.joins import input_digest
 from openledger.lineage.nodes import CommitRef, DatasetRef, Edge, ModelRef, NodeRef, RunRef, StageRef
 from openledger.store.ledger import TRUST_KINDS, Fact, Ledger
 
-__all__ = ["CodeAuthor", "LedgerGraph", "Lineage", "Node"]
+__all__ = ["REPORT_FIELDS", "CodeAuthor", "LedgerGraph", "Lineage", "Node"]
 
 LINEAGE_KINDS = ("identity", "revocation", "dataset", "stage", "run", "model", "review", "feedback", "commit",
                  "attribution")
+
+# What the reports (contributors, model, CI's summary of them) read of a feedback record's body: the fields they
+# show and credit by. Captured MLflow feedback has a dozen and makes up most of a busy ledger, so a graph for the
+# reports keeps these (LedgerGraph.load(ledger, fields=REPORT_FIELDS)); reconcile compares the others with
+# MLflow and loads them all.
+REPORT_FIELDS: Mapping[str, tuple[str, ...]] = {"feedback": ("comment", "label", "score", "source", "target")}
 
 
 @dataclass
@@ -121,7 +127,8 @@ class LedgerGraph:
         self.damaged = damaged or []
         self.facts: dict[str, Fact] = {}
         self.by_kind: dict[str, list[Fact]] = defaultdict(list)
-        self.linked_from: dict[str, list[Fact]] = defaultdict(list)  # link target -> records linking it
+        self._linking: dict[str, dict[str, list[Fact]]] = {}  # kind -> link target -> its records linking it
+        self._activity: dict[str, list[Fact]] | None = None  # record id -> reviews and feedback linking it
         self.runs: dict[str, list[Fact]] = defaultdict(list)
         self.versions: dict[tuple[str, str], list[Fact]] = defaultdict(list)
         self.promotions: dict[tuple[str, str], list[Fact]] = defaultdict(list)
@@ -133,8 +140,6 @@ class LedgerGraph:
             for fact in ordered:
                 self.facts[fact.id] = fact
                 self.by_kind[fact.kind].append(fact)
-                for target in fact.links:
-                    self.linked_from[target].append(fact)
                 body = fact.body
                 if fact.kind == "run" and isinstance(body.get("run_id"), str):
                     self.runs[body["run_id"]].append(fact)
@@ -143,7 +148,7 @@ class LedgerGraph:
                     (self.promotions if "action" in body else self.versions)[key].append(fact)
                 elif fact.kind == "dataset" and isinstance(body.get("digest"), str):
                     self.datasets[body["digest"]].append(fact)
-                elif fact.kind == "feedback" and isinstance(body.get("target"), str):
+                elif fact.kind == "feedback" and str(body.get("target")).startswith("model:"):  # the one asked
                     self.by_target[body["target"]].append(fact)
                 elif fact.kind == "commit" and isinstance(body.get("commit"), str):
                     self.bindings[body["commit"]].append(fact)
@@ -153,15 +158,50 @@ class LedgerGraph:
         # Lineages share code: git is asked once per question, whatever the number of model versions.
         self.authorship = CodeAuthorship(ledger.root.parent)
         self._credits: dict[tuple[str, str, tuple[str, str] | None], tuple[str, str | None] | None] = {}
+        self._credits_of: dict[tuple[str, str, int], tuple[object, tuple[str, str | None] | None]] = {}
         # Trust is what identity and revocation records establish, and `load` checks those in full (the other
         # facts are hash-checked only): an endorsement with a forged signature must not count.
         self.trust = ledger.trust_of((*self.by_kind["identity"], *self.by_kind["revocation"]))
 
     @classmethod
-    def load(cls, ledger: Ledger) -> LedgerGraph:
+    def load(cls, ledger: Ledger, *, fields: Mapping[str, tuple[str, ...]] | None = None,
+             cache: bool = False) -> LedgerGraph:
+        """The graph of every lineage record (:meth:`Ledger.scan`): with ``fields``, bodies keep only those
+        fields (:data:`REPORT_FIELDS` for the reports); with ``cache``, packs decoded by an earlier load are read
+        from this user's fact cache (:mod:`openledger.store.factcache`)."""
         damaged: list[tuple[str, str]] = []
         with paused_gc():
-            return cls(ledger, ledger.scan(LINEAGE_KINDS, damaged, checked=TRUST_KINDS), damaged)
+            facts = ledger.scan(LINEAGE_KINDS, damaged, checked=TRUST_KINDS, fields=fields, cache=cache)
+            return cls(ledger, facts, damaged)
+
+    # -- links --------------------------------------------------------------------------------------------
+
+    def linking(self, target: str, kind: str) -> list[Fact]:
+        """The records of ``kind`` that link ``target`` (a record id or a join key such as ``mlflowrun:ID``),
+        oldest first. Indexed per kind on first use: a million feedback records carry four million links,
+        which a report that never asks about them should not index."""
+        index = self._linking.get(kind)
+        if index is None:
+            index = self._linking[kind] = defaultdict(list)
+            with paused_gc():
+                for fact in self.by_kind.get(kind, ()):
+                    for link in fact.links:
+                        index[link].append(fact)
+        return index.get(target, [])
+
+    def activity(self, record_id: str) -> list[Fact]:
+        """The reviews and feedback that link the record ``record_id`` of this graph (reviews first, each kind
+        oldest first). Only links to the graph's records are indexed: captured feedback's join keys (its
+        trace, run and assessment) are not asked about here."""
+        if self._activity is None:
+            self._activity = defaultdict(list)
+            with paused_gc():
+                known, index = self.facts.__contains__, self._activity
+                for kind in ("review", "feedback"):
+                    for fact in self.by_kind.get(kind, ()):
+                        for link in filter(known, fact.links):
+                            index[link].append(fact)
+        return self._activity.get(record_id, [])
 
     # -- model versions -------------------------------------------------------------------------------------
 
@@ -228,8 +268,8 @@ class LedgerGraph:
                     dataset = self._dataset_node(digest, dataset_input)
                     lineage.edges.append(Edge(run.ref, add(dataset, lineage.datasets).ref, "used"))
             for fact in run_facts:
-                for stage in self.linked_from.get(fact.id, []):
-                    if stage.kind == "stage" and stage not in training_stages:
+                for stage in self.linking(fact.id, "stage"):
+                    if stage not in training_stages:
                         training_stages.append(stage)
                         lineage.edges.append(Edge(self._stage_ref(stage), run.ref, "ran"))
             self._add_commit(lineage, add, run.ref, (body.get("git") or {}).get("commit"))
@@ -273,9 +313,8 @@ class LedgerGraph:
         """Reviews and feedback on any record of the lineage (or naming the model version as their target)."""
         found: dict[str, Fact] = {}
         for record_id in lineage.record_ids():
-            for fact in self.linked_from.get(record_id, []):
-                if fact.kind in ("review", "feedback"):
-                    found.setdefault(fact.id, fact)
+            for fact in self.activity(record_id):
+                found.setdefault(fact.id, fact)
         for fact in self.by_target.get(f"model:{name}@{version}", []):
             found.setdefault(fact.id, fact)
         for fact in in_time_order(found.values()):
@@ -312,9 +351,16 @@ class LedgerGraph:
         """:func:`~openledger.credit.contributions.credited_identity` of a review or feedback record, remembered per
         (kind, signer, source): matching a source to an identity compares it with every identity, and
         captured feedback repeats the same few sources thousands of times."""
-        key = (fact.kind, fact.actor, _spelled(fact.body.get("source")))
+        source = fact.body.get("source")
+        if type(source) is dict:  # a scan shares equal sources (REPORT_FIELDS): one memo entry per object
+            seen = self._credits_of.get((fact.kind, fact.actor, id(source)))
+            if seen is not None:
+                return seen[1]
+        key = (fact.kind, fact.actor, _spelled(source))
         if key not in self._credits:
             self._credits[key] = credited_identity(fact, self.trust)
+        if type(source) is dict:  # kept with the object: its id is not reused while the memo holds it
+            self._credits_of[(fact.kind, fact.actor, id(source))] = (source, self._credits[key])
         return self._credits[key]
 
     def data_contributors(self, fact: Fact) -> list[Mapping[str, Any]]:

@@ -389,7 +389,7 @@ def newest_in_graph(graph: LedgerGraph) -> Newest:
     """The newest record of ``kind`` linking ``link``, as (id, body), from a graph already in memory."""
 
     def newest(link: str, kind: str) -> tuple[str, Mapping[str, Any]] | None:
-        linked = [f for f in graph.linked_from.get(link, []) if f.kind == kind]
+        linked = graph.linking(link, kind)
         fact = max(linked, key=lambda f: (instant(f.time), f.id)) if linked else None
         return (fact.id, fact.body) if fact else None
 
@@ -398,7 +398,7 @@ def newest_in_graph(graph: LedgerGraph) -> Newest:
 
 def linked_in_graph(graph: LedgerGraph) -> Linked:
     """Every record of ``kind`` linking ``link``, as (id, body), from a graph already in memory."""
-    return lambda link, kind: ((f.id, f.body) for f in graph.linked_from.get(link, []) if f.kind == kind)
+    return lambda link, kind: ((f.id, f.body) for f in graph.linking(link, kind))
 
 
 def _artifact_changes(signed: Any, current: Sequence[tuple[str, str | None]], what: str) -> list[dict[str, Any]]:

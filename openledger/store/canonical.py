@@ -30,7 +30,7 @@ import orjson
 from openledger.errors import BadInputError
 
 __all__ = ["FLOAT_TAG", "MAX_DEPTH", "FrozenDict", "FrozenList", "NestingError", "canonical_bytes", "check_depth",
-           "frozen_json", "parse_canonical", "tag_nonfinite", "untag_nonfinite"]
+           "frozen_json", "has_nonfinite", "parse_canonical", "tag_nonfinite", "untag_nonfinite"]
 
 FLOAT_TAG = "$float"
 _NONFINITE_NAMES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
@@ -76,14 +76,21 @@ def _float_name(value: float) -> str:
     return "Infinity" if value > 0 else "-Infinity"
 
 
-def _has_nonfinite(value: Any) -> bool:
+_FINITE_TYPES = frozenset({str, int, bool, type(None)})
+
+
+def has_nonfinite(value: Any) -> bool:
+    """Whether a non-finite float is anywhere in ``value``. A container of strings and numbers other than floats
+    (a report's million record ids) is passed over at C speed."""
     if isinstance(value, float):
         return not math.isfinite(value)
     if isinstance(value, dict):
-        return any(_has_nonfinite(item) for item in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(_has_nonfinite(item) for item in value)
-    return False
+        items: Any = value.values()
+    elif isinstance(value, (list, tuple)):
+        items = value
+    else:
+        return False
+    return not set(map(type, items)) <= _FINITE_TYPES and any(map(has_nonfinite, items))
 
 
 def tag_nonfinite(value: Any) -> Any:
@@ -116,7 +123,7 @@ def canonical_bytes(value: Any) -> bytes:
     try:
         encoded = orjson.dumps(value, option=_OPTIONS, default=_unsupported)
         # orjson writes a non-finite float as null: only output with a null can hide one.
-        if b"null" in encoded and _has_nonfinite(value):
+        if b"null" in encoded and has_nonfinite(value):
             encoded = orjson.dumps(tag_nonfinite(value), option=_OPTIONS, default=_unsupported)
     except (TypeError, orjson.JSONEncodeError) as exc:
         raise BadInputError(f"cannot encode as JSON: {exc}") from None

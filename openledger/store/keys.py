@@ -44,7 +44,9 @@ __all__ = [
     "KeyStore",
     "Signer",
     "generate_signer",
+    "inside_worktree",
     "keyid_of",
+    "openledger_home",
     "resolve_keyid",
     "short_keyid",
     "signer_from_seed",
@@ -147,7 +149,13 @@ def _default_home() -> Path:
     return Path(user_config_dir("openledger", appauthor=False))
 
 
-def _inside_worktree(path: Path) -> Path | None:
+def openledger_home(home: Path | None = None) -> Path:
+    """This user's OpenLedger directory: ``home``, else ``OPENLEDGER_HOME``, else the platform's config dir."""
+    env_home = os.environ.get(ENV_HOME)
+    return (home or (Path(env_home) if env_home else _default_home())).expanduser().absolute()
+
+
+def inside_worktree(path: Path) -> Path | None:
     """The git working tree or ledger directory containing ``path``, if any."""
     for parent in [path, *path.parents]:
         if (parent / ".git").exists() or (parent / ".openledger").is_dir():
@@ -159,13 +167,12 @@ class KeyStore:
     """The private keys of this user on this device."""
 
     def __init__(self, home: Path | None = None) -> None:
-        env_home = os.environ.get(ENV_HOME)
-        self.home = (home or (Path(env_home) if env_home else _default_home())).expanduser().absolute()
+        self.home = openledger_home(home)
         self.keys_dir = self.home / "keys"
 
     # -- writing ---------------------------------------------------------------------------------------
     def _prepare(self) -> None:
-        tree = _inside_worktree(self.home)
+        tree = inside_worktree(self.home)
         if tree is not None:
             raise KeyMaterialError(
                 f"refusing to store private keys under {self.home}: it is inside the working tree {tree}",

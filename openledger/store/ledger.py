@@ -23,17 +23,20 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import operator
 import os
 import sqlite3
 import time as _time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from openledger._internal.index import LOOSE, LedgerIndex, Location, iter_pack
 from openledger._internal.memory import paused_gc
+from openledger._internal.parallel import read_ahead
 from openledger.config import LedgerConfig
 from openledger.errors import (
     BadInputError,
@@ -46,7 +49,9 @@ from openledger.errors import (
 from openledger.identity.trust import TrustFact, TrustSource, TrustState, in_time_order
 from openledger.store.canonical import parse_canonical
 from openledger.store.dsse import PAYLOAD_TYPE, envelope_payload, pae
+from openledger.store.factcache import FactCache, FactRow, PackFacts, cache_key
 from openledger.store.files import MAX_PACK_BYTES, TMP_PREFIX, read_range, read_regular, write_atomic
+from openledger.store.keys import openledger_home
 from openledger.store.records import (
     Payload,
     Record,
@@ -162,6 +167,114 @@ class Fact(NamedTuple):
     time: str
     links: tuple[str, ...]
     body: dict[str, Any]
+
+
+class _Problem(NamedTuple):
+    """Why a stored envelope is not a record, and its kind when it got that far (a scan of other kinds leaves
+    it out, as it would leave the record out; None: listed by every scan)."""
+
+    kind: str | None
+    message: str
+
+
+def _decode_one(data: bytes, expected: str | None, fields: Mapping[str, Sequence[str]] | None,
+                seen: dict[Any, Any]) -> FactRow | _Problem | None:
+    """A stored envelope's Fact fields (:meth:`Ledger.scan`: hash checked, signature not), why it is not a
+    record, or None for a record of no kind a scan asks for (its kind is not a string: ``verify`` names it).
+    ``fields`` projects bodies; ``seen`` shares equal strings (signers, link targets) between rows."""
+    kind = None
+    try:
+        payload_bytes = envelope_payload(data)
+        record_id = record_id_of(payload_bytes)
+        if expected is not None and record_id != expected:
+            raise HashMismatchError("content hash does not match its id")
+        payload = parse_canonical(payload_bytes)
+        kind = payload["kind"]
+        if type(kind) is not str:
+            return None
+        actor, time, body = payload["actor"], payload["time"], payload["body"]
+        if not (type(time) is str and isinstance(body, dict)):
+            raise IntegrityError("payload is not a record")  # signed nonsense: no report reads it
+        share = seen.setdefault
+        keep = fields.get(kind) if fields else None
+        if keep is not None:  # the few fields a report reads, equal values shared (a million feedback bodies)
+            body = {name: _shared(body[name], share) for name in keep if name in body}
+        links = tuple(share(link, link) if type(link) is str else link for link in payload["links"])
+        return share(record_id, record_id), share(kind, kind), _shared(actor, share), time, links, body
+    except (ValueError, KeyError, TypeError, IntegrityError) as exc:
+        return _Problem(kind, getattr(exc, "message", None) or str(exc))
+
+
+def _shared(value: Any, share: Callable[[Any, Any], Any]) -> Any:
+    """``value``, or an equal one seen before: strings, and objects of strings (a feedback's ``source``), which
+    captured feedback repeats a million times. Bodies are read, never changed, so sharing is safe."""
+    if type(value) is str:
+        return share(value, value)
+    if type(value) is dict and all(type(v) is str for v in value.values()):
+        return share((dict, *value.items()), value)
+    return value
+
+
+def _decode_pack(data: bytes, fields: Mapping[str, Sequence[str]] | None) -> PackFacts:
+    """Every line of a pack decoded by :func:`_decode_one` (what :class:`~openledger.store.factcache.FactCache`
+    keeps): the rows of sound records with their lines' places, and the lines that failed."""
+    facts = PackFacts([], [], [], [])
+    seen: dict[str, str] = {}
+    for offset, line in iter_pack(data):
+        found = _decode_one(line, None, fields, seen)
+        if isinstance(found, _Problem):
+            facts.problems.append((offset, found.kind, found.message))
+        elif found is not None:
+            facts.rows.append(found)
+            facts.starts.append(offset)
+            facts.ends.append(offset + len(line))
+    return facts
+
+
+_ROW_KIND = operator.itemgetter(1)
+_FACT_ID = operator.attrgetter("id")
+_as_fact = partial(tuple.__new__, Fact)  # Fact._make without its Python frame (rows are checked for length)
+
+
+def _pack_facts(entry: PackFacts | None, pack: Path, data: bytes | None, *,
+                fields: Mapping[str, Sequence[str]] | None, wanted: frozenset[str], checked: Collection[str],
+                store: FactCache | None, key: str | None) -> tuple[list[Fact], list[tuple[int, str]]]:
+    """The facts of ``wanted`` kinds in one pack, from its cache ``entry`` or decoded from its bytes (``data``,
+    read here if need be, and the entry kept), those of ``checked`` kinds checked in full against the bytes,
+    and the problems a scan of those kinds lists ((offset, message))."""
+    if entry is None:
+        data = read_regular(pack, MAX_PACK_BYTES) if data is None else data
+        entry = _decode_pack(data, fields)
+        if store is not None and key is not None:
+            store.put(key, entry)
+    rows = entry.rows
+    in_pack = [(offset, message) for offset, kind, message in entry.problems if kind is None or kind in wanted]
+    try:
+        kinds = set(map(_ROW_KIND, rows))
+        if kinds <= wanted and kinds.isdisjoint(checked) and set(map(len, rows)) <= {len(Fact._fields)}:
+            return list(map(_as_fact, rows)), in_pack  # every row kept as it is: in C, no loop here
+        found: list[Fact] = []
+        for row, start, end in zip(rows, entry.starts, entry.ends, strict=True):
+            kind = row[1]
+            if kind in wanted and kind in checked:
+                data = read_regular(pack, MAX_PACK_BYTES) if data is None else data
+                if _full_check_fails(data[start:end], row[0], start, in_pack):
+                    continue
+            if kind in wanted:
+                found.append(Fact._make(row))
+    except (TypeError, ValueError, IndexError):  # a cache entry of another shape: decode the pack after all
+        return _pack_facts(None, pack, data, fields=fields, wanted=wanted, checked=checked, store=None, key=None)
+    return found, in_pack
+
+
+def _full_check_fails(data: bytes, record_id: str, where: Any, problems: list[tuple[Any, str]]) -> bool:
+    """Check a record of a kind that decides something in full (signature, schema); on failure list it."""
+    try:
+        open_record(data, expected_id=record_id)
+    except (ValueError, KeyError, TypeError, IntegrityError) as exc:
+        problems.append((where, getattr(exc, "message", None) or str(exc)))
+        return True
+    return False
 
 
 def _fsck_pack(path: str, corrupt: list[tuple[str, str]]) -> int:
@@ -498,7 +611,8 @@ class Ledger:
                 damaged.append((record_id, exc.message))
 
     def scan(self, kinds: Sequence[str], damaged: list[tuple[str, str]] | None = None, *,
-             checked: Collection[str] = ()) -> list[Fact]:
+             checked: Collection[str] = (), fields: Mapping[str, Sequence[str]] | None = None,
+             cache: bool = False) -> list[Fact]:
         """Every record of ``kinds``, fast: read from the disk (each loose object and pack line, never found
         through the index, so a stale or poisoned cache cannot hide one), each record's hash checked, its
         signature not.
@@ -511,33 +625,63 @@ class Ledger:
         left to the signature check). Records of the ``checked`` kinds are checked in full (signature, schema), for
         what decides something (trust: identities and revocations). The collector is paused: see
         _internal/memory.py.
+
+        ``fields`` keeps, for the kinds it names, only those body fields (a report keeps five of the dozen a
+        captured feedback body has: a third of the memory at a million records). ``cache`` reads each pack's
+        facts from this user's fact cache when it has them for the pack's file as ``stat`` sees it now (its
+        hash was checked when it was decoded; :mod:`openledger.store.factcache`), and writes them there when
+        it has not.
         """
         wanted = frozenset(kinds)
         facts: dict[str, Fact] = {}
         problems: list[tuple[str, str]] = []
+        store = self._fact_cache(fields) if cache else None
         with paused_gc():
-            for data, expected, where in self._stored(problems):
+            for data, expected, where in self._stored(problems, packs=False):
+                found = _decode_one(data, expected, fields, {})
+                if found is None:
+                    continue
+                if isinstance(found, _Problem):  # listed unless it is a record of a kind not asked for
+                    if found.kind is None or found.kind in wanted:
+                        problems.append((expected or where, found.message))
+                    continue
+                kind = found[1]
+                if kind in wanted and not (kind in checked
+                                           and _full_check_fails(data, found[0], expected or where, problems)):
+                    facts[found[0]] = Fact._make(found)  # a record both loose and packed is one fact
+            def read(pack: Path) -> tuple[bytes | None, str | None, memoryview | None]:
+                """A pack's cache entry's checked body if there is one, else the pack's bytes: in a thread (file
+                reads and hashing let go of the GIL) while the scan loads the pack before."""
+                key = None if store is None else store.key_of(pack)
+                body = None if store is None or key is None else store.body(key)
+                return (None if body is not None else read_regular(pack, MAX_PACK_BYTES)), key, body
+
+            for pack, got in read_ahead(read, self.pack_paths()):
+                if isinstance(got, Exception):
+                    if not isinstance(got, (OpenLedgerError, OSError)):
+                        raise got
+                    problems.append((pack.name, getattr(got, "message", None) or str(got)))
+                    continue
+                pack_bytes, key, body = got
                 try:
-                    payload_bytes = envelope_payload(data)
-                    record_id = record_id_of(payload_bytes)
-                    if expected is not None and record_id != expected:
-                        raise HashMismatchError("content hash does not match its id")
-                    payload = parse_canonical(payload_bytes)
-                    if payload["kind"] not in wanted:
-                        continue
-                    fact = Fact(record_id, payload["kind"], payload["actor"], payload["time"],
-                                tuple(payload["links"]), payload["body"])
-                    if not (isinstance(fact.body, dict) and isinstance(fact.time, str)):
-                        raise IntegrityError("payload is not a record")  # signed nonsense: no report reads it
-                    if fact.kind in checked:
-                        open_record(data, expected_id=record_id)
-                    facts[record_id] = fact  # a record both loose and packed is one fact
-                except (ValueError, KeyError, TypeError, IntegrityError) as exc:
-                    problems.append((expected or where, getattr(exc, "message", str(exc))))
+                    in_facts, in_pack = _pack_facts(None if body is None else PackFacts.loads(body), pack, pack_bytes,
+                                                    fields=fields, wanted=wanted, checked=checked, store=store,
+                                                    key=key)
+                except (OpenLedgerError, OSError) as exc:  # the pack's bytes, needed after all, cannot be read
+                    problems.append((pack.name, getattr(exc, "message", None) or str(exc)))
+                    continue
+                facts.update(zip(map(_FACT_ID, in_facts), in_facts, strict=True))
+                problems += [(f"{pack.name}@{offset}", message) for offset, message in sorted(in_pack)]
+            if store is not None:
+                store.prune()
         self._left_out.extend(problems)
         if damaged is not None:
             damaged.extend(problems)
         return list(facts.values())
+
+    def _fact_cache(self, fields: Mapping[str, Sequence[str]] | None) -> FactCache | None:
+        key = cache_key(openledger_home())
+        return None if key is None else FactCache(self.local, key, fields)
 
     def ids(self, *, kind: str | None = None, links_to: str | None = None) -> list[str]:
         """Ids of the records matching the filters, oldest first, without reading the records."""
@@ -609,9 +753,10 @@ class Ledger:
             found[record.id] = record
         return in_time_order(found.values())
 
-    def _stored(self, problems: list[tuple[str, str]] | None = None) -> Iterator[tuple[bytes, str | None, str]]:
+    def _stored(self, problems: list[tuple[str, str]] | None = None, *,
+                packs: bool = True) -> Iterator[tuple[bytes, str | None, str]]:
         """(bytes, the id its file name gives, where) of every loose object, then (bytes, None, where) of every
-        pack line; files that cannot be read are skipped (and listed in ``problems``)."""
+        pack line (unless not ``packs``); files that cannot be read are skipped (and listed in ``problems``)."""
         for path in self.loose_paths():
             expected = f"sha256:{path.parent.name}{path.name}"
             try:
@@ -621,7 +766,7 @@ class Ledger:
                     problems.append((str(path), getattr(exc, "message", None) or str(exc)))
                 continue
             yield data, expected, str(path)
-        for pack in self.pack_paths():
+        for pack in self.pack_paths() if packs else ():
             try:
                 data = read_regular(pack, MAX_PACK_BYTES)
             except (OpenLedgerError, OSError) as exc:
