@@ -316,3 +316,20 @@ def test_concurrent_scans_give_the_switch_interval_back(ledger: Ledger) -> None:
         for thread in threads:
             thread.join()
         assert sys.getswitchinterval() == before
+
+
+def test_a_record_whose_links_are_not_strings_is_damaged_not_a_crash(ledger: Ledger) -> None:
+    """A scan checks hashes, not schemas: a signed payload whose links hold an object would make every report
+    fail on indexing it. It is listed as damaged, like a body that is not an object."""
+    signer = make_signer(2)
+    hostile = {"v": 1, "kind": "feedback", "actor": signer.keyid, "feed": "f", "seq": 0,
+               "time": "2026-11-01T12:00:00.000000Z", "links": [["sha256:" + "a" * 64], {"x": 1}], "prev": [],
+               "body": {"target": "model:m@1", "label": "<script>"}}
+    payload = json.dumps(hostile, separators=(",", ":"), sort_keys=True).encode()
+    record_id = hashlib.sha256(payload).hexdigest()
+    path = ledger.objects / record_id[:2] / record_id[2:]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(encode_envelope(payload, signer.keyid, bytes(64)))
+    graph = LedgerGraph.load(ledger, fields=REPORT_FIELDS, cache=True)
+    assert graph.damaged == [(f"sha256:{record_id}", "payload is not a record")]
+    contributors_report(graph)

@@ -65,7 +65,7 @@ class CreditTally:
 
     def tally(self, person: Person | None, role: str, amount: float, evidence: str, time: str | None,
               **details: float) -> None:
-        if person is None or (self.cutoff and time and instant(time) < self.cutoff):
+        if person is None or self.before_cutoff(time):
             return
         counted = self.counted[role].setdefault(person.id, set())
         if evidence in counted:

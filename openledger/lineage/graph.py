@@ -148,8 +148,9 @@ class LedgerGraph:
                     (self.promotions if "action" in body else self.versions)[key].append(fact)
                 elif fact.kind == "dataset" and isinstance(body.get("digest"), str):
                     self.datasets[body["digest"]].append(fact)
-                elif fact.kind == "feedback" and str(body.get("target")).startswith("model:"):  # the one asked
-                    self.by_target[body["target"]].append(fact)
+                elif (fact.kind == "feedback" and isinstance(target := body.get("target"), str)
+                      and target.startswith("model:")):  # the only targets asked about
+                    self.by_target[target].append(fact)
                 elif fact.kind == "commit" and isinstance(body.get("commit"), str):
                     self.bindings[body["commit"]].append(fact)
         self.superseded = superseded_mlflow_datasets(self.by_kind.get("dataset", []), self.by_kind.get("stage", []))

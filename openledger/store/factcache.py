@@ -125,6 +125,7 @@ class FactCache:
         self.used: set[str] = set()
         self.racy: set[str] = set()
         self.limits: dict[str, int] = {}
+        self.usable = self._usable()  # once a scan: not two lstat calls per pack
 
     def _path(self, key: str) -> Path:
         return self.directory / f"{key}-{self.tag}.marshal"
@@ -160,7 +161,7 @@ class FactCache:
         reads and checks the next pack's file in a thread while it loads this one's. The file is read as
         objects are (no link followed, no FIFO or device opened, nothing larger than :meth:`key_of` allowed)."""
         self.used.add(key)
-        if not self._usable():
+        if not self.usable:
             return None
         try:
             data = read_regular(self._path(key), self.limits.get(key, 0))
@@ -190,7 +191,7 @@ class FactCache:
         """Keep ``facts`` as the pack ``key``'s, for the next scan (nothing, if it cannot be written or the
         pack was written too recently to be told from a second write)."""
         self.used.add(key)
-        if key in self.racy or not self._usable():
+        if key in self.racy or not self.usable:
             return
         body = facts.dumps()
         with contextlib.suppress(OSError):  # a full disk or a read-only tree: no cache, same report
@@ -200,11 +201,12 @@ class FactCache:
     def prune(self) -> None:
         """Remove the files of packs this scan did not read (packs folded into others, a branch left), and those
         of other projections or versions: one scan's files are all the next one can use."""
-        if not self._usable():
+        if not self.usable:
             return
         with contextlib.suppress(OSError):
             for entry in os.scandir(self.directory):
                 key, _, rest = entry.name.partition("-")
-                if rest != f"{self.tag}.marshal" or key not in self.used:
+                # another process's write in flight (a .tmp- file) is left to finish
+                if entry.name.endswith(".marshal") and (rest != f"{self.tag}.marshal" or key not in self.used):
                     with contextlib.suppress(OSError):
                         Path(entry.path).unlink()

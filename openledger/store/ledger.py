@@ -192,14 +192,14 @@ def _decode_one(data: bytes, expected: str | None, fields: Mapping[str, Sequence
         kind = payload["kind"]
         if type(kind) is not str:
             return None
-        actor, time, body = payload["actor"], payload["time"], payload["body"]
-        if not (type(time) is str and isinstance(body, dict)):
+        actor, time, body, links = payload["actor"], payload["time"], payload["body"], tuple(payload["links"])
+        if not (type(time) is str and isinstance(body, dict) and all(type(link) is str for link in links)):
             raise IntegrityError("payload is not a record")  # signed nonsense: no report reads it
         share = seen.setdefault
         keep = fields.get(kind) if fields else None
         if keep is not None:  # the few fields a report reads, equal values shared (a million feedback bodies)
             body = {name: _shared(body[name], share) for name in keep if name in body}
-        links = tuple(share(link, link) if type(link) is str else link for link in payload["links"])
+        links = tuple(share(link, link) for link in links)
         return share(record_id, record_id), share(kind, kind), _shared(actor, share), time, links, body
     except (ValueError, KeyError, TypeError, IntegrityError) as exc:
         return _Problem(kind, getattr(exc, "message", None) or str(exc))
@@ -242,29 +242,43 @@ def _pack_facts(entry: PackFacts | None, pack: Path, data: bytes | None, *,
     """The facts of ``wanted`` kinds in one pack, from its cache ``entry`` or decoded from its bytes (``data``,
     read here if need be, and the entry kept), those of ``checked`` kinds checked in full against the bytes,
     and the problems a scan of those kinds lists ((offset, message))."""
-    if entry is None:
-        data = read_regular(pack, MAX_PACK_BYTES) if data is None else data
-        entry = _decode_pack(data, fields)
-        if store is not None and key is not None:
-            store.put(key, entry)
+    if entry is not None:
+        try:
+            return _facts_of(entry, pack, data, wanted, checked)
+        except (TypeError, ValueError, IndexError):  # a cache entry of another shape: decode the pack after all
+            pass
+    data = read_regular(pack, MAX_PACK_BYTES) if data is None else data
+    entry = _decode_pack(data, fields)
+    if store is not None and key is not None:
+        store.put(key, entry)
+    return _facts_of(entry, pack, data, wanted, checked)
+
+
+def _facts_of(entry: PackFacts, pack: Path, data: bytes | None, wanted: frozenset[str],
+              checked: Collection[str]) -> tuple[list[Fact], list[tuple[int, str]]]:
     rows = entry.rows
     in_pack = [(offset, message) for offset, kind, message in entry.problems if kind is None or kind in wanted]
-    try:
-        kinds = set(map(_ROW_KIND, rows))
-        if kinds <= wanted and kinds.isdisjoint(checked) and set(map(len, rows)) <= {len(Fact._fields)}:
-            return list(map(_as_fact, rows)), in_pack  # every row kept as it is: in C, no loop here
-        found: list[Fact] = []
-        for row, start, end in zip(rows, entry.starts, entry.ends, strict=True):
-            kind = row[1]
-            if kind in wanted and kind in checked:
-                data = read_regular(pack, MAX_PACK_BYTES) if data is None else data
-                if _full_check_fails(data[start:end], row[0], start, in_pack):
-                    continue
-            if kind in wanted:
-                found.append(Fact._make(row))
-    except (TypeError, ValueError, IndexError):  # a cache entry of another shape: decode the pack after all
-        return _pack_facts(None, pack, data, fields=fields, wanted=wanted, checked=checked, store=None, key=None)
+    kinds = set(map(_ROW_KIND, rows))
+    if kinds <= wanted and kinds.isdisjoint(checked) and set(map(len, rows)) <= {len(Fact._fields)}:
+        return list(map(_as_fact, rows)), in_pack  # every row kept as it is: in C, no loop here
+    found: list[Fact] = []
+    for row, start, end in zip(rows, entry.starts, entry.ends, strict=True):
+        if row[1] not in wanted:
+            continue
+        if row[1] in checked:
+            data = read_regular(pack, MAX_PACK_BYTES) if data is None else data
+            if _full_check_fails(data[start:end], row[0], start, in_pack):
+                continue
+        found.append(Fact._make(row))
     return found, in_pack
+
+
+def _read_pack(store: FactCache | None, pack: Path) -> tuple[bytes | None, str | None, memoryview | None]:
+    """A pack's cache entry's checked body if there is one, else the pack's bytes, and the entry's key: in a
+    thread (file reads and hashing let go of the GIL) while the scan loads the pack before."""
+    key = None if store is None else store.key_of(pack)
+    body = None if store is None or key is None else store.body(key)
+    return (None if body is not None else read_regular(pack, MAX_PACK_BYTES)), key, body
 
 
 def _full_check_fails(data: bytes, record_id: str, where: Any, problems: list[tuple[Any, str]]) -> bool:
@@ -649,14 +663,7 @@ class Ledger:
                 if kind in wanted and not (kind in checked
                                            and _full_check_fails(data, found[0], expected or where, problems)):
                     facts[found[0]] = Fact._make(found)  # a record both loose and packed is one fact
-            def read(pack: Path) -> tuple[bytes | None, str | None, memoryview | None]:
-                """A pack's cache entry's checked body if there is one, else the pack's bytes: in a thread (file
-                reads and hashing let go of the GIL) while the scan loads the pack before."""
-                key = None if store is None else store.key_of(pack)
-                body = None if store is None or key is None else store.body(key)
-                return (None if body is not None else read_regular(pack, MAX_PACK_BYTES)), key, body
-
-            for pack, got in read_ahead(read, self.pack_paths()):
+            for pack, got in read_ahead(partial(_read_pack, store), self.pack_paths()):
                 if isinstance(got, Exception):
                     if not isinstance(got, (OpenLedgerError, OSError)):
                         raise got
