@@ -22,16 +22,15 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from itertools import pairwise
 from typing import Any, Protocol
 
 import fastjsonschema
-from nacl.exceptions import BadSignatureError
-from nacl.signing import VerifyKey
 
 from openledger.errors import BadInputError, HashMismatchError, IntegrityError, SignatureError, UnsupportedVersionError
+from openledger.store import ed25519
 from openledger.store.canonical import (
     MAX_DEPTH,
     NestingError,
@@ -127,6 +126,8 @@ def record_id_of(payload_bytes: bytes) -> str:
     return "sha256:" + hashlib.sha256(payload_bytes).hexdigest()
 
 
+_KIND_SET = frozenset(KINDS)
+_PAYLOAD_FIELD_SET = frozenset(_PAYLOAD_FIELDS)
 _RECORD_ID = re.compile(r"sha256:[0-9a-f]{64}")
 _KEYID = re.compile(r"ed25519:[0-9a-f]{64}")
 _FEED = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -151,7 +152,7 @@ def _common_field_problem(kind: Any, actor: Any, feed: Any, seq: Any, prev: Any,
     Hand-written because it runs on every append and every verified record: the compiled JSON Schema costs
     as much as the signature. A test checks the two agree.
     """
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in _KIND_SET:  # a list or object is not hashable
         return f"unknown kind {kind!r} (one of {', '.join(KINDS)})"
     if not isinstance(actor, str) or not _KEYID.fullmatch(actor):
         return "actor must be a key id (ed25519:<64 hex>)"
@@ -183,7 +184,7 @@ def _check_structure(data: Any) -> dict[str, Any]:
             f"record schema version {version} is newer than this OpenLedger reads ({SCHEMA_VERSION})",
             hint="upgrade openledger-mlops",
         )
-    if len(data) != len(_PAYLOAD_FIELDS) or any(name not in data for name in _PAYLOAD_FIELDS):
+    if data.keys() != _PAYLOAD_FIELD_SET:
         missing = [name for name in _PAYLOAD_FIELDS if name not in data]
         extra = sorted(set(data) - set(_PAYLOAD_FIELDS))
         raise BadInputError(f"invalid record: missing {missing}, unexpected {extra}")
@@ -362,16 +363,16 @@ def assemble_record(payload: Payload, payload_bytes: bytes, record_id: str, sign
     )
 
 
-@cache
-def _verify_key(keyid: str) -> VerifyKey:
-    return VerifyKey(public_key_of(keyid))
+_public_key = lru_cache(maxsize=4096)(public_key_of)  # a ledger has a few signers; a hostile one, not a million
 
 
 def _check_signature(keyid: str, payload_type: str, payload: bytes, signature: bytes) -> None:
     try:
-        _verify_key(keyid).verify(pae(payload_type, payload), signature)
-    except (BadSignatureError, ValueError, TypeError) as exc:
+        valid = ed25519.verify(_public_key(keyid), pae(payload_type, payload), signature)
+    except (ValueError, TypeError) as exc:  # a key id that is not an Ed25519 key
         raise SignatureError("signature does not verify against its key") from exc
+    if not valid:
+        raise SignatureError("signature does not verify against its key")
 
 
 def decode_stored(data: bytes, *, expected_id: str | None = None) -> tuple[str, Envelope, dict[str, Any]]:
