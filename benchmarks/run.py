@@ -6,12 +6,13 @@
 Measured, for each ledger size:
 
 * append throughput (``append_many`` in batches of 1000, each stored as one pack) against raw PyNaCl
-  ``SigningKey.sign`` of the same PAE messages in one thread -- target ratio >= 0.5;
-* single-append latency p50 / p99 into a ledger of that size (loose objects) -- target: p99 at 100k within
-  1.5x of p99 at 10k;
+  ``SigningKey.sign`` of the same PAE messages in one thread -- target ratio >= 0.8;
+* single-append latency p50 / p99 into a ledger of that size (loose objects) -- target: p99 at the largest
+  size within 1.2x of p99 at the smallest;
 * verify throughput (``verify_ledger``, all cores, in a fresh process as `openledger verify` runs) against raw
-  PyNaCl ``VerifyKey.verify`` of the same messages on one core -- target ratio >= 1.5, and 100k records in
-  under 10 s;
+  PyNaCl ``VerifyKey.verify`` of the same messages on one core -- target ratio >= 1.8, and 1M records in
+  under 60 s. The ledger's signer has published its identity, as in a team's ledger (with an unknown key,
+  every record would carry a warning);
 * bytes on disk per record (packed and loose).
 
 The machine is shared and noisy: ours and the baseline alternate, and medians are reported.
@@ -34,6 +35,7 @@ from pathlib import Path
 from nacl.signing import VerifyKey
 
 from openledger import Draft, Ledger, generate_signer
+from openledger.store import ed25519
 from openledger.store.dsse import PAYLOAD_TYPE, pae
 
 BATCH = 1000
@@ -80,7 +82,7 @@ ledger = Ledger.open(Path(sys.argv[1]))
 started = time.perf_counter()
 report = verify_ledger(ledger)
 print(json.dumps({"seconds": time.perf_counter() - started, "records": report.records,
-                  "errors": [p.message for p in report.errors[:3]]}))
+                  "errors": [p.message for p in report.errors[:3]], "warnings": len(report.warnings)}))
 """
 
 
@@ -90,7 +92,7 @@ def verify_in_fresh_process(root: Path, size: int) -> float:
     against 51.6 s for the same 1M records, docs/benchmarks.md)."""
     done = subprocess.run([sys.executable, "-c", _VERIFY, str(root)], capture_output=True, text=True, check=True)
     result = json.loads(done.stdout)
-    assert result["records"] == size and not result["errors"], result
+    assert result["records"] == size + 1 and not result["errors"] and not result["warnings"], result  # + identity
     return float(result["seconds"])
 
 
@@ -102,6 +104,9 @@ def measure(size: int, rounds: int, workdir: Path) -> SizeResult:
         root = workdir / f"ledger-{size}-{round_number}"
         ledger = Ledger.init(root)
         signer = generate_signer(feed="bench")
+        # As in a team's ledger, the signer has published its identity: records by an unknown key would each
+        # carry a warning, and a million warnings (built, sorted, reported) would be what verify measured.
+        ledger.append(signer, "identity", {"key": signer.keyid, "name": "Bench", "email": "bench@example.org"})
         started = time.perf_counter()
         records = []
         for start in range(0, size, BATCH):
@@ -174,8 +179,10 @@ def main() -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
     cores = os.cpu_count()
-    print(f"\nOpenLedger core benchmarks ({cores} cores; medians of {args.rounds} alternating rounds)\n")
-    print("| records | append/s | raw sign/s | ratio (>=0.5) | verify/s | raw verify/s (1 core) | ratio (>=1.5) "
+    path = "ed25519-zebra where it gives libsodium's answers" if ed25519.fast_available() else "libsodium only"
+    print(f"\nOpenLedger core benchmarks ({cores} cores; medians of {args.rounds} alternating rounds; "
+          f"Ed25519 verification: {path}; baselines: PyNaCl/libsodium)\n")
+    print("| records | append/s | raw sign/s | ratio (>=0.8) | verify/s | raw verify/s (1 core) | ratio (>=1.8) "
           "| verify time | append p50 | append p99 | bytes/record packed | loose (on disk) |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
@@ -186,7 +193,7 @@ def main() -> int:
     if len(results) >= 2:
         small, large = results[0], results[-1]
         print(f"\np99 append latency at {large.size:,} vs {small.size:,}: {large.p99_ms / small.p99_ms:.2f}x "
-              "(target <= 1.5x)")
+              "(target <= 1.2x)")
     if args.json:
         args.json.write_text(json.dumps([r.to_json() for r in results], indent=2))
     return 0

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from openledger import Ledger, signer_from_seed
 from openledger.errors import BadInputError, OpenLedgerError
 from openledger.store.dsse import PAYLOAD_TYPE, encode_envelope, pae
-from openledger.store.files import MAX_PAYLOAD_BYTES
+from openledger.store.files import MAX_PAYLOAD_BYTES, read_lines_starting_in
 from openledger.store.records import open_record, record_id_of
 from tests.test_cli import run
 
@@ -287,3 +287,29 @@ def run_caught(repo: Path, *args: str, env: dict[str, str]) -> tuple[BaseExcepti
 def test_fuzz_counts_are_reported() -> None:
     """Printed with `pytest -s`: how many hostile inputs the fuzz tried and how many went wrong."""
     print(f"\nhostile-file fuzz: {FUZZ}")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"x")), max_size=12),
+       newline_at_end=st.booleans(), chunk=st.integers(1, 50))
+def test_ranges_that_tile_a_pack_give_each_line_once_at_its_offset(tmp_path_factory: pytest.TempPathFactory,
+                                                                   lines: list[bytes], newline_at_end: bool,
+                                                                   chunk: int) -> None:
+    """verify splits a pack by its size alone; each worker reads the lines that start in its range."""
+    data = b"\n".join(lines) + (b"\n" if newline_at_end and lines else b"")
+    path = tmp_path_factory.mktemp("pack") / "pack.jsonl"
+    path.write_bytes(data)
+    expected, offset = [], 0
+    for line in data.split(b"\n"):
+        if line:
+            expected.append((offset, line))
+        offset += len(line) + 1
+    found = []
+    for start in range(0, len(data), chunk):
+        first, part = read_lines_starting_in(path, start, min(start + chunk, len(data)))
+        position = 0
+        for line in part.split(b"\n"):
+            if line:
+                found.append((first + position, line))
+            position += len(line) + 1
+    assert found == expected

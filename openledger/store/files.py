@@ -90,6 +90,40 @@ def _open_regular(path: str | os.PathLike[str], limit: int) -> tuple[int, int]:
     return fd, status.st_size
 
 
+def regular_size(path: str | os.PathLike[str], limit: int) -> int:
+    """The size of a regular file of at most ``limit`` bytes, with :func:`read_regular`'s refusals (a link, a
+    FIFO or device, an oversized file), without reading it."""
+    fd, size = _open_regular(path, limit)
+    os.close(fd)
+    return size
+
+
+def read_lines_starting_in(path: str | os.PathLike[str], start: int, end: int) -> tuple[int, bytes]:
+    """The whole lines of a pack that start at a byte offset in ``[start, end)``, and the offset of the first.
+
+    Ranges that tile a file give each line to exactly one of them, so a pack can be split by its size alone,
+    without reading it first; the last line is read on past ``end`` to its newline (or the end of the file)."""
+    fd, size = _open_regular(path, MAX_PACK_BYTES)
+    try:
+        head = max(start - 1, 0)  # the byte before start says whether a line starts at start
+        data = os.pread(fd, max(min(end, size) - head, 0), head)
+        first = data.find(b"\n") + 1 if start > 0 else 0
+        if (start > 0 and first == 0) or head + first >= end:
+            return end, b""  # no line starts in the range: the one in progress belongs to an earlier range
+        pieces, position = [data], head + len(data)
+        while not pieces[-1].endswith(b"\n") and position < size:
+            block = os.pread(fd, min(1 << 16, size - position), position)
+            if not block:
+                break
+            newline = block.find(b"\n")
+            pieces.append(block if newline < 0 else block[:newline + 1])
+            position += len(block)
+        data = b"".join(pieces) if len(pieces) > 1 else data
+    finally:
+        os.close(fd)
+    return head + first, data[first:]
+
+
 def _oversized(size: int, limit: int) -> IntegrityError:
     return IntegrityError(f"{size:,} bytes, more than the {limit:,} a file of the ledger may have", code="oversized")
 

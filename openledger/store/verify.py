@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import compress, repeat
 from pathlib import Path
+from sys import intern
 from typing import Any
 
 import orjson
@@ -36,7 +37,7 @@ from openledger.errors import BadInputError, IntegrityError, UnsupportedVersionE
 from openledger.identity.trust import TrustState, instant
 from openledger.store.canonical import _FLOAT_TAG_BYTES, check_depth, parse_canonical
 from openledger.store.dsse import envelope_payload_v1
-from openledger.store.files import read_range, read_regular
+from openledger.store.files import read_lines_starting_in, read_regular
 from openledger.store.ledger import Ledger
 from openledger.store.logtree import LogTree, tree_of
 from openledger.store.records import decode_stored, record_id_of, validate_payload_json
@@ -73,6 +74,7 @@ class Problem:
 _first = operator.itemgetter(0)
 _PREV, _TIME = operator.attrgetter("prev"), operator.attrgetter("time")
 _ACTOR, _FEED, _KIND = operator.attrgetter("actor"), operator.attrgetter("feed"), operator.attrgetter("kind")
+_SEQ = operator.attrgetter("seq")
 _WRITTEN_LENGTH = 27  # len("2026-01-01T00:00:00.000000Z"), the spelling the ledger writes
 _ABSENT = RecordSummary("", "", "", "", -1, (), "", None)  # a prev that is not there: nothing to compare with
 
@@ -93,8 +95,10 @@ def _check_one_raw(data: bytes, expected_id: str | None, location: str) -> tuple
     except BadInputError as exc:  # a validly signed payload that breaks the schema
         return Problem(ERROR, "malformed", exc.message, expected_id or record_id, location)
     kind = payload["kind"]
-    return (record_id, kind, payload["actor"], payload["feed"], payload["seq"], tuple(payload["prev"]),
-            payload["time"], payload["body"] if kind in _TRUST_KINDS else None)
+    # interned: a chunk's summaries then share one string per signer, feed and kind, which the pipe to the
+    # parent carries once (pickle's memo) and the parent keeps once (a million summaries at 1M records)
+    return (record_id, intern(kind), intern(payload["actor"]), intern(payload["feed"]), payload["seq"],
+            tuple(payload["prev"]), payload["time"], payload["body"] if kind in _TRUST_KINDS else None)
 
 
 def _light_raw(data: bytes, expected_id: str | None, location: str) -> tuple[Any, ...] | Problem:
@@ -125,7 +129,7 @@ def _light_raw(data: bytes, expected_id: str | None, location: str) -> tuple[Any
             return _check_one_raw(data, expected_id, location)  # says what is wrong, or which key signed it
     except (ValueError, KeyError, TypeError):  # UnicodeEncodeError (a lone surrogate) is a ValueError
         return _check_one_raw(data, expected_id, location)
-    return (record_id, kind, actor, feed, seq, tuple(prev), time, None)
+    return (record_id, intern(kind), intern(actor), intern(feed), seq, tuple(prev), time, None)
 
 
 Checked = tuple[Any, ...] | Problem  # a record's result: a summary's fields, or a problem
@@ -169,10 +173,10 @@ def check_loose(paths: Sequence[str], light: bool = False) -> list[Checked]:
 
 @_without_gc
 def check_pack_range(path: str, start: int, end: int, light: bool = False) -> list[Checked]:
-    """Worker: check the pack lines between two byte offsets (line boundaries)."""
+    """Worker: check the pack lines that start between two byte offsets."""
     check = _light_raw if light else _check_one_raw
-    data = read_range(path, start, end - start)
-    return [check(line, None, f"{path}@{start + offset}") for offset, line in iter_pack(data)]
+    first, data = read_lines_starting_in(path, start, end)
+    return [check(line, None, f"{path}@{first + offset}") for offset, line in iter_pack(data)]
 
 
 @dataclass(frozen=True)
@@ -293,11 +297,32 @@ def closure_of(tips: Iterable[str], summaries: dict[str, RecordSummary]) -> tupl
     return seen, missing
 
 
+def _with_one_prior(summaries: dict[str, RecordSummary], among: Iterable[RecordSummary]
+                    ) -> tuple[list[RecordSummary], list[RecordSummary], list[RecordSummary]]:
+    """``among`` split for the checks along ``prev``, with C-level maps: the records with one ``prev`` and
+    that record (``_ABSENT`` when it is missing), and the others (roots and merges)."""
+    among = list(among)
+    prev_counts = list(map(len, map(_PREV, among)))
+    singles = list(compress(among, map((1).__eq__, prev_counts)))
+    priors = list(map(summaries.get, map(_first, map(_PREV, singles)), repeat(_ABSENT)))
+    return singles, priors, list(compress(among, map((1).__ne__, prev_counts)))
+
+
 def _check_feeds(summaries: dict[str, RecordSummary], damaged: set[str], among: Iterable[RecordSummary]
                  ) -> list[Problem]:
-    """Each record (of ``among``) follows its own feed: a feed is one key on one device, (actor, feed name)."""
+    """Each record (of ``among``) follows its own feed: a feed is one key on one device, (actor, feed name).
+
+    The usual record (one ``prev``, present, of the same actor and feed, one ``seq`` before it) is cleared by
+    C-level maps, as in :func:`_check_time_order`; the others are looked at one by one."""
+    singles, priors, others = _with_one_prior(summaries, among)
+    usual = map(all, zip(map(operator.eq, map(_ACTOR, singles), map(_ACTOR, priors)),
+                         map(operator.eq, map(_FEED, singles), map(_FEED, priors)),
+                         map(operator.eq, map(_SEQ, singles), map(operator.add, map(_SEQ, priors), repeat(1))),
+                         strict=True))
+    suspects = list(compress(singles, map(operator.not_, usual)))
+    suspects += others  # a feed's first record (no prev) is usual when its seq is 0: the loop says so quickly
     problems = []
-    for summary in among:
+    for summary in suspects:
         expected_seq = 0
         for prev_id in summary.prev:
             before = summaries.get(prev_id)
@@ -330,15 +355,12 @@ def _check_time_order(summaries: dict[str, RecordSummary], among: Iterable[Recor
 
     Every record is compared, a million at a time in CI: the usual one (one ``prev``, both times in the spelling
     the ledger writes, in order) is cleared by C-level maps, and only the others are looked at one by one."""
-    among = list(among)
-    prev_counts = list(map(len, map(_PREV, among)))
-    singles = list(compress(among, map((1).__eq__, prev_counts)))
-    priors = list(map(summaries.get, map(_first, map(_PREV, singles)), repeat(_ABSENT)))
+    singles, priors, others = _with_one_prior(summaries, among)
     times, prior_times = list(map(_TIME, singles)), list(map(_TIME, priors))
     in_order = map(all, zip(map(operator.ge, times, prior_times), map(_WRITTEN_LENGTH.__eq__, map(len, times)),
                             map(_WRITTEN_LENGTH.__eq__, map(len, prior_times)), strict=True))
     suspects = list(compress(singles, map(operator.not_, in_order)))
-    suspects += compress(among, map((1).__lt__, prev_counts))  # merges: two or more prev
+    suspects += (summary for summary in others if summary.prev)  # merges: two or more prev
     problems = []
     for summary in suspects:
         for prev_id in summary.prev:
