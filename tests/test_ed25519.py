@@ -69,16 +69,29 @@ def sign_with(r_point: bytes, r_scalar: bytes, a: bytes, public_key: bytes, mess
     return r_point + crypto_core_ed25519_scalar_add(r_scalar, crypto_core_ed25519_scalar_mul(k, a))
 
 
-@pytest.fixture(scope="module")
+
+
+def fast_path_of(public_key: bytes) -> object:
+    """The fast verifier a key is given once decided (at its second signature)."""
+    for _ in range(2):
+        ed25519.verify(public_key, MESSAGE, bytes(64))
+    return ed25519._key(public_key).fast
+
+
+@pytest.fixture
 def key() -> tuple[bytes, bytes]:
-    signing = SigningKey(SEED)
-    return bytes(signing.verify_key), secret_scalar(SEED)
-
-
-def test_the_fast_path_is_installed_and_used() -> None:
-    assert ed25519.fast_available()
+    """The test key, settled on the fast path (as after its second signature), and its secret scalar."""
     public_key = bytes(SigningKey(SEED).verify_key)
-    assert ed25519._key(public_key)[1] is not None  # a real key takes the fast path
+    assert fast_path_of(public_key) is not None
+    return public_key, secret_scalar(SEED)
+
+
+def test_the_fast_path_is_installed_and_used_from_a_keys_second_signature() -> None:
+    assert ed25519.fast_available()
+    public_key = bytes(SigningKey(bytes([99]) * 32).verify_key)
+    ed25519.verify(public_key, MESSAGE, bytes(64))
+    assert ed25519._key(public_key).fast is None  # once: libsodium, no subgroup check yet
+    assert fast_path_of(public_key) is not None  # a real key takes the fast path
 
 
 def test_honest_signatures_verify_and_any_changed_byte_fails(key: tuple[bytes, bytes]) -> None:
@@ -115,6 +128,7 @@ def test_agrees_with_libsodium_on_signatures_and_their_corruptions(seed: bytes, 
     if flip:
         signature[flip[0]] ^= flip[1]
     public_key = bytes(signing.verify_key)
+    assert fast_path_of(public_key) is not None  # the fast path answers, not libsodium
     assert ed25519.verify(public_key, message, bytes(signature)) == libsodium(public_key, message, bytes(signature))
 
 
@@ -123,13 +137,13 @@ def test_a_small_order_key_that_anyone_can_sign_for_is_refused() -> None:
     assert zebra_verify(forged, MESSAGE, IDENTITY)
     assert not libsodium(IDENTITY, MESSAGE, forged)
     assert not ed25519.verify(IDENTITY, MESSAGE, forged)
-    assert ed25519._key(IDENTITY)[1] is None
+    assert fast_path_of(IDENTITY) is None
 
 
 def test_a_key_with_a_torsion_part_is_left_to_libsodium(key: tuple[bytes, bytes]) -> None:
     public_key, a = key
     mixed = crypto_core_ed25519_add(public_key, ORDER_8)
-    assert ed25519._key(mixed)[1] is None
+    assert fast_path_of(mixed) is None
     r = scalar(12345)
     r_point = crypto_scalarmult_ed25519_base_noclamp(r)
     for n in range(64):  # a signature the cofactored check takes and the plain one refuses (k not a multiple of 8)
@@ -197,7 +211,7 @@ def test_without_zebra_every_signature_goes_to_libsodium(key: tuple[bytes, bytes
     monkeypatch.setattr(ed25519, "_fast", None)
     ed25519._key.cache_clear()
     try:
-        assert ed25519._key(public_key)[1] is None
+        assert fast_path_of(public_key) is None
         assert ed25519.verify(public_key, MESSAGE, SigningKey(SEED).sign(MESSAGE).signature)
         r = scalar(987654321)
         r_point = crypto_core_ed25519_add(crypto_scalarmult_ed25519_base_noclamp(r), ORDER_8)

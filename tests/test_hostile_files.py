@@ -306,10 +306,34 @@ def test_ranges_that_tile_a_pack_give_each_line_once_at_its_offset(tmp_path_fact
         offset += len(line) + 1
     found = []
     for start in range(0, len(data), chunk):
-        first, part = read_lines_starting_in(path, start, min(start + chunk, len(data)))
+        first, part = read_lines_starting_in(path, start, min(start + chunk, len(data)), len(data))
         position = 0
         for line in part.split(b"\n"):
             if line:
                 found.append((first + position, line))
             position += len(line) + 1
     assert found == expected
+
+
+def test_a_pack_that_grows_after_it_was_split_is_read_as_it_was(tmp_path: Path) -> None:
+    """Bytes appended after the split (no newline at the end before) do not join the last line."""
+    path = tmp_path / "pack.jsonl"
+    path.write_bytes(b"first\nlast")
+    size = path.stat().st_size
+    with path.open("ab") as handle:
+        handle.write(b"-appended\n")
+    assert read_lines_starting_in(path, 0, size, size) == (0, b"first\nlast")
+    assert read_lines_starting_in(path, 3, size, size) == (6, b"last")
+
+
+def test_a_pack_removed_after_it_was_split_is_a_problem_of_its_range(tmp_path: Path) -> None:
+    from openledger.store.verify import check_pack_range
+
+    path = tmp_path / "pack.jsonl"
+    path.write_bytes(b"x\n")
+    path.unlink()
+    (_, problems) = check_pack_range(str(path), 0, 2, 2)
+    assert [(p.code, p.location) for p in problems] == [("unreadable", f"{path}@0")]
+    os.mkfifo(path)
+    (_, problems) = check_pack_range(str(path), 0, 2, 2)
+    assert [p.code for p in problems] == ["not-regular"]

@@ -87,7 +87,7 @@ def _b64decode_strict(text: str | bytes, what: str) -> bytes:
     # accepted, so every byte of a stored object is covered by a check. The length says which quantum is
     # padded (strict mode checks where padding may stand): 4 spare bits before "==", 2 before "=".
     padding = len(raw) % 3
-    if (len(text) != (len(raw) + 2) // 3 * 4  # strict mode lets a stray "=" follow a whole quantum
+    if (len(text) != (len(raw) + 2) // 3 * 4  # a decoder may let a stray "=" follow a whole quantum
             or (padding == 1 and text[-3] not in _SPARE4_ZERO) or (padding == 2 and text[-2] not in _SPARE2_ZERO)):
         raise IntegrityError(f"{what} is not canonical base64")
     return raw

@@ -7,8 +7,9 @@ whose rules accept every signature libsodium accepts and a few more. :func:`veri
 where the two can disagree on nothing but what the key's own holder deliberately makes:
 
 - the public key is a canonical point of the prime-order subgroup, not of small order (libsodium's
-  ``crypto_core_ed25519_is_valid_point``, once per key). Any other key is checked by libsodium: ZIP 215
-  accepts small-order and non-canonical keys, for which anyone can make a signature;
+  ``crypto_core_ed25519_is_valid_point``, once per key, at its second signature: a key's first signature
+  goes to libsodium). Any other key is checked by libsodium: ZIP 215 accepts small-order and non-canonical
+  keys, for which anyone can make a signature;
 - the signature's ``R`` is canonical and not one of libsodium's small-order encodings (its own blacklist,
   the sign bit ignored). Any other ``R`` is checked by libsodium;
 - ``S`` must be canonical (below the group order) for both.
@@ -52,10 +53,29 @@ def fast_available() -> bool:
     return _fast is not None
 
 
-@lru_cache(maxsize=4096)
-def _key(public_key: bytes) -> tuple[VerifyKey, Callable[[bytes, bytes, bytes], bool] | None]:
-    """The key for libsodium, and the fast verifier when it gives libsodium's answers for this key."""
-    return VerifyKey(public_key), _fast if crypto_core_ed25519_is_valid_point(public_key) else None
+class _Key:
+    """A key's libsodium verifier and, from the key's second signature on, the fast verifier when it gives
+    libsodium's answers for this key. Deciding costs about one verification (the subgroup check), which a
+    key that signs once would not earn back: a ledger of a million one-record keys costs what it did."""
+
+    __slots__ = ("fast", "libsodium", "pending", "seen")
+
+    def __init__(self, public_key: bytes) -> None:
+        self.libsodium = VerifyKey(public_key)
+        self.fast: Callable[[bytes, bytes, bytes], bool] | None = None
+        self.pending = _fast is not None
+        self.seen = False
+
+    def settle(self, public_key: bytes) -> None:
+        if self.seen:
+            self.fast = _fast if crypto_core_ed25519_is_valid_point(public_key) else None
+            self.pending = False
+        self.seen = True
+
+
+@lru_cache(maxsize=1 << 16)
+def _key(public_key: bytes) -> _Key:
+    return _Key(public_key)
 
 
 def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
@@ -65,11 +85,14 @@ def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
     if type(public_key) is not bytes or len(public_key) != 32 or type(signature) is not bytes \
             or len(signature) != 64 or type(message) is not bytes:
         return False
-    key, fast = _key(public_key)
+    key = _key(public_key)
+    if key.pending:
+        key.settle(public_key)
+    fast = key.fast
     if fast is not None and (signature[31] & 0x7F) != 0x7F and signature[:31] not in _SMALL_ORDER_PREFIXES:
         return fast(signature, message, public_key)
     try:
-        key.verify(message, signature)
+        key.libsodium.verify(message, signature)
     except BadSignatureError:
         return False
     return True

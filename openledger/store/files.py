@@ -98,12 +98,14 @@ def regular_size(path: str | os.PathLike[str], limit: int) -> int:
     return size
 
 
-def read_lines_starting_in(path: str | os.PathLike[str], start: int, end: int) -> tuple[int, bytes]:
+def read_lines_starting_in(path: str | os.PathLike[str], start: int, end: int, size: int) -> tuple[int, bytes]:
     """The whole lines of a pack that start at a byte offset in ``[start, end)``, and the offset of the first.
 
-    Ranges that tile a file give each line to exactly one of them, so a pack can be split by its size alone,
-    without reading it first; the last line is read on past ``end`` to its newline (or the end of the file)."""
-    fd, size = _open_regular(path, MAX_PACK_BYTES)
+    Ranges that tile a file give each line to exactly one of them, so a pack can be split by its ``size``
+    alone, without reading it first; the last line is read on past ``end`` to its newline, or to ``size``:
+    bytes written to the file after it was split are not read (a line cut there is reported as it was)."""
+    fd, now = _open_regular(path, MAX_PACK_BYTES)
+    size = min(size, now)
     try:
         head = max(start - 1, 0)  # the byte before start says whether a line starts at start
         data = os.pread(fd, max(min(end, size) - head, 0), head)

@@ -352,8 +352,8 @@ def tree_of(summaries: Mapping[str, _Summary], damaged: Iterable[str] = (),
     kinds = map(attrgetter("kind"), summaries.values())
     heads = [CheckpointHead.from_record(s.id, s.actor, s.time, s.body)
              for s in compress(summaries.values(), map("checkpoint".__eq__, kinds))]
-    if known:  # the walk visits only the records the known leaves do not list: look them up when asked
-        get = summaries.get
+    if known or not heads:  # the walk visits only the records the known leaves do not list, or none (no
+        get = summaries.get  # checkpoint: only `ci`'s first asks, later): look them up when asked
 
         def prev_of(record_id: str) -> Sequence[str] | None:
             summary = get(record_id)

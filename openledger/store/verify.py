@@ -172,10 +172,16 @@ def check_loose(paths: Sequence[str], light: bool = False) -> list[Checked]:
 
 
 @_without_gc
-def check_pack_range(path: str, start: int, end: int, light: bool = False) -> list[Checked]:
-    """Worker: check the pack lines that start between two byte offsets."""
+def check_pack_range(path: str, start: int, end: int, size: int, light: bool = False) -> list[Checked]:
+    """Worker: check the lines of a pack (of ``size`` bytes when it was split) that start between two byte
+    offsets. A pack replaced or removed since it was split is a problem of the range, not a crash."""
     check = _light_raw if light else _check_one_raw
-    first, data = read_lines_starting_in(path, start, end)
+    try:
+        first, data = read_lines_starting_in(path, start, end, size)
+    except IntegrityError as exc:
+        return [Problem(ERROR, exc.code, exc.message, None, f"{path}@{start}")]
+    except OSError as exc:
+        return [Problem(ERROR, "unreadable", str(exc), None, f"{path}@{start}")]
     return [check(line, None, f"{path}@{first + offset}") for offset, line in iter_pack(data)]
 
 
@@ -297,8 +303,10 @@ def closure_of(tips: Iterable[str], summaries: dict[str, RecordSummary]) -> tupl
     return seen, missing
 
 
-def _with_one_prior(summaries: dict[str, RecordSummary], among: Iterable[RecordSummary]
-                    ) -> tuple[list[RecordSummary], list[RecordSummary], list[RecordSummary]]:
+Split = tuple[list[RecordSummary], list[RecordSummary], list[RecordSummary]]  # what _with_one_prior returns
+
+
+def _with_one_prior(summaries: dict[str, RecordSummary], among: Iterable[RecordSummary]) -> Split:
     """``among`` split for the checks along ``prev``, with C-level maps: the records with one ``prev`` and
     that record (``_ABSENT`` when it is missing), and the others (roots and merges)."""
     among = list(among)
@@ -308,13 +316,13 @@ def _with_one_prior(summaries: dict[str, RecordSummary], among: Iterable[RecordS
     return singles, priors, list(compress(among, map((1).__ne__, prev_counts)))
 
 
-def _check_feeds(summaries: dict[str, RecordSummary], damaged: set[str], among: Iterable[RecordSummary]
-                 ) -> list[Problem]:
+def _check_feeds(summaries: dict[str, RecordSummary], damaged: set[str], split: Split) -> list[Problem]:
     """Each record (of ``among``) follows its own feed: a feed is one key on one device, (actor, feed name).
 
     The usual record (one ``prev``, present, of the same actor and feed, one ``seq`` before it) is cleared by
-    C-level maps, as in :func:`_check_time_order`; the others are looked at one by one."""
-    singles, priors, others = _with_one_prior(summaries, among)
+    C-level maps, as in :func:`_check_time_order`; the others are looked at one by one. ``split``: the records
+    to check, split by :func:`_with_one_prior`."""
+    singles, priors, others = split
     usual = map(all, zip(map(operator.eq, map(_ACTOR, singles), map(_ACTOR, priors)),
                          map(operator.eq, map(_FEED, singles), map(_FEED, priors)),
                          map(operator.eq, map(_SEQ, singles), map(operator.add, map(_SEQ, priors), repeat(1))),
@@ -348,14 +356,15 @@ def _check_feeds(summaries: dict[str, RecordSummary], damaged: set[str], among: 
     return problems
 
 
-def _check_time_order(summaries: dict[str, RecordSummary], among: Iterable[RecordSummary]) -> list[Problem]:
+def _check_time_order(summaries: dict[str, RecordSummary], split: Split) -> list[Problem]:
     """A record dated before a record its ``prev`` names in its own feed. A feed is one key on one device,
     appending in order, so its times go backwards only by a clock jump or a backdated record. Compared along
     ``prev``, not by ``seq``: the two branches of a feed forked across a git merge are each their own line.
 
     Every record is compared, a million at a time in CI: the usual one (one ``prev``, both times in the spelling
-    the ledger writes, in order) is cleared by C-level maps, and only the others are looked at one by one."""
-    singles, priors, others = _with_one_prior(summaries, among)
+    the ledger writes, in order) is cleared by C-level maps, and only the others are looked at one by one.
+    ``split``: the records to compare, split by :func:`_with_one_prior`."""
+    singles, priors, others = split
     times, prior_times = list(map(_TIME, singles)), list(map(_TIME, priors))
     in_order = map(all, zip(map(operator.ge, times, prior_times), map(_WRITTEN_LENGTH.__eq__, map(len, times)),
                             map(_WRITTEN_LENGTH.__eq__, map(len, prior_times)), strict=True))
@@ -428,11 +437,15 @@ def judge_ledger(ledger: Ledger, summaries: dict[str, RecordSummary], problems: 
         among: Iterable[RecordSummary] = [summaries[i] for i in uncovered if i in summaries]
     else:
         among = [summaries[i] for i in summaries.keys() - covered] if covered else summaries.values()
-    problems += _check_feeds(summaries, damaged, among)
+    split = _with_one_prior(summaries, among)
+    problems += _check_feeds(summaries, damaged, split)
     # time order for every record: its warnings may stand in a checkpoint (only errors stop one), and --strict
     # must fail on them as a full verification does
-    problems += _check_time_order(summaries, summaries.values() if time_among is None else
-                                  [s for s in time_among if s.id in summaries])  # some may have failed since
+    if time_among is not None:
+        split = _with_one_prior(summaries, [s for s in time_among if s.id in summaries])  # some may have failed since
+    elif uncovered is not None or covered:  # the feed checks looked at the new records only
+        split = _with_one_prior(summaries, summaries.values())
+    problems += _check_time_order(summaries, split)
     if log is None:
         log = tree_of(summaries, damaged)
     problems += [Problem(ERROR, finding.code, finding.message, finding.record) for finding in log.findings]
