@@ -58,9 +58,9 @@ def pack_ranges(path: Path, chunk_bytes: int) -> list[tuple[str, int, int, int]]
 def run_chunks(loose: Sequence[str], packs: Iterable[Path], loose_task: Callable[..., R],
                pack_task: Callable[..., R], args: tuple[Any, ...], *, workers: int | None,
                on_chunk: Callable[[R, int], None], on_unreadable: Callable[[Path, str, str], None]) -> None:
-    """``loose_task(paths, *args)`` for each chunk of ``loose`` paths and ``pack_task(path, start, end, size,
-    *args)``
-    for each range of each pack, on ``workers`` processes (default: one per core); ``on_chunk(result,
+    """``loose_task(paths, *args)`` for each chunk of ``loose`` paths and
+    ``pack_task(path, start, end, size, *args)`` for each range of each pack (:func:`pack_ranges`), on
+    ``workers`` processes (default: one per core); ``on_chunk(result,
     estimated_total)`` gets each result in chunk order. A pack that cannot be read at all goes to
     ``on_unreadable(pack, code, message)``."""
     ranges: list[tuple[str, int, int, int]] = []

@@ -1,10 +1,10 @@
 """Ed25519 verification with libsodium's answers, faster where it can be.
 
 libsodium, through PyNaCl, is the reference. ed25519-zebra (Rust, on curve25519-dalek; the
-``py-ed25519-zebra-bindings`` wheel) verifies about 1.45x faster on this project's machines, which is what
-lets a full ``openledger verify`` pass the 1.8x mark on two cores (docs/benchmarks.md). It follows ZIP 215,
-whose rules accept every signature libsodium accepts and a few more. :func:`verify` takes the fast path only
-where the two can disagree on nothing but what the key's own holder deliberately makes:
+``py-ed25519-zebra-bindings`` wheel) verifies about 1.45x faster on this project's machines: with it a full
+``openledger verify`` on two cores went from ~1.15x to 1.6-1.74x single-core libsodium (docs/benchmarks.md).
+It follows ZIP 215, whose rules accept every signature libsodium accepts and a few more. :func:`verify` takes
+the fast path only where the two can disagree on nothing but what the key's own holder deliberately makes:
 
 - the public key is a canonical point of the prime-order subgroup, not of small order (libsodium's
   ``crypto_core_ed25519_is_valid_point``, once per key, at its second signature: a key's first signature
