@@ -317,7 +317,7 @@ def _with_one_prior(summaries: dict[str, RecordSummary], among: Iterable[RecordS
 
 
 def _check_feeds(summaries: dict[str, RecordSummary], damaged: set[str], split: Split) -> list[Problem]:
-    """Each record (of ``among``) follows its own feed: a feed is one key on one device, (actor, feed name).
+    """Each record (of ``split``) follows its own feed: a feed is one key on one device, (actor, feed name).
 
     The usual record (one ``prev``, present, of the same actor and feed, one ``seq`` before it) is cleared by
     C-level maps, as in :func:`_check_time_order`; the others are looked at one by one. ``split``: the records
@@ -433,17 +433,19 @@ def judge_ledger(ledger: Ledger, summaries: dict[str, RecordSummary], problems: 
     order is: its warnings do not stop a checkpoint)."""
     # Ids of objects that are present but fail their own checks: their neighbours are not "missing" them.
     damaged = {p.record for p in problems if p.record} - summaries.keys()
+    every = uncovered is None and not covered  # the feed checks look at every record
+    among: Iterable[RecordSummary] = summaries.values()
     if uncovered is not None:  # incremental verification found them already (some may have failed since)
-        among: Iterable[RecordSummary] = [summaries[i] for i in uncovered if i in summaries]
-    else:
-        among = [summaries[i] for i in summaries.keys() - covered] if covered else summaries.values()
+        among = [summaries[i] for i in uncovered if i in summaries]
+    elif covered:
+        among = [summaries[i] for i in summaries.keys() - covered]
     split = _with_one_prior(summaries, among)
     problems += _check_feeds(summaries, damaged, split)
     # time order for every record: its warnings may stand in a checkpoint (only errors stop one), and --strict
-    # must fail on them as a full verification does
+    # must fail on them as a full verification does; the feed checks' split serves when they saw every record
     if time_among is not None:
         split = _with_one_prior(summaries, [s for s in time_among if s.id in summaries])  # some may have failed since
-    elif uncovered is not None or covered:  # the feed checks looked at the new records only
+    elif not every:
         split = _with_one_prior(summaries, summaries.values())
     problems += _check_time_order(summaries, split)
     if log is None:
