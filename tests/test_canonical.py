@@ -83,3 +83,64 @@ def test_cli_json_is_what_json_writes_read_back(value: Any) -> None:
     written = to_json(value)
     assert json.loads(written) == json.loads(expected)
     assert has_nonfinite(value) == (written == expected and "$float" in written)
+
+
+def _frozen_the_long_way(value: Any) -> Any:
+    """frozen_json before its one-step copy of flat containers: the reference its fast path must agree with."""
+    from openledger.store.canonical import FrozenDict, FrozenList
+
+    if isinstance(value, dict):
+        return FrozenDict({key: _frozen_the_long_way(item) for key, item in value.items()})
+    if isinstance(value, list | tuple):
+        return FrozenList([_frozen_the_long_way(item) for item in value])
+    return value
+
+
+def _shape(value: Any) -> Any:
+    """Every container's exact type, and the scalars, so that two frozen copies can be compared strictly."""
+    if isinstance(value, dict):
+        return (type(value).__name__, [(key, _shape(item)) for key, item in value.items()])
+    if isinstance(value, list):
+        return (type(value).__name__, [_shape(item) for item in value])
+    return (type(value).__name__, repr(value))
+
+
+class _Tagged(str):
+    """A str subclass (an enum member, say): not one of the scalar types the fast path copies in one step."""
+
+
+class _Mapping(dict):  # type: ignore[type-arg]
+    pass
+
+
+containers = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=4)
+    | st.builds(_Tagged, st.text(max_size=3)),
+    lambda children: (st.lists(children, max_size=4) | st.lists(children, max_size=3).map(tuple)
+                      | st.dictionaries(st.text(max_size=4), children, max_size=4)
+                      | st.dictionaries(st.text(max_size=4), children, max_size=3).map(_Mapping)),
+    max_leaves=25,
+)
+
+
+@given(containers)
+def test_frozen_json_fast_path_agrees_with_the_long_way(value: Any) -> None:
+    """Flat objects and arrays are copied in one step; the copy has the same types, order and items as the
+    item-by-item copy, owns every container (the caller's cannot change it), and cannot itself change."""
+    from openledger.store.canonical import frozen_json
+
+    frozen = frozen_json(value)
+    assert _shape(frozen) == _shape(_frozen_the_long_way(value))
+    assert _shape(frozen_json(frozen)) == _shape(frozen)
+
+    def walk(original: Any, copy: Any) -> None:
+        if isinstance(original, dict | list | tuple):
+            assert copy is not original
+            with pytest.raises(TypeError):
+                copy.clear()
+            items = original.values() if isinstance(original, dict) else original
+            copied = copy.values() if isinstance(copy, dict) else copy
+            for a, b in zip(items, copied, strict=True):
+                walk(a, b)
+
+    walk(value, frozen)

@@ -322,8 +322,10 @@ def test_durability_fsync_mode_syncs_each_object_before_it_is_renamed_into_place
     assert any(path.startswith(objects) and ".tmp-" in path for path in synced) is syncs, synced
 
 
-def test_index_handles_ids_sharing_their_first_eight_bytes(ledger: Ledger) -> None:
-    """The id lookup is keyed by 8 bytes of the digest; a (crafted) collision must still resolve exactly."""
+@pytest.mark.parametrize("as_a_new_pack", [False, True])
+def test_index_handles_ids_sharing_their_first_eight_bytes(ledger: Ledger, as_a_new_pack: bool) -> None:
+    """The id lookup is keyed by 8 bytes of the digest; a (crafted) collision must still resolve exactly, also
+    when it is in a batch just packed (inserted without looking ids up first, then the careful way)."""
     from openledger._internal.index import IndexedRecord, Location
 
     prefix = "sha256:" + "ab" * 8
@@ -333,7 +335,9 @@ def test_index_handles_ids_sharing_their_first_eight_bytes(ledger: Ledger) -> No
         [IndexedRecord(first, "feedback", actor, "f", 0, "2026-01-01T00:00:00Z", (), ()),
          IndexedRecord(second, "feedback", actor, "f", 1, "2026-01-01T00:00:00Z", (first,), ())],
         [Location("pack-a.jsonl", 10, 5), Location("pack-a.jsonl", 20, 6)],
+        pack="pack-a.jsonl" if as_a_new_pack else None,
     )
+    assert ledger._index.db.execute("SELECT count(*) FROM records").fetchone()[0] == 2
     assert ledger._index.locate(first) == Location("pack-a.jsonl", 10, 5)
     assert ledger._index.locate(second) == Location("pack-a.jsonl", 20, 6)
     assert ledger._index.locate(prefix + "3" * 48) is None
@@ -375,6 +379,27 @@ def test_a_record_indexed_by_another_processs_sync_is_not_indexed_twice(ledger: 
     ledger._index.add([record], [Location(LOOSE)])  # ... and then the writer indexes it
     assert [r.id for r in ledger.select()] == [first.id, record.id]
     assert ledger._index.feed_tips(signer.keyid, signer.feed) == [(record.id, 1)]
+
+
+def test_a_packed_batch_is_indexed_once_whoever_indexes_it_first(ledger: Ledger) -> None:
+    """A batch written as a pack is indexed without looking each id up. If another process's sync read the
+    pack first, the writer adds nothing; if its records are indexed already from another pack (the same
+    records packed elsewhere), the writer's insert finds the taken keys, undoes its rows and skips them."""
+    from openledger._internal.index import Location
+
+    signer = make_signer(2)
+    records = ledger.append_many(signer, [Draft("feedback", {**FEEDBACK, "label": str(i)}) for i in
+                                          range(PACK_THRESHOLD)])
+    (pack,) = ledger.pack_paths()
+    ledger._index.add(records, [Location(pack.name, 0, 1)] * len(records), pack=pack.name)  # read first
+    ledger._index.add(records, [Location("pack-other.jsonl", 0, 1)] * len(records), pack="pack-other.jsonl")
+    count = ledger._index.db.execute("SELECT count(*), count(DISTINCT id) FROM records").fetchone()
+    assert tuple(count) == (len(records), len(records))
+    assert {ledger._index.locate(r.id).location for r in records} == {pack.name}  # type: ignore[union-attr]
+    assert [r.id for r in ledger.select()] == [r.id for r in records]
+    assert ledger._index.feed_tips(signer.keyid, signer.feed) == [(records[-1].id, len(records) - 1)]
+    report = verify_ledger(ledger)
+    assert report.records == len(records) and report.errors == []
 
 
 def test_receive_stores_records_signed_elsewhere_as_they_are(ledger: Ledger, tmp_path: Path) -> None:

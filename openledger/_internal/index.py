@@ -171,6 +171,9 @@ class LedgerIndex:
             try:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
+                # The id lookup takes random inserts: with SQLite's default 2 MiB of cache, a 1M-record index
+                # reads most of its pages back for every batch (pages are allocated as used, up to this).
+                db.execute("PRAGMA cache_size=-65536")
                 db.executescript(_SCHEMA)
                 row = db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
                 if row is None:
@@ -206,18 +209,20 @@ class LedgerIndex:
     # -- updates ---------------------------------------------------------------------------------------
     @staticmethod
     def _insert(db: sqlite3.Connection, summaries: Sequence[IndexedRecord | Record],
-                where: Sequence[Location], *, fresh: bool = False) -> set[tuple[str, str]]:
+                where: Sequence[Location], *, fresh: bool = False, unseen: bool = False) -> set[tuple[str, str]]:
         """Add records in bulk; returns the feeds whose tips must be recomputed.
 
         ``fresh`` records were just signed by this process as one chain from the feed's current tips, so
         the tips move from their prev to the last of them; anything else (records found on disk after a
-        git merge, in any order) marks its feed for a recount.
+        git merge, in any order) marks its feed for a recount. ``unseen`` records are expected to be in no
+        index row (a batch this process just packed, in a pack no sync has read): they are inserted without
+        looking each one up first, and looked up after all if one of their keys turns out to be taken.
         """
         if not summaries:
             return set()
-        # Always skip what is indexed already, fresh or not: between writing an object and indexing it, another
-        # process's sync may have found the file and indexed it first.
-        known = LedgerIndex._known(db, [s.id for s in summaries])
+        # Otherwise skip what is indexed already, fresh or not: between writing an object and indexing it,
+        # another process's sync may have found the file and indexed it first.
+        known = set() if unseen else LedgerIndex._known(db, [s.id for s in summaries])
         unique = {s.id: (s, w) for s, w in zip(summaries, where, strict=True) if s.id not in known}
         pairs = list(unique.values())  # also one row when a scan finds a record both packed and loose
         if not pairs:
@@ -233,6 +238,12 @@ class LedgerIndex:
         )
         keyed = [(_key(s.id), start + i) for i, (s, _) in enumerate(pairs)]
         inserted = db.executemany("INSERT OR IGNORE INTO ids VALUES (?,?)", keyed).rowcount
+        if inserted != len(keyed) and unseen:
+            # A key was taken: a record indexed already (one also in another pack) or two ids sharing their
+            # first 8 bytes. Undo this batch's rows and take the way that looks every id up.
+            db.execute("DELETE FROM ids WHERE n >= ?", (start,))
+            db.execute("DELETE FROM records WHERE n >= ?", (start,))
+            return LedgerIndex._insert(db, summaries, where, fresh=fresh)
         if inserted != len(keyed):
             for (key, n), (s, _) in zip(keyed, pairs, strict=True):
                 if db.execute("SELECT n FROM ids WHERE key=?", (key,)).fetchone()[0] != n:
@@ -293,7 +304,9 @@ class LedgerIndex:
             touched_dirs: Iterable[str] = (), pack: str | None = None) -> None:
         """Index records this process just wrote, and note the directories it changed as seen."""
         with self._write() as db:
-            self._insert(db, records, where, fresh=True)
+            if pack is not None and db.execute("SELECT 1 FROM packs WHERE name = ?", (pack,)).fetchone():
+                return  # another process's sync read the pack first, and so indexed every record in it
+            self._insert(db, records, where, fresh=True, unseen=pack is not None)
             self._note_written(db, touched_dirs, pack)
 
     def _note_written(self, db: sqlite3.Connection, touched_dirs: Iterable[str], pack: str | None) -> None:

@@ -177,6 +177,9 @@ class FrozenList(list):  # type: ignore[type-arg]
         return (FrozenList, (list(self),))
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def frozen_json(value: Any) -> Any:
     """A deep, read-only copy of a JSON value (objects become :class:`FrozenDict`, arrays :class:`FrozenList`).
 
@@ -186,6 +189,14 @@ def frozen_json(value: Any) -> Any:
     ...
     TypeError: FrozenList is read-only: a record's body is what was signed
     """
+    kind = type(value)
+    # Most objects and arrays hold only scalars: checked by type in C, they are copied in one step (a third of
+    # the cost of appending a record was this copy). Subclasses take the item-by-item path.
+    if kind is dict or kind is FrozenDict:
+        if _SCALARS.issuperset(map(type, value.values())):
+            return FrozenDict(value)
+    elif (kind is list or kind is tuple or kind is FrozenList) and _SCALARS.issuperset(map(type, value)):
+        return FrozenList(value)
     if isinstance(value, dict):
         return FrozenDict({key: frozen_json(item) for key, item in value.items()})
     if isinstance(value, list | tuple):

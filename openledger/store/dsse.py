@@ -14,7 +14,6 @@ b'DSSEv1 1 t 2 hi'
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import re
@@ -61,10 +60,10 @@ class Envelope:
 def encode_envelope(payload: bytes, keyid: str, signature: bytes) -> bytes:
     """The canonical envelope bytes for a signed payload."""
     return b'{"payload":"%s","payloadType":"%s","signatures":[{"keyid":"%s","sig":"%s"}]}' % (
-        base64.b64encode(payload),
+        pybase64.b64encode(payload),
         PAYLOAD_TYPE.encode(),
         keyid.encode(),
-        base64.b64encode(signature),
+        pybase64.b64encode(signature),
     )
 
 

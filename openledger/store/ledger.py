@@ -37,6 +37,8 @@ from typing import Any, NamedTuple
 from openledger._internal.index import LOOSE, LedgerIndex, Location, iter_pack
 from openledger._internal.memory import paused_gc
 from openledger._internal.parallel import read_ahead
+from openledger._internal.signing import CHUNK as SIGNING_CHUNK
+from openledger._internal.signing import HelperFailed, SigningHelper
 from openledger.config import LedgerConfig
 from openledger.errors import (
     BadInputError,
@@ -51,7 +53,7 @@ from openledger.store.canonical import parse_canonical
 from openledger.store.dsse import PAYLOAD_TYPE, envelope_payload, pae
 from openledger.store.factcache import FactCache, FactRow, PackFacts, cache_key
 from openledger.store.files import MAX_PACK_BYTES, TMP_PREFIX, read_range, read_regular, write_atomic
-from openledger.store.keys import openledger_home
+from openledger.store.keys import Signer, openledger_home
 from openledger.store.records import (
     Payload,
     Record,
@@ -69,6 +71,7 @@ __all__ = ["LEDGER_DIR", "Draft", "Fact", "FsckReport", "Ledger"]
 LEDGER_DIR = ".openledger"
 ENV_LEDGER_DIR = "OPENLEDGER_DIR"
 PACK_THRESHOLD = 128  # batches at least this large go straight into one pack file
+HELPER_THRESHOLD = 1000  # batches at least this large are signed by a helper process (its start costs ~50 ms)
 PACK_BYTES = 50 * 1024 * 1024  # `pack` splits here: under git hosts' per-file limits, and each pack is read whole
 _GITIGNORE = ("# Rebuildable cache and locks, and writes in flight: never commit.\nlocal/\n.tmp-*\n")
 
@@ -320,6 +323,8 @@ class Ledger:
     clock: Clock = field(default=_utc_now, repr=False)
     _index: LedgerIndex = field(init=False, repr=False)  # a cache: finds candidates, never decides
     _left_out: list[tuple[str, str]] = field(init=False, repr=False, default_factory=list)  # what scan skipped
+    _helper: SigningHelper | None = field(init=False, repr=False, default=None)  # signs large batches
+    _no_helper: bool = field(init=False, repr=False, default=False)
 
     def __post_init__(self) -> None:
         self.objects = self.root / "objects"
@@ -357,6 +362,9 @@ class Ledger:
         return ledger
 
     def close(self) -> None:
+        if self._helper is not None and self._helper.pid == os.getpid():
+            self._helper.close()
+        self._helper = None
         self._index.close()
 
     # -- writing ---------------------------------------------------------------------------------------
@@ -408,14 +416,29 @@ class Ledger:
             offset += len(record.envelope) + 1
         return name, [Location(name, offsets[record.id], len(record.envelope)) for record in records]
 
-    def _store_pack(self, signer: RecordSigner, chained: Sequence[tuple[Payload, bytes, str]]) -> list[Record]:
-        """Sign a chain and store it as one pack file.
+    def _helper_for(self, signer: RecordSigner) -> SigningHelper | None:
+        """The signing helper process for ``signer`` (started on its first large batch), or None where there
+        is none to be had: a signer whose key is not in this process, or a helper that failed once."""
+        if self._no_helper or not isinstance(signer, Signer):
+            return None
+        helper = self._helper
+        if helper is not None and (helper.keyid != signer.keyid or helper.pid != os.getpid()):
+            if helper.pid == os.getpid():
+                helper.close()
+            helper = self._helper = None
+        try:
+            if helper is None:
+                helper = self._helper = SigningHelper(signer.keyid, signer._key)  # the key stays in-house
+            else:
+                helper.discard()  # what a batch that raised midway left behind
+        except (OSError, ValueError, HelperFailed):  # no interpreter to start, or it stopped
+            self._drop_helper()
+            return None
+        return helper
 
-        Two threads sign: libsodium releases the GIL while it works, so they overlap on two cores. (Work
-        that holds the GIL, such as building payloads or SQLite binding, does not overlap well with them,
-        which is why payloads are all built first and the index is written after.)
-        """
-        messages = [pae(PAYLOAD_TYPE, payload_bytes) for _, payload_bytes, _ in chained]
+    def _sign_in_process(self, signer: RecordSigner, messages: Sequence[bytes]) -> list[bytes]:
+        """Two threads sign: libsodium releases the GIL while it works, so they overlap on two cores (but not
+        with Python work: see :mod:`openledger._internal.signing`)."""
         half = len(messages) // 2
         from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 - only batches this large use it
 
@@ -423,6 +446,22 @@ class Ledger:
             second_half = pool.submit(lambda: [signer.sign(m) for m in messages[half:]])
             signatures = [signer.sign(m) for m in messages[:half]]
             signatures += second_half.result()
+        return signatures
+
+    def _store_pack(self, signer: RecordSigner, chained: Sequence[tuple[Payload, bytes, str]],
+                    messages: Sequence[bytes], helper: SigningHelper | None) -> list[Record]:
+        """Sign a chain (its messages already sent to ``helper``, if there is one) and store it as one pack."""
+        signatures = None
+        if helper is not None:
+            try:
+                signatures = helper.collect()
+                if len(signatures) != len(messages):
+                    raise HelperFailed(f"{len(signatures)} signatures for {len(messages)} messages")
+            except HelperFailed:
+                signatures = None
+                self._drop_helper()
+        if signatures is None:
+            signatures = self._sign_in_process(signer, messages)
         records = [
             assemble_record(payload, payload_bytes, record_id, signature)
             for (payload, payload_bytes, record_id), signature in zip(chained, signatures, strict=True)
@@ -494,6 +533,9 @@ class Ledger:
             seq = max((s for _, s in tips), default=-1) + 1
             batch_time = format_time(self.clock())
             chained: list[tuple[Payload, bytes, str]] = []
+            messages: list[bytes] = []
+            helper = self._helper_for(signer) if len(drafts) >= HELPER_THRESHOLD else None
+            sent = 0
             # Bulk work allocates many small objects that all stay alive: collecting garbage midway is pure
             # cost (about a fifth of a large batch), so the collector waits until the batch is stored.
             with paused_gc():
@@ -511,20 +553,41 @@ class Ledger:
                     payload_bytes = payload.encode()
                     record_id = record_id_of(payload_bytes)
                     chained.append((payload, payload_bytes, record_id))
-                    # The next record's prev is this one's id, a hash of the payload alone: signing can wait.
+                    messages.append(pae(PAYLOAD_TYPE, payload_bytes))
+                    # The next record's prev is this one's id, a hash of the payload alone: signing can wait,
+                    # and a helper process signs what is built while the rest is built.
                     prev, seq = (record_id,), seq + 1
+                    if helper is not None and len(messages) - sent >= SIGNING_CHUNK:
+                        helper = self._submit(helper, messages[sent:])
+                        sent = len(messages)
+                if helper is not None and sent < len(messages):
+                    helper = self._submit(helper, messages[sent:])
                 if len(chained) >= PACK_THRESHOLD:
-                    records = self._store_pack(signer, chained)
+                    records = self._store_pack(signer, chained, messages, helper)
                 else:
                     records = [
-                        assemble_record(payload, data, record_id, signer.sign(pae(PAYLOAD_TYPE, data)))
-                        for payload, data, record_id in chained
+                        assemble_record(payload, data, record_id, signer.sign(message))
+                        for (payload, data, record_id), message in zip(chained, messages, strict=True)
                     ]
                     touched = {self._write_loose(record) for record in records}
                     self._index.add(records, [Location(LOOSE)] * len(records), touched_dirs=touched)
         if len(records) < PACK_THRESHOLD:
             self._auto_pack()
         return records
+
+    def _submit(self, helper: SigningHelper, messages: Sequence[bytes]) -> SigningHelper | None:
+        try:
+            helper.submit(messages)
+        except HelperFailed:
+            self._drop_helper()
+            return None
+        return helper
+
+    def _drop_helper(self) -> None:
+        """A helper that failed is not used again by this ledger: its batch, and the next, sign in process."""
+        if self._helper is not None:
+            self._helper.kill()
+        self._helper, self._no_helper = None, True
 
     def _auto_pack(self) -> None:
         """Pack every loose object once there are ``auto_pack`` of them (config.yaml; 0: never), so that a
