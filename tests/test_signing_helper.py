@@ -161,3 +161,33 @@ def test_a_stopped_helper_does_not_hang_the_append(ledger: Ledger, monkeypatch: 
             os.kill(process.pid, signal.SIGCONT)
     assert ledger._no_helper and len(records) == HELPER_THRESHOLD
     assert_whole(ledger, 2 * HELPER_THRESHOLD)
+
+
+@pytest.mark.parametrize("backlog", [0, 1])
+def test_chunks_held_back_from_a_busy_helper_are_signed_in_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backlog: int) -> None:
+    """A child that falls behind gets no more chunks; the parent signs those at the end. With no backlog
+    allowed, the parent signs every chunk; with one, the two share the batch. Same bytes either way."""
+    from openledger._internal import signing
+
+    monkeypatch.setattr(signing, "_BACKLOG", backlog)
+    shared, alone = fresh(tmp_path / "a"), fresh(tmp_path / "b")
+    alone._no_helper = True
+    signer = make_signer(4)
+    held: list[int] = []
+    collect = SigningHelper.collect
+
+    def spy(self: SigningHelper, sign: object) -> list[bytes]:
+        held.append(len(self._held))
+        return collect(self, sign)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SigningHelper, "collect", spy)
+    records = shared.append_many(signer, drafts(HELPER_THRESHOLD + 100))
+    assert [r.envelope for r in records] == [r.envelope for r in alone.append_many(signer, drafts(
+        HELPER_THRESHOLD + 100))]
+    chunks = -(-(HELPER_THRESHOLD + 100) // signing.CHUNK)
+    assert held == [chunks] if backlog == 0 else 0 <= held[0] < chunks
+    assert shared._helper is not None and not shared._no_helper
+    assert_whole(shared, len(records))
+    shared.close()
+    alone.close()

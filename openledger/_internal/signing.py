@@ -5,7 +5,8 @@ Python, holding the GIL) cannot overlap in one process: a thread coming back fro
 for up to the switch interval (5 ms) while the other thread runs Python, so a signing thread beside a busy one
 signs about one record per 5 ms. A child process has its own interpreter: the parent sends each chunk's
 messages down a pipe as soon as they are built, the child signs them on the other core, and the parent reads
-the signatures back once the batch is built.
+the signatures back once the batch is built. When the child falls behind (two busy vCPUs may share one
+physical core), the parent holds chunks back and signs them itself at the end, while the child finishes.
 
 The child is ``python -I -c`` with the code below (nothing from the project or the working directory is
 imported); it gets the 32-byte seed on its stdin, never in its arguments or environment, and exits when its
@@ -24,13 +25,14 @@ import struct
 import subprocess
 import sys
 import weakref
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey
 
 CHUNK = 64  # messages per pipe write: small enough that the child starts signing early
-_MAX_PENDING = 512  # signatures the child may have written that the parent has not read (32 KiB < a pipe's 64)
+_BACKLOG = 3  # chunks the child may have in hand; their signatures (12 KiB) always fit in a pipe
 _PIPE_BYTES = 1 << 20  # Linux lets a pipe grow to this without privileges: a batch's writes never block
 _SIGNATURE = 64
 _PATIENCE = 30.0  # seconds to wait for a chunk's signatures (64 take ~2 ms)
@@ -83,9 +85,11 @@ class SigningHelper:
 
                 fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
         self.pid = os.getpid()  # a forked child must not share the pipes
-        self._chunks: list[Sequence[bytes]] = []  # sent, signatures not read yet
-        self._pending: list[list[bytes]] = []  # read back, batch not collected yet
-        self._unread = 0
+        self._chunks: list[Sequence[bytes]] = []  # the batch's messages, in chunks
+        self._signed: list[list[bytes] | None] = []  # their signatures, once known
+        self._sent: deque[int] = deque()  # chunks sent whose signatures are not read yet, oldest first
+        self._held: list[int] = []  # chunks the parent signs itself
+        self._buffer = bytearray()
         self._finalizer = weakref.finalize(self, _stop, self._process, self.pid)
         self._send(bytes(key))
 
@@ -97,58 +101,69 @@ class SigningHelper:
         except OSError as exc:
             raise HelperFailed(str(exc)) from None
 
-    def _read(self, size: int) -> bytes:
-        parts, left = [], size
-        try:
-            while left:
+    def _poll(self, *, wait: bool) -> None:
+        """File the signatures the child has written (all it owes, if ``wait``), checking each chunk's first."""
+        while self._sent:
+            index = self._sent[0]
+            chunk = self._chunks[index]
+            size = _SIGNATURE * len(chunk)
+            while len(self._buffer) < size:
                 # A child that hangs (stopped, swapped out for good) must not hang the append with it.
-                if not select.select([self._out], [], [], _PATIENCE)[0]:
-                    raise HelperFailed(f"the signing helper did not answer in {_PATIENCE} s")
-                part = os.read(self._out, left)
+                try:
+                    ready = select.select([self._out], [], [], _PATIENCE if wait else 0)[0]
+                    part = os.read(self._out, 1 << 16) if ready else None
+                except OSError as exc:
+                    raise HelperFailed(str(exc)) from None
+                if part is None:
+                    if wait:
+                        raise HelperFailed(f"the signing helper did not answer in {_PATIENCE} s")
+                    return
                 if not part:
                     raise HelperFailed("the signing helper stopped")
-                parts.append(part)
-                left -= len(part)
-        except OSError as exc:
-            raise HelperFailed(str(exc)) from None
-        return b"".join(parts)
+                self._buffer += part
+            data = bytes(self._buffer[:size])
+            del self._buffer[:size]
+            self._sent.popleft()
+            signatures = [data[i:i + _SIGNATURE] for i in range(0, size, _SIGNATURE)]
+            try:
+                self._verify.verify(chunk[0], signatures[0])
+            except BadSignatureError:
+                raise HelperFailed("the signing helper's signature does not verify") from None
+            self._signed[index] = signatures
 
     def submit(self, messages: Sequence[bytes]) -> None:
-        """Send messages to be signed, in order; :meth:`collect` returns their signatures."""
+        """Send messages to be signed, in order; :meth:`collect` returns their signatures. While the child
+        has ``_BACKLOG`` chunks in hand, further chunks are held back for the parent to sign at the end, so
+        that a child slower than the parent (the cores are shared) does not keep it waiting."""
         for start in range(0, len(messages), CHUNK):
             chunk = messages[start:start + CHUNK]
-            # Flow control without threads: the child blocks once a pipe's worth of signatures is unread,
-            # so read the oldest chunk's back before sending more than that.
-            while self._unread + len(chunk) > _MAX_PENDING and self._chunks:
-                self._pending.append(self._receive(self._chunks.pop(0)))
-            self._send(struct.pack(f"<I{len(chunk)}I", len(chunk), *map(len, chunk)) + b"".join(chunk))
+            index = len(self._chunks)
             self._chunks.append(chunk)
-            self._unread += len(chunk)
+            self._signed.append(None)
+            self._poll(wait=False)
+            if len(self._sent) >= _BACKLOG:
+                self._held.append(index)
+                continue
+            self._send(struct.pack(f"<I{len(chunk)}I", len(chunk), *map(len, chunk)) + b"".join(chunk))
+            self._sent.append(index)
 
-    def _receive(self, chunk: Sequence[bytes]) -> list[bytes]:
-        data = self._read(_SIGNATURE * len(chunk))
-        self._unread -= len(chunk)
-        signatures = [data[i:i + _SIGNATURE] for i in range(0, len(data), _SIGNATURE)]
-        try:
-            self._verify.verify(chunk[0], signatures[0])
-        except BadSignatureError:
-            raise HelperFailed("the signing helper's signature does not verify") from None
-        return signatures
-
-    def collect(self) -> list[bytes]:
-        """The signatures of everything submitted since the last collect, in order."""
-        while self._chunks:
-            self._pending.append(self._receive(self._chunks.pop(0)))
-        signatures = [signature for chunk in self._pending for signature in chunk]
-        self._pending = []
+    def collect(self, sign: Callable[[bytes], bytes]) -> list[bytes]:
+        """The signatures of everything submitted since the last collect, in order: the chunks held back are
+        signed here with ``sign`` while the child finishes its own."""
+        for index in self._held:
+            self._signed[index] = [sign(message) for message in self._chunks[index]]
+        self._poll(wait=True)
+        signatures = [signature for chunk in self._signed if chunk is not None for signature in chunk]
+        self._reset()
         return signatures
 
     def discard(self) -> None:
         """Drop what a batch that failed midway (bad input, an interrupt) sent and never collected."""
-        while self._chunks:
-            self._unread -= len(self._chunks[0])
-            self._read(_SIGNATURE * len(self._chunks.pop(0)))
-        self._pending = []
+        self._poll(wait=True)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._chunks, self._signed, self._held = [], [], []
 
     def close(self) -> None:
         self._finalizer()

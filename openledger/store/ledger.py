@@ -454,7 +454,7 @@ class Ledger:
         signatures = None
         if helper is not None:
             try:
-                signatures = helper.collect()
+                signatures = helper.collect(signer.sign)
                 if len(signatures) != len(messages):
                     raise HelperFailed(f"{len(signatures)} signatures for {len(messages)} messages")
             except HelperFailed:
