@@ -137,13 +137,18 @@ def test_a_batch_refused_midway_leaves_nothing_behind_in_the_helper(ledger: Ledg
     with pytest.raises(BadInputError):
         ledger.append_many(signer, bad)
     helper = ledger._helper
-    assert helper is not None and len(ledger) == 0
+    assert helper is not None and not helper.idle and len(ledger) == 0
     records = ledger.append_many(signer, drafts(HELPER_THRESHOLD, 5))
-    assert ledger._helper is helper and not ledger._no_helper
+    assert ledger._helper is not None and ledger._helper is not helper and not ledger._no_helper
+    assert helper._process.poll() is not None  # the tangled one was stopped, a new one signed
     assert_whole(ledger, len(records))
 
 
-def test_a_stopped_helper_does_not_hang_the_append(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("label", [1, 6000])
+def test_a_stopped_helper_does_not_hang_the_append(ledger: Ledger, monkeypatch: pytest.MonkeyPatch,
+                                                   label: int) -> None:
+    """Waiting for its answer, and (records of 6 kB: a chunk is more than the pipe holds) for it to take a
+    chunk, both give up after the patience."""
     import signal
 
     from openledger._internal import signing
@@ -154,40 +159,120 @@ def test_a_stopped_helper_does_not_hang_the_append(ledger: Ledger, monkeypatch: 
     process = ledger._helper._process
     monkeypatch.setattr(signing, "_PATIENCE", 0.5)
     os.kill(process.pid, signal.SIGSTOP)
+    big = [Draft("feedback", {"target": f"model:iris@{i}", "label": "x" * label}) for i in range(HELPER_THRESHOLD)]
+    seen: list[int] = []
+    sent = SigningHelper._send
+
+    def spy(self: SigningHelper, data: bytes) -> None:
+        seen.append(len(data))
+        sent(self, data)
+
+    monkeypatch.setattr(SigningHelper, "_send", spy)
     try:
-        records = ledger.append_many(signer, drafts(HELPER_THRESHOLD, HELPER_THRESHOLD))
+        records = ledger.append_many(signer, big)
     finally:
         with contextlib.suppress(ProcessLookupError):  # killed and reaped already, as it should be
             os.kill(process.pid, signal.SIGCONT)
     assert ledger._no_helper and len(records) == HELPER_THRESHOLD
+    assert (seen[0] > signing._PIPE_BYTES) == (label > 1)  # the large chunk could not fit: the write waited
     assert_whole(ledger, 2 * HELPER_THRESHOLD)
 
 
-@pytest.mark.parametrize("backlog", [0, 1])
+@pytest.mark.parametrize("squeeze", ["no backlog", "a tiny pipe"])
 def test_chunks_held_back_from_a_busy_helper_are_signed_in_process(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backlog: int) -> None:
-    """A child that falls behind gets no more chunks; the parent signs those at the end. With no backlog
-    allowed, the parent signs every chunk; with one, the two share the batch. Same bytes either way."""
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, squeeze: str) -> None:
+    """A child that has enough in hand, or whose pipe may be full, gets no more chunks; the parent signs those
+    at the end. With no backlog allowed, the parent signs every chunk; with a pipe of one byte, the child gets
+    only a chunk at a time. Same bytes either way."""
     from openledger._internal import signing
 
-    monkeypatch.setattr(signing, "_BACKLOG", backlog)
+    if squeeze == "no backlog":
+        monkeypatch.setattr(signing, "_BACKLOG", 0)
+    else:
+        monkeypatch.setattr(signing, "_pipe_size", lambda fd: 1)
     shared, alone = fresh(tmp_path / "a"), fresh(tmp_path / "b")
     alone._no_helper = True
     signer = make_signer(4)
     held: list[int] = []
-    collect = SigningHelper.collect
+    in_flight: list[int] = []
+    collect, send = SigningHelper.collect, SigningHelper._send
 
-    def spy(self: SigningHelper, sign: object) -> list[bytes]:
+    def spy_collect(self: SigningHelper, sign: object) -> list[bytes]:
         held.append(len(self._held))
         return collect(self, sign)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(SigningHelper, "collect", spy)
+    def spy_send(self: SigningHelper, data: bytes) -> None:
+        in_flight.append(len(self._sent))
+        send(self, data)
+
+    monkeypatch.setattr(SigningHelper, "collect", spy_collect)
+    monkeypatch.setattr(SigningHelper, "_send", spy_send)
     records = shared.append_many(signer, drafts(HELPER_THRESHOLD + 100))
     assert [r.envelope for r in records] == [r.envelope for r in alone.append_many(signer, drafts(
         HELPER_THRESHOLD + 100))]
     chunks = -(-(HELPER_THRESHOLD + 100) // signing.CHUNK)
-    assert held == [chunks] if backlog == 0 else 0 <= held[0] < chunks
+    if squeeze == "no backlog":
+        assert held == [chunks - 1]  # all but the first, which goes when nothing is in flight
+    else:
+        assert max(in_flight) == 0  # never a second chunk in the pipe
     assert shared._helper is not None and not shared._no_helper
     assert_whole(shared, len(records))
     shared.close()
     alone.close()
+
+
+def test_descriptors_above_1023_are_no_problem(ledger: Ledger) -> None:
+    """select() refuses descriptors above 1023, which a server with many connections hands out; poll does not."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the open-file limit ({hard}) is below 1200")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200) if hard == resource.RLIM_INFINITY
+                                                 else min(max(soft, 1200), hard), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        records = ledger.append_many(make_signer(2), drafts(HELPER_THRESHOLD))
+        assert ledger._helper is not None and ledger._helper._out > 1023 and not ledger._no_helper
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert_whole(ledger, len(records))
+
+
+def test_without_fcntl_the_helper_keeps_to_a_plain_pipe(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "fcntl", None)  # as where there is no fcntl: importing it fails
+    records = ledger.append_many(make_signer(2), drafts(HELPER_THRESHOLD))
+    assert ledger._helper is not None and ledger._helper._capacity == 65536 and not ledger._no_helper
+    assert_whole(ledger, len(records))
+
+
+def test_no_helper_in_a_frozen_application(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    """There sys.executable is the application itself: it must not be started with the seed on its stdin."""
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    records = ledger.append_many(make_signer(2), drafts(HELPER_THRESHOLD))
+    assert ledger._helper is None and ledger._no_helper
+    assert_whole(ledger, len(records))
+
+
+def test_the_helper_is_in_its_own_session_and_exits_at_the_end_of_its_input_despite_a_fork(ledger: Ledger) -> None:
+    """Ctrl-C in a terminal goes to the foreground process group: not to the helper. A forked copy of the
+    parent (a worker pool, a pre-fork server) closes its copies of the helper's pipes, so the helper still
+    sees the end of its input when the parent closes the ledger, and exits by itself (code 0, not killed)."""
+    import time
+
+    ledger.append_many(make_signer(2), drafts(HELPER_THRESHOLD))
+    helper = ledger._helper
+    assert helper is not None
+    assert os.getsid(helper._process.pid) != os.getsid(0)
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(8)
+        os._exit(0)
+    try:
+        ledger.close()
+        assert helper._process.returncode == 0
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)

@@ -33,9 +33,11 @@ from nacl.signing import SigningKey
 
 CHUNK = 64  # messages per pipe write: small enough that the child starts signing early
 _BACKLOG = 3  # chunks the child may have in hand; their signatures (12 KiB) always fit in a pipe
-_PIPE_BYTES = 1 << 20  # Linux lets a pipe grow to this without privileges: a batch's writes never block
+_PIPE_BYTES = 256 * 1024  # the request pipe is grown to this where Linux allows (it counts against a per-user
+# budget of pipe memory, 64 MiB by default: a helper takes a quarter of a MiB of it, the answer pipe nothing)
+_DEFAULT_PIPE_BYTES = 65536
 _SIGNATURE = 64
-_PATIENCE = 30.0  # seconds to wait for a chunk's signatures (64 take ~2 ms)
+_PATIENCE = 30.0  # seconds to wait for the child to take a chunk or answer one (64 signatures take ~2 ms)
 
 _CHILD = r"""
 import struct, sys
@@ -67,63 +69,101 @@ class HelperFailed(Exception):  # noqa: N818 - a signal to fall back, not an err
     """The helper cannot sign this batch: sign in process instead."""
 
 
+def available() -> bool:
+    """Whether a helper can be started here: POSIX pipes and poll, and an interpreter that is Python (in a
+    frozen application ``sys.executable`` is the application, which must not be handed the seed)."""
+    return os.name == "posix" and hasattr(select, "poll") and not getattr(sys, "frozen", False) and bool(sys.executable)
+
+
+_LIVE: weakref.WeakSet[SigningHelper] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A forked copy of the parent closes its copies of every helper's pipes: the helper must see the end of
+    its input when the parent closes it or dies, whatever the copy does (a worker pool, a pre-fork server)."""
+    for helper in list(_LIVE):
+        helper._forget()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class SigningHelper:
     """One child process signing with one key, for the life of a :class:`~openledger.store.ledger.Ledger`."""
 
     def __init__(self, keyid: str, key: SigningKey) -> None:
+        if not available():
+            raise HelperFailed("no signing helper on this platform")
         self.keyid = keyid
+        self.pid = os.getpid()  # a forked child must not share the pipes
         self._verify = key.verify_key
         self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and code, no shell
             [sys.executable, "-I", "-c", _CHILD],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0,
+            start_new_session=True,  # Ctrl-C in a terminal interrupts the append, not its helper
         )
+        self._finalizer = weakref.finalize(self, _stop, self._process, self.pid)
+        _LIVE.add(self)
         assert self._process.stdin is not None and self._process.stdout is not None
         self._in, self._out = self._process.stdin.fileno(), self._process.stdout.fileno()
-        for fd in (self._in, self._out):
-            with contextlib.suppress(OSError, AttributeError):  # F_SETPIPE_SZ: Linux only; flow control still holds
-                import fcntl  # noqa: PLC0415 - not on every platform
-
-                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
-        self.pid = os.getpid()  # a forked child must not share the pipes
+        self._capacity = _pipe_size(self._in)
+        os.set_blocking(self._in, False)  # a write waits on poll, with the same patience as a read
         self._chunks: list[Sequence[bytes]] = []  # the batch's messages, in chunks
         self._signed: list[list[bytes] | None] = []  # their signatures, once known
-        self._sent: deque[int] = deque()  # chunks sent whose signatures are not read yet, oldest first
+        self._sent: deque[tuple[int, int]] = deque()  # (chunk, bytes) sent, not answered yet, oldest first
+        self._in_flight = 0  # bytes sent whose chunk is not answered: at most what the pipe holds
         self._held: list[int] = []  # chunks the parent signs itself
         self._buffer = bytearray()
-        self._finalizer = weakref.finalize(self, _stop, self._process, self.pid)
         self._send(bytes(key))
 
-    def _send(self, data: bytes) -> None:
+    @property
+    def idle(self) -> bool:
+        """Nothing of a batch is outstanding (a batch that raised midway leaves chunks behind)."""
+        return not self._chunks and not self._buffer
+
+    def _wait(self, fd: int, event: int, timeout: float) -> bool:
+        poller = select.poll()  # not select(): it refuses descriptors above 1023, which servers have
+        poller.register(fd, event)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._in, view):]
-        except OSError as exc:
+            return bool(poller.poll(timeout * 1000))
+        except (OSError, ValueError) as exc:
             raise HelperFailed(str(exc)) from None
+
+    def _send(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self._in, view):]
+            except BlockingIOError:
+                if not self._wait(self._in, select.POLLOUT, _PATIENCE):
+                    raise HelperFailed(f"the signing helper took nothing in {_PATIENCE} s") from None
+            except OSError as exc:
+                raise HelperFailed(str(exc)) from None
 
     def _poll(self, *, wait: bool) -> None:
         """File the signatures the child has written (all it owes, if ``wait``), checking each chunk's first."""
         while self._sent:
-            index = self._sent[0]
+            index, sent = self._sent[0]
             chunk = self._chunks[index]
             size = _SIGNATURE * len(chunk)
             while len(self._buffer) < size:
                 # A child that hangs (stopped, swapped out for good) must not hang the append with it.
-                try:
-                    ready = select.select([self._out], [], [], _PATIENCE if wait else 0)[0]
-                    part = os.read(self._out, 1 << 16) if ready else None
-                except OSError as exc:
-                    raise HelperFailed(str(exc)) from None
-                if part is None:
+                if not self._wait(self._out, select.POLLIN, _PATIENCE if wait else 0):
                     if wait:
                         raise HelperFailed(f"the signing helper did not answer in {_PATIENCE} s")
                     return
+                try:
+                    part = os.read(self._out, 1 << 16)
+                except OSError as exc:
+                    raise HelperFailed(str(exc)) from None
                 if not part:
                     raise HelperFailed("the signing helper stopped")
                 self._buffer += part
             data = bytes(self._buffer[:size])
             del self._buffer[:size]
             self._sent.popleft()
+            self._in_flight -= sent
             signatures = [data[i:i + _SIGNATURE] for i in range(0, size, _SIGNATURE)]
             try:
                 self._verify.verify(chunk[0], signatures[0])
@@ -141,11 +181,15 @@ class SigningHelper:
             self._chunks.append(chunk)
             self._signed.append(None)
             self._poll(wait=False)
-            if len(self._sent) >= _BACKLOG:
+            data = struct.pack(f"<I{len(chunk)}I", len(chunk), *map(len, chunk)) + b"".join(chunk)
+            # Held back when the child has enough in hand, or the pipe may not take it without waiting (the
+            # first chunk in flight goes anyway: the child is then reading).
+            if self._sent and (len(self._sent) >= _BACKLOG or self._in_flight + len(data) > self._capacity):
                 self._held.append(index)
                 continue
-            self._send(struct.pack(f"<I{len(chunk)}I", len(chunk), *map(len, chunk)) + b"".join(chunk))
-            self._sent.append(index)
+            self._send(data)
+            self._sent.append((index, len(data)))
+            self._in_flight += len(data)
 
     def collect(self, sign: Callable[[bytes], bytes]) -> list[bytes]:
         """The signatures of everything submitted since the last collect, in order: the chunks held back are
@@ -153,17 +197,18 @@ class SigningHelper:
         for index in self._held:
             self._signed[index] = [sign(message) for message in self._chunks[index]]
         self._poll(wait=True)
+        if self._buffer or self._wait(self._out, select.POLLIN, 0):
+            raise HelperFailed("the signing helper answered more than it was asked")
         signatures = [signature for chunk in self._signed if chunk is not None for signature in chunk]
-        self._reset()
+        self._chunks, self._signed, self._held = [], [], []
         return signatures
 
-    def discard(self) -> None:
-        """Drop what a batch that failed midway (bad input, an interrupt) sent and never collected."""
-        self._poll(wait=True)
-        self._reset()
-
-    def _reset(self) -> None:
-        self._chunks, self._signed, self._held = [], [], []
+    def _forget(self) -> None:
+        """In a forked copy of the parent: close this copy's pipe ends, leave the child to the parent."""
+        for stream in (self._process.stdin, self._process.stdout):
+            with contextlib.suppress(OSError):
+                if stream is not None:
+                    stream.close()
 
     def close(self) -> None:
         self._finalizer()
@@ -174,6 +219,18 @@ class SigningHelper:
             with contextlib.suppress(OSError):
                 self._process.kill()
         self._finalizer()
+
+
+def _pipe_size(fd: int) -> int:
+    """Grow the request pipe where Linux allows; what it holds now."""
+    try:
+        import fcntl  # noqa: PLC0415 - POSIX only
+
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+        return int(fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ))
+    except (ImportError, AttributeError, OSError):  # not Linux: pipes hold 64 KiB on the usual systems
+        return _DEFAULT_PIPE_BYTES
 
 
 def _stop(process: subprocess.Popen[bytes], owner: int) -> None:

@@ -422,18 +422,18 @@ class Ledger:
         if self._no_helper or not isinstance(signer, Signer):
             return None
         helper = self._helper
-        if helper is not None and (helper.keyid != signer.keyid or helper.pid != os.getpid()):
+        if helper is not None and (helper.keyid != signer.keyid or helper.pid != os.getpid() or not helper.idle):
             if helper.pid == os.getpid():
-                helper.close()
+                # another key's, or one a batch that raised midway (bad input, an interrupt) left with chunks
+                # in hand: a new helper costs ~50 ms, untangling the old one's pipe is not worth a risk
+                helper.kill()
             helper = self._helper = None
-        try:
-            if helper is None:
+        if helper is None:
+            try:
                 helper = self._helper = SigningHelper(signer.keyid, signer._key)  # the key stays in-house
-            else:
-                helper.discard()  # what a batch that raised midway left behind
-        except (OSError, ValueError, HelperFailed):  # no interpreter to start, or it stopped
-            self._drop_helper()
-            return None
+            except (OSError, ValueError, HelperFailed):  # no interpreter to start, or no helper here at all
+                self._drop_helper()
+                return None
         return helper
 
     def _sign_in_process(self, signer: RecordSigner, messages: Sequence[bytes]) -> list[bytes]:
