@@ -8,12 +8,14 @@ messages down a pipe as soon as they are built, the child signs them on the othe
 the signatures back once the batch is built. When the child falls behind (two busy vCPUs may share one
 physical core), the parent holds chunks back and signs them itself at the end, while the child finishes.
 
-The child is ``python -I -c`` with the code below (nothing from the project or the working directory is
-imported); it gets the 32-byte seed on its stdin, never in its arguments or environment, and exits when its
-stdin closes. Ed25519 signatures are deterministic, so the child's are the bytes the parent would have made;
-the parent checks the first signature of every chunk against the key before it uses any of them. Anything
-wrong with the child (it cannot start, dies, answers short or wrong) makes :meth:`SigningHelper.sign` raise
-:class:`HelperFailed`; the caller then signs in process, and the helper is not used again.
+The child is ``python -I -c`` with the code below (it imports PyNaCl, nothing from the project or the working
+directory), in a session of its own; it gets the 32-byte seed on its stdin, never in its arguments or
+environment, and exits when its stdin closes (forked copies of the parent close theirs). Ed25519 signatures
+are deterministic, so the child's are the bytes the parent would have made; the parent checks the first
+signature of every chunk against the key before it uses any of them. Anything wrong with the child (it cannot
+start, dies, takes or answers nothing for ``_PATIENCE`` seconds, answers short, long or wrong) makes
+:meth:`SigningHelper.submit` or :meth:`SigningHelper.collect` raise :class:`HelperFailed`; the caller then
+signs in process, and does not use a helper again.
 """
 
 from __future__ import annotations
