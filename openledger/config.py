@@ -62,6 +62,7 @@ _SCHEMA = {
         },
         "durability": {"enum": ["process", "fsync"]},
         "auto_pack": {"type": "integer", "minimum": 0},
+        "signing_helper": {"type": "boolean"},
         "policies": {"type": "object"},  # checked against _POLICIES when present (see _validate_policies)
         "scoring": {"type": "object"},
         "attribution": {
@@ -134,7 +135,8 @@ class LedgerConfig:
     of its emails) or ``endorsed`` (only trust roots and keys a trust root endorsed). ``durability``
     ``process`` survives a killed process; ``fsync`` also survives power loss, at a large cost per append.
     ``auto_pack``: once this many records are loose objects, the append that makes them so packs them all
-    (0: only ``openledger pack`` does).
+    (0: only ``openledger pack`` does). ``signing_helper``: batches of 1,000 or more records are signed by a
+    child process holding the key while they are built (false: in the appending process only).
     """
 
     version: int = CONFIG_VERSION
@@ -142,6 +144,7 @@ class LedgerConfig:
     trust_roots: tuple[str, ...] = ()
     durability: str = "process"
     auto_pack: int = AUTO_PACK
+    signing_helper: bool = True
     policies: dict[str, Any] = field(default_factory=dict)
     scoring: dict[str, Any] = field(default_factory=dict)
     ci: dict[str, Any] = field(default_factory=dict)
@@ -180,6 +183,7 @@ class LedgerConfig:
             trust_roots=tuple(trust.get("roots", ())),
             durability=data.get("durability", "process"),
             auto_pack=data.get("auto_pack", AUTO_PACK),
+            signing_helper=data.get("signing_helper", True),
             policies=data.get("policies") or {},
             scoring=data.get("scoring") or {},
             ci=data.get("ci") or {},
@@ -219,6 +223,9 @@ class LedgerConfig:
         if self.auto_pack != AUTO_PACK:
             lines += ["# loose objects that make the next append pack them all (0: only `openledger pack` does)",
                       f"auto_pack: {self.auto_pack}"]
+        if not self.signing_helper:
+            lines += ["# sign large batches in the appending process only, not in a helper process holding the key",
+                      "signing_helper: false"]
         if self.policies:
             lines.append(yaml.safe_dump({"policies": self.policies}, sort_keys=True).rstrip())
         if self.scoring:

@@ -276,3 +276,22 @@ def test_the_helper_is_in_its_own_session_and_exits_at_the_end_of_its_input_desp
     finally:
         os.kill(pid, 9)
         os.waitpid(pid, 0)
+
+
+def test_signing_helper_false_in_config_yaml_keeps_the_key_in_the_appending_process(repo: Path) -> None:
+    from openledger.config import LedgerConfig
+
+    ledger = Ledger.init(repo, LedgerConfig(signing_helper=False))
+    assert "signing_helper: false" in (ledger.root / "config.yaml").read_text()
+    reopened = Ledger.open(repo)
+    assert reopened.config.signing_helper is False
+    records = reopened.append_many(make_signer(2), drafts(HELPER_THRESHOLD))
+    assert reopened._helper is None
+    assert_whole(reopened, len(records))
+    reopened.close()
+    ledger.close()
+    (ledger.root / "config.yaml").write_text("version: 1\nsigning_helper: sometimes\n")
+    from openledger import ConfigError
+
+    with pytest.raises(ConfigError, match="signing_helper"):
+        Ledger.open(repo)

@@ -418,8 +418,9 @@ class Ledger:
 
     def _helper_for(self, signer: RecordSigner) -> SigningHelper | None:
         """The signing helper process for ``signer`` (started on its first large batch), or None where there
-        is none to be had: a signer whose key is not in this process, or a helper that failed once."""
-        if self._no_helper or not isinstance(signer, Signer):
+        is none to be had: ``signing_helper: false`` in config.yaml, a signer whose key is not in this process,
+        or a helper that failed once."""
+        if self._no_helper or not self.config.signing_helper or not isinstance(signer, Signer):
             return None
         helper = self._helper
         if helper is not None and (helper.keyid != signer.keyid or helper.pid != os.getpid() or not helper.idle):
